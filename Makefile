@@ -1,0 +1,58 @@
+# Every target that runs code installs first (into .venv) when needed.
+# Experiments are Sacred commands: any config value can be overridden with `python -m experiments.<name> with k=v`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+GAME ?= pong
+SEED ?= 0
+FRAMES ?=
+OUT ?=
+MODE ?= rollouts
+PRESET ?=
+
+.PHONY: install test demo data bench-data lint format clean-demo help
+
+help:
+	@echo "make demo                       small end-to-end run (fresh machine: installs first)"
+	@echo "make test                       the test suite (what CI runs)"
+	@echo "make data GAME=pong [FRAMES=n] [SEED=s] [OUT=dir] [MODE=rollouts|diverse_pairs] [PRESET=quick]"
+	@echo "make bench-data                 data generation and reading throughput table"
+	@echo "make lint                       ruff + mypy"
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	# OCAtari without its declared dependencies (see requirements.txt for why).
+	$(VENV)/bin/pip install --quiet --no-deps ocatari==2.1.0
+	touch $@
+
+test: install
+	$(PY) -m pytest -q -n 2 tests
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+data: install
+	$(PY) -m experiments.generate_data with game=$(GAME) seed=$(SEED) mode=$(MODE) \
+		$(if $(FRAMES),frames=$(FRAMES)) $(if $(OUT),out=$(OUT)) $(PRESET)
+
+bench-data: install
+	$(PY) -m bench.bench_data
+
+# The demo grows with the project; today: a small Pong dataset and a picture of its ground truth.
+demo: install
+	$(PY) -m experiments.generate_data with quick game=pong out=datasets/pong_quick
+	@echo "Ground-truth picture: the ground_truth.png of the newest run under runs/ (ls -t runs)"

@@ -1,0 +1,419 @@
+"""Seeded random-policy data generation with ground truth, in parallel, written atomically.
+
+Two modes:
+- `rollouts`: whole random-policy episodes (PermaKey trains on frames of agent rollouts, seed 002 Appendix A.2.1;
+  we use a uniform random policy because the Atari Model Zoo agents are not reachable).
+- `diverse_pairs`: Transporter's diverse pair generation (seed 000, Appendix B): random trajectories of up to 100 agent
+  steps; one frame sampled from the first half and one from the second; a buffer filled unconditionally, then, until the
+  candidate budget is spent, rounds that compare sampled buffer pairs with as many new pairs by nearest-neighbour L2
+  distance on 64x64 grey copies, keeping the more novel one, or the new one with probability 0.05. Each shard keeps its
+  own buffer (the paper had one global buffer), so shards are independent jobs and the result does not depend on the
+  number of processes. A stored pair is an "episode" of two records whose `step` fields are the true time indices.
+
+Record convention (one record per observation): `reward` is the reward of the transition into this frame (0 at
+reset), `action` the action taken in this frame (-1 on an episode's last frame), `terminated`/`truncated` mark the
+last frame.
+
+The work is cut into shards of at most `shard_frames` frames; every shard has its own seed derived from the run seed,
+its split and its index, so the dataset is a function of the config alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import multiprocessing as mp
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from data import storage
+from data.atari import FRAME_SHAPE, NATIVE_SHAPE, GroundTruth, Objects, make_env, ram_of
+from data.games import get_game
+
+MODES = ("rollouts", "diverse_pairs")
+_EPISODES_PER_SHARD = 100_000
+"""Episode ids are shard_number * this + index within the shard."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationConfig:
+    game: str
+    mode: str
+    split_frames: dict[str, int]
+    """Frames per split, e.g. {"train": 85000, "validation": 5000, "test": 5000}."""
+    seed: int
+    shard_frames: int
+    max_episode_frames: int
+    noop_max: int
+    pair_trajectory_steps: int
+    """diverse_pairs: maximum trajectory length in agent steps (100 in Appendix B)."""
+    pair_budget: float
+    """diverse_pairs: candidate pairs generated per stored pair."""
+    pair_compare: int
+    """diverse_pairs: buffer pairs compared with new pairs per replacement round."""
+    pair_replace_prob: float
+    """diverse_pairs: probability of replacing regardless of novelty (0.05 in Appendix B)."""
+
+    def __post_init__(self) -> None:
+        get_game(self.game)
+        if self.mode not in MODES:
+            raise ValueError(f"Unknown generation mode {self.mode!r}; choose one of {MODES}.")
+        unknown = set(self.split_frames) - set(storage.SPLITS)
+        if unknown:
+            raise ValueError(f"Unknown splits {sorted(unknown)}; splits are {storage.SPLITS}.")
+        if any(n < 2 for n in self.split_frames.values()):
+            raise ValueError(f"Every split needs at least 2 frames, got {self.split_frames}.")
+        if self.shard_frames < 2:
+            raise ValueError(f"shard_frames must be >= 2, got {self.shard_frames}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    split: str
+    index: int
+    """Index of the shard within its split."""
+    number: int
+    """Index of the shard within the whole dataset, which makes its episode ids unique."""
+    frames: int
+
+
+def plan_jobs(config: GenerationConfig) -> list[_Job]:
+    jobs: list[_Job] = []
+    for split in storage.SPLITS:
+        total = config.split_frames.get(split, 0)
+        num_shards = -(-total // config.shard_frames)
+        for index in range(num_shards):
+            frames = min(config.shard_frames, total - index * config.shard_frames)
+            if config.mode == "diverse_pairs":
+                frames -= frames % 2
+            if frames > 0:
+                jobs.append(_Job(split, index, len(jobs), frames))
+    return jobs
+
+
+def _job_rng(config: GenerationConfig, job: _Job) -> np.random.Generator:
+    split_id = storage.SPLITS.index(job.split)
+    return np.random.default_rng(np.random.SeedSequence([config.seed, split_id, job.index]))
+
+
+class _Recorder:
+    """Samples a uniformly random policy in one environment and reports frames with their ground truth."""
+
+    def __init__(self, config: GenerationConfig, rng: np.random.Generator):
+        game = get_game(config.game)
+        self.env = make_env(game, max_episode_frames=config.max_episode_frames, noop_max=config.noop_max)
+        self.ground_truth = GroundTruth(game)
+        self.rng = rng
+        self.num_actions = int(self.env.action_space.n)  # type: ignore[attr-defined]
+
+    def reset(self) -> tuple[np.ndarray, Objects]:
+        frame, _ = self.env.reset(seed=int(self.rng.integers(2**31)))
+        self.ground_truth.reset()
+        return frame, self.ground_truth.detect(ram_of(self.env))
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, Objects]:
+        frame, reward, terminated, truncated, _ = self.env.step(action)
+        return frame, float(reward), terminated, truncated, self.ground_truth.detect(ram_of(self.env))
+
+    def random_action(self) -> int:
+        return int(self.rng.integers(self.num_actions))
+
+
+@dataclasses.dataclass
+class _Record:
+    frame: np.ndarray
+    objects: Objects
+    action: int
+    reward: float
+    terminated: bool
+    truncated: bool
+    step: int
+
+    def encode(self, episode: int) -> bytes:
+        return storage.encode_step(
+            self.frame,
+            self.action,
+            self.reward,
+            self.terminated,
+            self.truncated,
+            episode,
+            self.step,
+            self.objects.categories,
+            self.objects.boxes,
+        )
+
+
+def _rollout_records(recorder: _Recorder, frames: int, report: Callable[[int], None]) -> list[list[_Record]]:
+    """Whole episodes, the last one cut (truncated) when the frame budget is reached."""
+    episodes: list[list[_Record]] = []
+    count = 0
+    while count < frames:
+        frame, objects = recorder.reset()
+        reward, terminated, truncated = 0.0, False, False
+        episode: list[_Record] = []
+        while True:
+            last = terminated or truncated or count + 1 == frames
+            action = -1 if last else recorder.random_action()
+            episode.append(_Record(frame, objects, action, reward, terminated, truncated or last, len(episode)))
+            count += 1
+            report(1)
+            if last:
+                break
+            frame, reward, terminated, truncated, objects = recorder.step(action)
+        episodes.append(episode)
+    return episodes
+
+
+def _trajectory_pair(recorder: _Recorder, state: dict[str, Any], steps: int) -> tuple[_Record, _Record]:
+    """One pair from a random trajectory of up to `steps` agent steps that continues the running episode."""
+    if state.get("frame") is None:
+        state["frame"], state["objects"] = recorder.reset()
+    trajectory = [_Record(state["frame"], state["objects"], -1, 0.0, False, False, 0)]
+    for t in range(steps):
+        action = recorder.random_action()
+        trajectory[-1].action = action
+        frame, reward, terminated, truncated, objects = recorder.step(action)
+        trajectory.append(_Record(frame, objects, -1, reward, terminated, truncated, t + 1))
+        if terminated or truncated:
+            state["frame"] = None
+            break
+    else:
+        state["frame"], state["objects"] = trajectory[-1].frame, trajectory[-1].objects
+    half = len(trajectory) // 2
+    first = trajectory[int(recorder.rng.integers(max(half, 1)))]
+    second = trajectory[half + int(recorder.rng.integers(len(trajectory) - half))]
+    return dataclasses.replace(first), dataclasses.replace(second, truncated=True)
+
+
+def pair_descriptor(frames: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The novelty descriptor of Appendix B: both frames as 64x64 grey copies, concatenated, in [0, 1]."""
+    grey = [cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (64, 64), interpolation=cv2.INTER_AREA) for f in frames]
+    return np.concatenate([g.ravel() for g in grey]).astype(np.float32) / 255.0
+
+
+def nearest_distances(queries: np.ndarray, buffer: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Squared L2 distance from each query to its nearest buffer row; `exclude[i]` is a row query i may not match."""
+    d = (queries**2).sum(1)[:, None] + (buffer**2).sum(1)[None, :] - 2.0 * queries @ buffer.T
+    if exclude is not None:
+        d[np.arange(len(queries)), exclude] = np.inf
+    return np.maximum(d.min(axis=1), 0.0)
+
+
+def _diverse_pair_records(
+    recorder: _Recorder, config: GenerationConfig, frames: int, report: Callable[[int], None]
+) -> list[list[_Record]]:
+    size = frames // 2
+    budget = max(int(config.pair_budget * size), size)
+    state: dict[str, Any] = {}
+    pairs = []
+    for _ in range(size):
+        pairs.append(_trajectory_pair(recorder, state, config.pair_trajectory_steps))
+        report(1)
+    descriptors = np.stack([pair_descriptor((a.frame, b.frame)) for a, b in pairs])
+    generated = size
+    while generated < budget and size > 1:
+        m = min(config.pair_compare, budget - generated, size)
+        old = recorder.rng.choice(size, m, replace=False)
+        new = [_trajectory_pair(recorder, state, config.pair_trajectory_steps) for _ in range(m)]
+        new_desc = np.stack([pair_descriptor((a.frame, b.frame)) for a, b in new])
+        old_dist = nearest_distances(descriptors[old], descriptors, exclude=old)
+        new_dist = nearest_distances(new_desc, descriptors)
+        replace = (new_dist > old_dist) | (recorder.rng.random(m) < config.pair_replace_prob)
+        for i in np.flatnonzero(replace):
+            pairs[old[i]] = new[i]
+            descriptors[old[i]] = new_desc[i]
+        generated += m
+        report(m)
+    return [list(pair) for pair in pairs]
+
+
+_progress: Any = None
+
+
+def _init_worker(counter: Any) -> None:
+    global _progress
+    _progress = counter
+
+
+def _run_job(config: GenerationConfig, job: _Job, folder: str) -> dict[str, Any]:
+    """Generates and writes one shard; returns its manifest entry."""
+    import tensorflow as tf
+
+    pending = 0
+
+    def report(n: int) -> None:
+        nonlocal pending
+        pending += n
+        if _progress is not None and pending >= 64:
+            with _progress.get_lock():
+                _progress.value += pending
+            pending = 0
+
+    recorder = _Recorder(config, _job_rng(config, job))
+    if config.mode == "rollouts":
+        episodes = _rollout_records(recorder, job.frames, report)
+    else:
+        episodes = _diverse_pair_records(recorder, config, job.frames, report)
+    report(64)
+    name = storage.shard_name(job.split, job.index)
+    final = Path(folder) / name
+    tmp = final.with_name(name + ".tmp")
+    with tf.io.TFRecordWriter(str(tmp), options="GZIP") as writer:
+        for k, episode in enumerate(episodes):
+            for record in episode:
+                writer.write(record.encode(job.number * _EPISODES_PER_SHARD + k))
+    os.replace(tmp, final)
+    entry = {
+        "file": name,
+        "frames": sum(len(e) for e in episodes),
+        "episodes": len(episodes),
+        "bytes": final.stat().st_size,
+        "sha256": storage.sha256(final),
+    }
+    storage.write_json_atomic(final.with_name(name + ".json"), entry)
+    return entry
+
+
+def _progress_total(config: GenerationConfig, jobs: list[_Job]) -> int:
+    if config.mode == "rollouts":
+        return sum(j.frames for j in jobs)
+    return sum(max(int(config.pair_budget * (j.frames // 2)), j.frames // 2) for j in jobs)
+
+
+def _load_done(partial: Path, jobs: list[_Job]) -> dict[int, dict[str, Any]]:
+    done = {}
+    for job in jobs:
+        sidecar = partial / (storage.shard_name(job.split, job.index) + ".json")
+        if sidecar.exists():
+            import json
+
+            entry = json.loads(sidecar.read_text())
+            shard = partial / entry["file"]
+            if shard.exists() and shard.stat().st_size == entry["bytes"]:
+                done[job.number] = entry
+    return done
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in ("ale-py", "ocatari", "gymnasium", "numpy", "opencv-python-headless")}
+
+
+def build_manifest(config: GenerationConfig, jobs: list[_Job], entries: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    game = get_game(config.game)
+    splits: dict[str, Any] = {}
+    for job in jobs:
+        split = splits.setdefault(job.split, {"frames": 0, "episodes": 0, "shards": []})
+        entry = entries[job.number]
+        split["frames"] += entry["frames"]
+        split["episodes"] += entry["episodes"]
+        split["shards"].append(entry)
+    return {
+        "format": storage.FORMAT,
+        "version": storage.FORMAT_VERSION,
+        "game": game.name,
+        "ale_id": game.ale_id,
+        "mode": config.mode,
+        "seed": config.seed,
+        "frame_shape": list(FRAME_SHAPE),
+        "native_shape": list(NATIVE_SHAPE),
+        "preprocessing": "ALE frameskip 4, max over last 2 frames, <=30 no-ops, no sticky actions, "
+        "210x160 -> 84x84 cv2.INTER_AREA, RGB uint8",
+        "compression": "GZIP",
+        "categories": list(GroundTruth(game).categories),
+        "moving_categories": list(game.moving_categories),
+        "generator": dataclasses.asdict(config),
+        "splits": splits,
+        "package_versions": _versions(),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def generate(config: GenerationConfig, out: str | Path, *, workers: int, progress: bool = True) -> dict[str, Any]:
+    """Writes the dataset to `out` and returns its manifest.
+
+    If `out` already holds a dataset made with the same config, it is returned as is; a different one is an error.
+    An unfinished generation of the same config in `<out>.partial` is resumed; of another config, discarded.
+    """
+    out = Path(out)
+    if (out / storage.MANIFEST).exists():
+        manifest = storage.read_manifest(out)
+        if manifest["generator"] != _jsonable(dataclasses.asdict(config)):
+            raise storage.DatasetError(
+                f"{out} already holds a dataset generated with other settings ({manifest['generator']}); "
+                "choose another OUT= or delete it."
+            )
+        return manifest
+    partial = out.with_name(out.name + ".partial")
+    config_path = partial / "generator.json"
+    if partial.exists():
+        import json
+
+        if not config_path.exists() or json.loads(config_path.read_text()) != _jsonable(dataclasses.asdict(config)):
+            shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    storage.write_json_atomic(config_path, dataclasses.asdict(config))
+
+    jobs = plan_jobs(config)
+    entries = _load_done(partial, jobs)
+    todo = [j for j in jobs if j.number not in entries]
+    entries.update(_run_jobs(config, todo, partial, workers, progress))
+
+    manifest = build_manifest(config, jobs, entries)
+    for job in jobs:
+        (partial / (storage.shard_name(job.split, job.index) + ".json")).unlink()
+    config_path.unlink()
+    storage.write_json_atomic(partial / storage.MANIFEST, manifest)
+    os.replace(partial, out)
+    return manifest
+
+
+def _jsonable(obj: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(obj))
+
+
+def _run_jobs(
+    config: GenerationConfig, jobs: list[_Job], folder: Path, workers: int, progress: bool
+) -> dict[int, dict[str, Any]]:
+    from tqdm import tqdm
+
+    if not jobs:
+        return {}
+    unit = "frames" if config.mode == "rollouts" else "pairs"
+    bar = tqdm(
+        total=_progress_total(config, jobs),
+        unit=unit,
+        desc=f"{config.game} {config.mode}",
+        disable=not progress,
+        mininterval=2.0,
+    )
+    results: dict[int, dict[str, Any]] = {}
+    if workers <= 1:
+        _init_worker(None)
+        for job in jobs:
+            results[job.number] = _run_job(config, job, str(folder))
+            bar.update(_progress_total(config, [job]))
+        bar.close()
+        return results
+    ctx = mp.get_context("spawn")
+    counter = ctx.Value("q", 0)
+    with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(counter,)) as pool:
+        pending = {job.number: pool.apply_async(_run_job, (config, job, str(folder))) for job in jobs}
+        while pending:
+            for number in [n for n, r in pending.items() if r.ready()]:
+                results[number] = pending.pop(number).get()
+            bar.update(min(counter.value, bar.total) - bar.n)
+            time.sleep(0.5)
+    bar.update(bar.total - bar.n)
+    bar.close()
+    return results

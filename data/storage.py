@@ -1,0 +1,151 @@
+"""On-disk datasets: GZIP TFRecord shards of steps plus a JSON manifest that describes them.
+
+Layout of `datasets/<game>/`:
+    manifest.json                   written last; a folder without it is not a dataset
+    train-00000.tfrecord.gz ...     shards, one per generation job, steps of whole episodes in order
+
+One record (tf.train.Example) per agent step:
+    frame              bytes   84*84*3 uint8, RGB, row-major (see data/atari.py for the preprocessing)
+    action             int64
+    reward             float   unclipped
+    terminated         int64   1 on the last step of an episode that ended in the game
+    truncated          int64   1 on the last step of an episode cut by the time limit or by the generator's budget
+    episode            int64   unique within the dataset
+    step               int64   agent-step index within the episode
+    objects/category   int64[] index into manifest["categories"]
+    objects/box        float[] (x, y, w, h) per object, native 160x210 pixels, flattened
+
+Atomicity: generation writes into `<game>.partial/`, each shard under a temporary name renamed when complete, and
+renames the folder to `<game>/` only after the manifest is written. An interrupted run leaves only `.partial`, which
+the next run with the same settings resumes, keeping the finished shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MANIFEST = "manifest.json"
+FORMAT = "atari-keypoint-frames"
+FORMAT_VERSION = 1
+SPLITS = ("train", "validation", "test")
+
+
+class DatasetError(ValueError):
+    """A dataset is missing, incomplete, corrupt or not the one the caller expects."""
+
+
+def shard_name(split: str, index: int) -> str:
+    return f"{split}-{index:05d}.tfrecord.gz"
+
+
+def encode_step(
+    frame: np.ndarray,
+    action: int,
+    reward: float,
+    terminated: bool,
+    truncated: bool,
+    episode: int,
+    step: int,
+    categories: np.ndarray,
+    boxes: np.ndarray,
+) -> bytes:
+    import tensorflow as tf
+
+    def ints(values: Any) -> tf.train.Feature:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=np.asarray(values, np.int64).ravel()))
+
+    def floats(values: Any) -> tf.train.Feature:
+        return tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(values, np.float32).ravel()))
+
+    feature = {
+        "frame": tf.train.Feature(bytes_list=tf.train.BytesList(value=[np.ascontiguousarray(frame).tobytes()])),
+        "action": ints([action]),
+        "reward": floats([reward]),
+        "terminated": ints([terminated]),
+        "truncated": ints([truncated]),
+        "episode": ints([episode]),
+        "step": ints([step]),
+        "objects/category": ints(categories),
+        "objects/box": floats(boxes),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Writes JSON so that a reader sees the old file or the new one, never a partial one."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    root = Path(root)
+    path = root / MANIFEST
+    if not path.exists():
+        if Path(str(root) + ".partial").exists() or root.name.endswith(".partial"):
+            raise DatasetError(
+                f"{root} is an unfinished generation (no {MANIFEST}); rerun the same `make data` command to resume it."
+            )
+        raise DatasetError(f"No dataset at {root} (no {MANIFEST}). Create it with `make data GAME=<game> OUT={root}`.")
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{path} is not valid JSON ({e}); regenerate the dataset.") from e
+    if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
+        raise DatasetError(
+            f"{path} has format {manifest.get('format')!r} version {manifest.get('version')!r}; "
+            f"this code reads {FORMAT!r} version {FORMAT_VERSION}. Regenerate the dataset."
+        )
+    return manifest
+
+
+def check_manifest(manifest: dict[str, Any], **expected: Any) -> None:
+    """Fails naming the first field whose value differs from the expected one (e.g. game='pong')."""
+    for key, want in expected.items():
+        if want is None:
+            continue
+        have = manifest.get(key)
+        if isinstance(have, list):
+            have = tuple(have)
+            want = tuple(want)
+        if have != want:
+            raise DatasetError(
+                f"Dataset manifest field {key!r} is {have!r} but {want!r} was expected; "
+                f"use a dataset generated for {key}={want!r}."
+            )
+
+
+def verify_shards(root: str | Path, manifest: dict[str, Any], split: str) -> list[Path]:
+    """Paths of a split's shards, after checking each one's size and checksum against the manifest."""
+    root = Path(root)
+    if split not in manifest["splits"]:
+        raise DatasetError(f"Dataset {root} has no split {split!r}; it has {sorted(manifest['splits'])}.")
+    paths = []
+    for shard in manifest["splits"][split]["shards"]:
+        path = root / shard["file"]
+        if not path.exists():
+            raise DatasetError(f"Shard {path} listed in the manifest is missing; regenerate the dataset.")
+        if path.stat().st_size != shard["bytes"] or sha256(path) != shard["sha256"]:
+            raise DatasetError(
+                f"Shard {path} is corrupt (size or checksum differs from the manifest); regenerate the dataset."
+            )
+        paths.append(path)
+    return paths
