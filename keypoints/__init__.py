@@ -1,0 +1,1 @@
+"""Keypoint bottleneck ops, the keypoint network shared by Transporter and PermaKey, and keypoint pictures."""

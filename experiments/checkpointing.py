@@ -1,0 +1,110 @@
+"""Keras callbacks shared by the keypoint-model experiments: Sacred logging, a NaN guard, and checkpoints that let an
+interrupted run resume and keep the best validation epoch.
+
+Layout of a work folder:
+  last/        tf.train.Checkpoint of the model and every optimizer after the last finished epoch (for resuming)
+  best/        the keypointer of the best validation epoch (keypointer.json + keypointer.weights.h5)
+  state.json   {"epoch": last finished epoch, "best": best validation loss, "wait": epochs since it improved}
+Every file is written under a temporary name and renamed, so an interruption never leaves a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from data.storage import write_json_atomic
+
+
+class NaNLossError(FloatingPointError):
+    pass
+
+
+class SacredLogger(keras.callbacks.Callback):
+    """log_scalar of every loss: training losses every `every` steps, all losses at each epoch's end."""
+
+    def __init__(self, run: Any, every: int):
+        super().__init__()
+        self.run, self.every, self.step = run, every, 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.step += 1
+        if logs and self.step % self.every == 0:
+            for name, value in logs.items():
+                self.run.log_scalar(f"step.{name}", float(value), self.step)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        for name, value in (logs or {}).items():
+            self.run.log_scalar(f"epoch.{name}", float(value), epoch + 1)
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stops training with a clear error at the first non-finite loss; checkpoints from earlier epochs stay."""
+
+    def __init__(self, work: Path):
+        super().__init__()
+        self.work = work
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        bad = {k: float(v) for k, v in (logs or {}).items() if not math.isfinite(float(v))}
+        if bad:
+            raise NaNLossError(
+                f"Non-finite loss at epoch {self.epoch + 1}, batch {batch + 1}: {bad}. Training stopped; the last good "
+                f"checkpoint is kept in {self.work} (lower the learning rate, or check the data for corrupt frames)."
+            )
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves the resumable state after every epoch, the best keypointer by `monitor`, and stops early after
+    `patience` epochs without improvement."""
+
+    def __init__(
+        self,
+        work: Path,
+        checkpoint: tf.train.Checkpoint,
+        save_best: Callable[[Path], None],
+        monitor: str,
+        patience: int,
+        state: dict,
+    ):
+        super().__init__()
+        self.work, self.monitor, self.patience, self.state = work, monitor, patience, state
+        self.manager = tf.train.CheckpointManager(checkpoint, str(work / "last"), max_to_keep=1)
+        self.save_best = save_best
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = float((logs or {})[self.monitor])
+        if value < self.state["best"]:
+            self.state.update(best=value, wait=0, best_epoch=epoch + 1)
+            self.save_best(self.work / "best")
+        else:
+            self.state["wait"] += 1
+        self.state["epoch"] = epoch + 1
+        self.manager.save(checkpoint_number=epoch + 1)
+        write_json_atomic(self.work / "state.json", self.state)
+        if self.state["wait"] >= self.patience:
+            self.model.stop_training = True
+
+
+def load_state(work: Path, checkpoint: tf.train.Checkpoint) -> dict:
+    """The saved training state, after restoring the last checkpoint into `checkpoint`; a fresh state if none."""
+    state_path = work / "state.json"
+    if not state_path.exists():
+        return {"epoch": 0, "best": math.inf, "wait": 0, "best_epoch": 0}
+    latest = tf.train.latest_checkpoint(str(work / "last"))
+    if latest is None:
+        raise FileNotFoundError(
+            f"{state_path} exists but {work / 'last'} holds no checkpoint; delete {work} to restart."
+        )
+    checkpoint.restore(latest).assert_existing_objects_matched()
+    return json.loads(state_path.read_text())

@@ -1,0 +1,212 @@
+"""Train PermaKey: `python -m experiments.train_permakey with game=pong [quick] [noise=vertical]`.
+
+Generates the game's dataset if it is missing, trains VAE, LSPNs and PointNet together (each on its own loss, own
+Adam), validates every epoch on the sum of all module losses, keeps the best epoch's keypointer, stops early, and
+resumes from its work folder when rerun with the same settings. The run folder receives the metrics, the pictures
+(keypoints on test frames, layer-wise error maps, VAE reconstructions) and the keypointer itself.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from data.games import get_game
+from data.readers import frames_dataset, read_episodes
+from data.visualize import grid, save_png
+from experiments.checkpointing import EpochCheckpoint, NaNGuard, SacredLogger, load_state
+from experiments.common import experiment
+from experiments.generate_data import ex as data_ex
+from experiments.generate_data import generation_config
+from keypoints.draw import draw_keypoints
+from keypoints.protocol import CONFIG_FILE, WEIGHTS_FILE
+from permakey.keypointer import PermaKeyKeypointer, build_permakey
+from permakey.model import MODULES, PermaKeyConfig
+
+ex = experiment("train_permakey")
+
+
+@ex.config
+def config():
+    game = "pong"
+    num_keypoints = get_game(game).num_keypoints  # reference.md section 3 (per-game K of the authors' configs)
+    seed = 0
+    noise = "none"  # Noisy Atari distractors: none / vertical / horizontal / both, drawn on the fly
+    # Architecture (Appendix A.2.1).
+    encoder_filters = [32, 64, 64, 128]
+    encoder_kernels = [4, 3, 3, 3]
+    encoder_strides = [1, 2, 2, 1]
+    latent_dim = 32
+    likelihood_scale = 0.1
+    norm = "batch"
+    lspn_layers = [0, 1]
+    patch = 2
+    lspn_hidden = [512, 256]
+    lspn_extra_hidden_layer = False  # the authors' code's extra first hidden layer of width 8p^2C
+    error_metric = "rmse"  # paper-era code; "mse" in the authors' later code
+    pointnet_strides = [1, 2, 2, 1]  # 21x21 heatmaps; [1, 1, 2, 1] gives the paper-era code's 42x42
+    sigma = 0.1
+    # Training (Appendix A.2.1).
+    batch_size = 32
+    epochs = 100
+    patience = 10
+    learning_rate = 2e-4
+    decay_steps = 10_000
+    decay_rate = 0.85
+    steps_per_epoch = None  # None: one pass over the training split
+    precision = "float32"  # or "mixed_bfloat16"
+    log_every = 50
+    # Data: generated with these settings when missing (the paper: 85k / 5k / 5k frames).
+    data_frames = 95_000
+    dataset = os.path.join("datasets", game)
+    work = os.path.join("work", "permakey", f"{game}-{noise}-s{seed}")
+    picture_frames = 8
+    progress = True
+
+
+@ex.named_config
+def paper():
+    """The paper's settings (the defaults, named for clarity): a GPU job."""
+    epochs = 100
+    batch_size = 32
+
+
+@ex.named_config
+def quick():
+    """Same method, CPU-sized: small data, few epochs."""
+    data_frames = 3000
+    epochs = 4
+    patience = 2
+    game = "pong"
+    dataset = os.path.join("datasets", f"{game}_quick")
+    work = os.path.join("work", "permakey", f"{game}-quick-s0")
+
+
+def model_config(c: dict) -> PermaKeyConfig:
+    return PermaKeyConfig(
+        num_keypoints=c["num_keypoints"],
+        image_shape=(84, 84, 3),
+        encoder_filters=tuple(c["encoder_filters"]),
+        encoder_kernels=tuple(c["encoder_kernels"]),
+        encoder_strides=tuple(c["encoder_strides"]),
+        latent_dim=c["latent_dim"],
+        likelihood_scale=c["likelihood_scale"],
+        norm=c["norm"],
+        lspn_layers=tuple(c["lspn_layers"]),
+        patch=c["patch"],
+        lspn_hidden=tuple(c["lspn_hidden"]),
+        lspn_extra_hidden_layer=c["lspn_extra_hidden_layer"],
+        error_metric=c["error_metric"],
+        pointnet_strides=tuple(c["pointnet_strides"]),
+        sigma=c["sigma"],
+    )
+
+
+def ensure_dataset(c: dict) -> None:
+    """Generates the dataset with the data experiment's defaults for `data_frames` frames, unless it exists."""
+    if (Path(c["dataset"]) / "manifest.json").exists():
+        return
+    data_config = {**data_ex.configurations[0]({}), "game": c["game"], "frames": c["data_frames"], "seed": c["seed"]}
+    data_config["validation_frames"] = data_config["test_frames"] = max(2, round(c["data_frames"] * 5 / 95))
+    data_config["shard_frames"] = min(5000, data_config["validation_frames"])
+    from data.generate import generate
+
+    generate(generation_config(data_config), c["dataset"], workers=os.cpu_count() or 1, progress=c["progress"])
+
+
+def optimizers(c: dict) -> dict[str, keras.optimizers.Optimizer]:
+    def adam() -> keras.optimizers.Optimizer:
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            c["learning_rate"], c["decay_steps"], c["decay_rate"], staircase=True
+        )
+        return keras.optimizers.Adam(schedule)
+
+    return {name: adam() for name in MODULES}
+
+
+def test_frames(c: dict) -> np.ndarray:
+    """`picture_frames` frames spread over the first test episode: [N, 84, 84, 3] uint8."""
+    episode = next(read_episodes(c["dataset"], "test", game=c["game"]))
+    picks = np.linspace(0, len(episode.frames) - 1, min(c["picture_frames"], len(episode.frames))).astype(int)
+    return episode.frames[picks]
+
+
+def save_pictures(keypointer: PermaKeyKeypointer, frames: np.ndarray, folder: Path) -> list[Path]:
+    """keypoints.png, error_maps.png (frame, then one map per layer, per row) and reconstructions.png."""
+    out = keypointer(frames)
+    keypoint_images = draw_keypoints(frames, out.coordinates.numpy(), scale=4)
+    maps = keypointer.error_maps(frames).numpy()
+    scale = 4
+
+    def big(image: np.ndarray) -> np.ndarray:
+        return np.kron(image, np.ones((scale, scale, 1), np.uint8))
+
+    def grey(m: np.ndarray) -> np.ndarray:
+        return big(np.repeat((m[..., None] * 255).astype(np.uint8), 3, axis=-1))
+
+    rows = [[big(f)] + [grey(maps[i, ..., j]) for j in range(maps.shape[-1])] for i, f in enumerate(frames)]
+    recon = keypointer.model.vae(tf.cast(frames, tf.float32) / 255.0, training=False)["reconstruction"].numpy()
+    recon_rows = [[big(f), big((r * 255).round().astype(np.uint8))] for f, r in zip(frames, recon, strict=True)]
+    paths = [folder / "keypoints.png", folder / "error_maps.png", folder / "reconstructions.png"]
+    save_png(str(paths[0]), grid(list(keypoint_images), columns=4))
+    save_png(str(paths[1]), grid([img for row in rows for img in row], columns=len(rows[0])))
+    save_png(str(paths[2]), grid([img for row in recon_rows for img in row], columns=4))
+    return paths
+
+
+@ex.main
+def main(_config, _run, _seed):
+    c = _config
+    keras.utils.set_random_seed(c["seed"])
+    keras.mixed_precision.set_global_policy(c["precision"])
+    config = model_config(c)
+    ensure_dataset(c)
+    read = {"batch_size": c["batch_size"], "game": get_game(c["game"]).name, "distractors": c["noise"]}
+    train = frames_dataset(c["dataset"], "train", seed=c["seed"], drop_remainder=True, **read)
+    validation = frames_dataset(c["dataset"], "validation", seed=c["seed"], shuffle=False, **read)
+    test = frames_dataset(c["dataset"], "test", seed=c["seed"], shuffle=False, **read)
+
+    model = build_permakey(config)
+    model.compile(optimizers=optimizers(c))
+    checkpoint = tf.train.Checkpoint(model=model, **model.module_optimizers)
+    work = Path(c["work"])
+    work.mkdir(parents=True, exist_ok=True)
+    state = load_state(work, checkpoint)
+    if state["epoch"]:
+        _run.info["resumed_from_epoch"] = state["epoch"]
+    callbacks = [
+        NaNGuard(work),
+        SacredLogger(_run, c["log_every"]),
+        EpochCheckpoint(work, checkpoint, PermaKeyKeypointer(model).save, "val_total_loss", c["patience"], state),
+    ]
+    if state["epoch"] < c["epochs"] and state["wait"] < c["patience"]:
+        model.fit(
+            train,
+            validation_data=validation,
+            epochs=c["epochs"],
+            initial_epoch=state["epoch"],
+            steps_per_epoch=c["steps_per_epoch"],
+            callbacks=callbacks,
+            verbose=1 if c["progress"] else 0,
+        )
+
+    best = PermaKeyKeypointer.load(work / "best")
+    best.model.compile(optimizers=optimizers(c))
+    results = best.model.evaluate(test, return_dict=True, verbose=0)
+    for name, value in results.items():
+        _run.log_scalar(f"test.{name}", float(value))
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in save_pictures(best, test_frames(c), Path(tmp)):
+            _run.add_artifact(str(path))
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        _run.add_artifact(str(work / "best" / name))
+    return {"best_epoch": state["best_epoch"], "best_val_total_loss": state["best"], **results}
+
+
+if __name__ == "__main__":
+    ex.run_commandline()

@@ -1,0 +1,123 @@
+"""Convolutional keypoint networks: the keypoint detector shared by Transporter and PermaKey."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+NORMS = ("batch", "instance", "layer", "none")
+
+
+def _normalisation(norm: str, filters: int, name: str) -> keras.layers.Layer:
+    if norm == "batch":
+        return keras.layers.BatchNormalization(name=name)
+    if norm == "instance":
+        # One group per channel: statistics over (H, W) per sample and channel.
+        return keras.layers.GroupNormalization(groups=filters, name=name)
+    return keras.layers.LayerNormalization(axis=[-3, -2, -1], name=name)
+
+
+def conv_stack(
+    filters: Sequence[int],
+    kernels: Sequence[int],
+    strides: Sequence[int],
+    norm: str,
+    name: str,
+) -> keras.Sequential:
+    """A stack of Conv2D (same padding) + normalisation + ReLU blocks, one per entry of `filters`.
+
+    Convolutions have no bias when followed by a normalisation (it would be cancelled by the centring).
+
+    Args:
+      filters, kernels, strides: per-layer output channels, square kernel sizes and strides; equal lengths.
+      norm: "batch", "instance" (GroupNormalization with one group per channel), "layer" (LayerNormalization over
+        H, W and C) or "none".
+      name: name of the Sequential; its layers are named f"{name}_conv{i}", f"{name}_norm{i}", f"{name}_relu{i}".
+    Returns:
+      A keras.Sequential mapping [B, H, W, C] to [B, H / prod(strides), W / prod(strides), filters[-1]] (rounded up).
+    """
+    if norm not in NORMS:
+        raise ValueError(f"Unknown norm {norm!r}; choose one of {NORMS}.")
+    if not len(filters) == len(kernels) == len(strides):
+        raise ValueError(
+            f"filters, kernels and strides must have the same length, got {len(filters)}, {len(kernels)}, "
+            f"{len(strides)}."
+        )
+    layers: list[keras.layers.Layer] = []
+    for i, (channels, kernel, stride) in enumerate(zip(filters, kernels, strides, strict=True)):
+        layers.append(
+            keras.layers.Conv2D(
+                int(channels),
+                int(kernel),
+                strides=int(stride),
+                padding="same",
+                use_bias=norm == "none",
+                name=f"{name}_conv{i}",
+            )
+        )
+        if norm != "none":
+            layers.append(_normalisation(norm, int(channels), f"{name}_norm{i}"))
+        layers.append(keras.layers.ReLU(name=f"{name}_relu{i}"))
+    return keras.Sequential(layers, name=name)
+
+
+@keras.saving.register_keras_serializable(package="keypoints")
+class KeyNet(keras.layers.Layer):
+    """Keypoint detector: a conv_stack followed by a linear 1x1 convolution to one map per keypoint.
+
+    The same module is Transporter's KeyNet (Psi) and the backbone of PermaKey's PointNet; reduce its maps to
+    coordinates with `keypoints.ops.maps_to_keypoints`.
+    """
+
+    def __init__(
+        self,
+        num_keypoints: int,
+        filters: Sequence[int],
+        kernels: Sequence[int],
+        strides: Sequence[int],
+        norm: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if num_keypoints < 1:
+            raise ValueError(f"num_keypoints must be >= 1, got {num_keypoints}.")
+        self.num_keypoints = int(num_keypoints)
+        self.filters = [int(f) for f in filters]
+        self.kernels = [int(k) for k in kernels]
+        self.strides = [int(s) for s in strides]
+        self.norm = norm
+        self.features = conv_stack(self.filters, self.kernels, self.strides, norm, name=f"{self.name}_features")
+        self.head = keras.layers.Conv2D(self.num_keypoints, 1, name=f"{self.name}_maps")
+
+    def build(self, input_shape: Any) -> None:
+        self.features.build(input_shape)
+        self.head.build(self.features.compute_output_shape(input_shape))
+        self.built = True
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
+        return tuple(self.head.compute_output_shape(self.features.compute_output_shape(input_shape)))
+
+    def call(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Keypoint maps of a batch of images.
+
+        Args:
+          images: [B, H, W, C] float images.
+          training: batch-normalisation mode.
+        Returns:
+          [B, h, w, K] unnormalised maps (logits), h = H / prod(strides), w likewise (rounded up).
+        """
+        return self.head(self.features(images, training=training))
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            num_keypoints=self.num_keypoints,
+            filters=list(self.filters),
+            kernels=list(self.kernels),
+            strides=list(self.strides),
+            norm=self.norm,
+        )
+        return config

@@ -1,0 +1,178 @@
+"""The PermaKey model: VAE, layer-wise LSPNs and PointNet trained at once, each only on its own loss (seed 002,
+section 2 and Appendix A.2.1).
+
+No gradient flows between modules (the paper: "We do not backpropagate gradients between modules"): the LSPNs see the
+encoder's activations and PointNet the error maps through stop_gradient. Each module has its own optimizer and
+learning-rate schedule (the authors' code shared one Adam across modules, which advanced its schedule 4x too fast).
+Validation reports every module's loss and their sum, the quantity early stopping watches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from permakey.lspn import ERROR_METRICS, LSPN, error_map, prediction_loss, stack_error_maps
+from permakey.pointnet import PointNet, reconstruction_loss
+from permakey.vae import VAE, negative_elbo
+
+MODULES = ("vae", "lspn", "pointnet")
+
+
+@dataclasses.dataclass(frozen=True)
+class PermaKeyConfig:
+    num_keypoints: int
+    image_shape: tuple[int, int, int]
+    encoder_filters: tuple[int, ...]
+    encoder_kernels: tuple[int, ...]
+    encoder_strides: tuple[int, ...]
+    latent_dim: int
+    likelihood_scale: float
+    norm: str
+    lspn_layers: tuple[int, ...]
+    patch: int
+    lspn_hidden: tuple[int, ...]
+    lspn_extra_hidden_layer: bool
+    error_metric: str
+    pointnet_strides: tuple[int, ...]
+    """PointNet uses the encoder's filters and kernels; strides [1, 2, 2, 1] (the paper: "the same encoder
+    architecture") give 21x21 heatmaps, [1, 1, 2, 1] the paper-era code's 42x42."""
+    sigma: float
+
+    def __post_init__(self) -> None:
+        if self.num_keypoints < 1:
+            raise ValueError(f"num_keypoints (K) must be >= 1, got {self.num_keypoints}.")
+        n = len(self.encoder_filters)
+        if not (len(self.encoder_kernels) == len(self.encoder_strides) == len(self.pointnet_strides) == n):
+            raise ValueError(
+                "encoder_filters, encoder_kernels, encoder_strides and pointnet_strides need equal length."
+            )
+        if not self.lspn_layers or any(not 0 <= layer < n for layer in self.lspn_layers):
+            raise ValueError(
+                f"lspn_layers {list(self.lspn_layers)} must name encoder layers; the encoder has layers 0..{n - 1}."
+            )
+        for layer, size in zip(self.lspn_layers, self.layer_sizes(), strict=True):
+            if size[0] % self.patch or size[1] % self.patch:
+                raise ValueError(f"Encoder layer {layer} maps are {size}, not divisible by patch {self.patch}.")
+        if self.error_metric not in ERROR_METRICS:
+            raise ValueError(f"error_metric must be one of {ERROR_METRICS}, got {self.error_metric!r}.")
+        if self.sigma <= 0:
+            raise ValueError(f"sigma must be > 0, got {self.sigma}.")
+
+    def layer_sizes(self) -> list[tuple[int, int]]:
+        """Spatial sizes of the chosen encoder layers' maps."""
+        sizes, h, w = [], self.image_shape[0], self.image_shape[1]
+        for stride in self.encoder_strides:
+            h, w = -(-h // stride), -(-w // stride)
+            sizes.append((h, w))
+        return [sizes[layer] for layer in self.lspn_layers]
+
+
+class PermaKey(keras.Model):
+    """call(frames [B, 84, 84, 3] float in [0, 1]) -> dict with the VAE outputs, `error_maps` [B, 84, 84, M] in [0, 1],
+    `lspn` (prediction, target) pairs, and PointNet's `keypoints` [B, K, 2], `heatmaps` [B, h, w, K] and
+    `reconstruction`.
+
+    Train with `compile(optimizers={"vae": ..., "lspn": ..., "pointnet": ...})` and `fit(frames_dataset)`.
+    """
+
+    def __init__(self, config: PermaKeyConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        c = config
+        self.vae = VAE(
+            c.encoder_filters, c.encoder_kernels, c.encoder_strides, c.latent_dim, c.norm, c.image_shape, name="vae"
+        )
+        self.lspns = [
+            LSPN(c.encoder_filters[layer], c.patch, c.lspn_hidden, c.lspn_extra_hidden_layer, name=f"lspn_{layer}")
+            for layer in c.lspn_layers
+        ]
+        self.pointnet = PointNet(
+            c.num_keypoints,
+            len(c.lspn_layers),
+            c.encoder_filters,
+            c.encoder_kernels,
+            c.pointnet_strides,
+            c.sigma,
+            c.norm,
+            name="pointnet",
+        )
+        self.trackers = {name: keras.metrics.Mean(name=f"{name}_loss") for name in (*MODULES, "total")}
+        self.module_optimizers: dict[str, keras.optimizers.Optimizer] = {}
+
+    def compile(self, optimizers: dict[str, keras.optimizers.Optimizer], **kwargs) -> None:  # type: ignore[override]
+        if set(optimizers) != set(MODULES):
+            raise ValueError(f"Need one optimizer per module {MODULES}, got {sorted(optimizers)}.")
+        super().compile(**kwargs)
+        self.module_optimizers = optimizers
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return list(self.trackers.values())
+
+    def check_frames(self, frames: tf.Tensor) -> None:
+        want = tuple(self.config.image_shape)
+        if tuple(frames.shape[1:]) != want:
+            raise ValueError(f"PermaKey expects frames [B, {', '.join(map(str, want))}], got {list(frames.shape)}.")
+
+    def call(self, frames: tf.Tensor, training: bool = False) -> dict:
+        self.check_frames(frames)
+        out = self.vae(frames, training=training)
+        pairs = [
+            lspn(out["activations"][layer]) for lspn, layer in zip(self.lspns, self.config.lspn_layers, strict=True)
+        ]
+        maps = [error_map(p, t, self.config.error_metric) for p, t in pairs]
+        error_maps = stack_error_maps(maps, self.config.image_shape[:2])
+        return {**out, "lspn": pairs, "error_maps": error_maps, **self._pointnet(error_maps, training)}
+
+    def _pointnet(self, error_maps: tf.Tensor, training: bool) -> dict:
+        out = self.pointnet(error_maps, training=training)
+        return {
+            "keypoints": out["keypoints"],
+            "heatmaps": out["heatmaps"],
+            "pointnet_reconstruction": out["reconstruction"],
+        }
+
+    def module_losses(self, frames: tf.Tensor, out: dict) -> dict[str, tf.Tensor]:
+        """Each module's own loss (float32 scalars): VAE -ELBO per pixel, summed LSPN MSEs, PointNet MSE."""
+        return {
+            "vae": negative_elbo(frames, out["reconstruction"], out["loc"], out["scale"], self.config.likelihood_scale),
+            "lspn": tf.add_n([prediction_loss(p, t) for p, t in out["lspn"]]),
+            "pointnet": reconstruction_loss(out["pointnet_reconstruction"], out["error_maps"]),
+        }
+
+    def module_variables(self) -> dict[str, list[tf.Variable]]:
+        return {
+            "vae": self.vae.trainable_variables,
+            "lspn": [v for lspn in self.lspns for v in lspn.trainable_variables],
+            "pointnet": self.pointnet.trainable_variables,
+        }
+
+    def _record(self, losses: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        for name, value in losses.items():
+            self.trackers[name].update_state(value)
+        return {f"{name}_loss": tracker.result() for name, tracker in self.trackers.items()}
+
+    def train_step(self, frames: tf.Tensor) -> dict[str, tf.Tensor]:
+        # One tape over the sum is enough: stop_gradient between modules makes d(total)/d(module) equal to
+        # d(module's own loss)/d(module).
+        with tf.GradientTape() as tape:
+            losses = self.module_losses(frames, self(frames, training=True))
+            total = tf.add_n(list(losses.values()))
+        variables = self.module_variables()
+        flat = [v for name in MODULES for v in variables[name]]
+        gradients = tape.gradient(total, flat)
+        start = 0
+        for name in MODULES:
+            count = len(variables[name])
+            self.module_optimizers[name].apply_gradients(
+                zip(gradients[start : start + count], variables[name], strict=True)
+            )
+            start += count
+        return self._record({**losses, "total": total})
+
+    def test_step(self, frames: tf.Tensor) -> dict[str, tf.Tensor]:
+        losses = self.module_losses(frames, self(frames, training=False))
+        return self._record({**losses, "total": tf.add_n(list(losses.values()))})

@@ -1,0 +1,42 @@
+import numpy as np
+import tensorflow as tf
+
+from permakey.lspn import NEIGHBOUR_OFFSETS, error_map, neighbours, stack_error_maps, to_cells
+
+
+def test_neighbours_in_documented_order_with_zeros_at_borders():
+    cells = tf.reshape(tf.range(1, 10, dtype=tf.float32), [1, 3, 3, 1])  # 1 2 3 / 4 5 6 / 7 8 9
+    n = neighbours(cells).numpy()[0, ..., :]
+    assert n.shape == (3, 3, 8)
+    np.testing.assert_array_equal(n[1, 1], [1, 2, 3, 4, 6, 7, 8, 9])  # NW N NE W E SW S SE
+    np.testing.assert_array_equal(n[0, 0], [0, 0, 0, 0, 2, 0, 4, 5])
+    np.testing.assert_array_equal(n[2, 2], [5, 6, 0, 8, 0, 0, 0, 0])
+    assert NEIGHBOUR_OFFSETS[0] == (-1, -1) and NEIGHBOUR_OFFSETS[-1] == (1, 1)
+
+
+def test_neighbours_concatenate_whole_cells():
+    cells = tf.reshape(tf.range(2 * 2 * 3, dtype=tf.float32), [1, 2, 2, 3])
+    n = neighbours(cells).numpy()[0, 0, 0]  # top-left cell: only E (index 4), S (6), SE (7) exist
+    np.testing.assert_array_equal(n[4 * 3 : 5 * 3], cells.numpy()[0, 0, 1])
+    np.testing.assert_array_equal(n[6 * 3 : 7 * 3], cells.numpy()[0, 1, 0])
+    np.testing.assert_array_equal(n[7 * 3 : 8 * 3], cells.numpy()[0, 1, 1])
+    assert not n[: 4 * 3].any()
+
+
+def test_cells_are_non_overlapping_patches():
+    features = tf.reshape(tf.range(16, dtype=tf.float32), [1, 4, 4, 1])
+    cells = to_cells(features, 2).numpy()
+    assert cells.shape == (1, 2, 2, 4)
+    np.testing.assert_array_equal(cells[0, 0, 0], [0, 1, 4, 5])
+    np.testing.assert_array_equal(cells[0, 1, 1], [10, 11, 14, 15])
+
+
+def test_error_maps_are_normalised_and_mark_the_unpredictable_cell():
+    target = tf.ones([2, 6, 6, 4])
+    prediction = tf.tensor_scatter_nd_update(target, [[0, 2, 3], [1, 5, 0]], tf.zeros([2, 4]))
+    for metric in ("rmse", "mse"):
+        maps = stack_error_maps([error_map(prediction, target, metric)], (12, 12)).numpy()
+        assert maps.shape == (2, 12, 12, 1)
+        assert maps.min() >= 0.0 and maps.max() <= 1.0
+        assert maps[0, 4:6, 6:8, 0].min() == 1.0 and maps[0, :4].max() == 0.0  # nearest resize of cell (2, 3)
+        assert maps[1, 10:12, 0:2, 0].min() == 1.0

@@ -1,0 +1,129 @@
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from permakey.keypointer import PermaKeyKeypointer, build_permakey
+from permakey.model import MODULES
+from tests.permakey.conftest import tiny_config
+
+
+def _frames(seed=0, n=4):
+    rng = np.random.default_rng(seed)
+    frames = np.zeros((n, 84, 84, 3), np.float32)
+    for i in range(n):  # a few bright squares on a dark background: something to find
+        for _ in range(3):
+            y, x = rng.integers(0, 76, 2)
+            frames[i, y : y + 8, x : x + 8] = rng.random(3)
+    return tf.constant(frames)
+
+
+def _compiled(config, lr=1e-3):
+    model = build_permakey(config)
+    model.compile(optimizers={name: keras.optimizers.Adam(lr) for name in MODULES})
+    return model
+
+
+def test_outputs_have_the_documented_shapes(config):
+    out = build_permakey(config)(_frames())
+    assert out["keypoints"].shape == (4, 3, 2)
+    assert out["heatmaps"].shape == (4, 21, 21, 3)
+    assert out["error_maps"].shape == (4, 84, 84, 2)
+    assert out["reconstruction"].shape == (4, 84, 84, 3)
+    keypoints = out["keypoints"].numpy()
+    assert (np.abs(keypoints) <= 1).all()
+    maps = out["error_maps"].numpy()
+    assert maps.min() >= 0 and maps.max() <= 1
+
+
+def test_heatmaps_of_the_paper_era_variant_are_42x42():
+    out = build_permakey(tiny_config(pointnet_strides=(1, 1, 2, 1)))(_frames())
+    assert out["heatmaps"].shape == (4, 42, 42, 3) and out["pointnet_reconstruction"].shape == (4, 84, 84, 2)
+
+
+def test_no_module_receives_gradient_from_another_modules_loss(config):
+    model = build_permakey(config)
+    frames = _frames()
+    with tf.GradientTape(persistent=True) as tape:
+        losses = model.module_losses(frames, model(frames, training=True))
+    variables = model.module_variables()
+    for loss_name in MODULES:
+        for module in MODULES:
+            grads = tape.gradient(losses[loss_name], variables[module])
+            if module == loss_name:
+                assert any(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads)
+            else:
+                assert all(g is None for g in grads), f"{loss_name} loss reaches {module}"
+
+
+def test_every_loss_goes_down_on_tiny_data(config):
+    model = _compiled(config)
+    frames = _frames()
+    step = tf.function(model.train_step)
+    first = {k: float(v) for k, v in step(frames).items()}
+    for _ in range(30):
+        for tracker in model.metrics:
+            tracker.reset_state()
+        last = {k: float(v) for k, v in step(frames).items()}
+    for name in MODULES:
+        assert last[f"{name}_loss"] < first[f"{name}_loss"], (name, first, last)
+
+
+def test_eager_and_compiled_steps_agree(config):
+    eager, compiled = _compiled(config), _compiled(config)
+    compiled.set_weights(eager.get_weights())
+    frames = _frames()
+    a = eager.train_step(frames)
+    b = tf.function(compiled.train_step)(frames)
+    for name in a:
+        np.testing.assert_allclose(float(a[name]), float(b[name]), rtol=1e-4)
+    for va, vb in zip(eager.weights, compiled.weights, strict=True):
+        np.testing.assert_allclose(va.numpy(), vb.numpy(), rtol=1e-3, atol=1e-5)
+
+
+def test_save_then_load_gives_identical_keypoints(config, tmp_path):
+    model = _compiled(config)
+    model.train_step(_frames())
+    keypointer = PermaKeyKeypointer(model)
+    keypointer.save(tmp_path / "kp")
+    loaded = PermaKeyKeypointer.load(tmp_path / "kp")
+    frames = _frames(seed=1)
+    a, b = keypointer(frames), loaded(frames)
+    np.testing.assert_array_equal(a.coordinates.numpy(), b.coordinates.numpy())
+    np.testing.assert_array_equal(a.heatmaps.numpy(), b.heatmaps.numpy())
+    assert a.features.shape == (4, 21, 21, 8) and a.heatmaps.shape == (4, 21, 21, 3)
+
+
+def test_keypointer_accepts_uint8_and_rejects_bad_frames(config):
+    keypointer = PermaKeyKeypointer(build_permakey(config))
+    frames = (_frames().numpy() * 255).astype(np.uint8)
+    np.testing.assert_allclose(
+        keypointer(frames).coordinates.numpy(), keypointer(frames / 255.0).coordinates.numpy(), atol=1e-5
+    )
+    with pytest.raises(ValueError, match=r"\[B, 84, 84, 3\]"):
+        keypointer(np.zeros((2, 64, 64, 3), np.float32))
+    with pytest.raises(ValueError, match="divide uint8 frames by 255"):
+        keypointer(frames.astype(np.float32))
+
+
+def test_model_rejects_wrong_frame_shape(config):
+    with pytest.raises(ValueError, match=r"\[B, 84, 84, 3\]"):
+        build_permakey(config)(tf.zeros([1, 84, 84, 1]))
+
+
+def test_bad_configs_are_refused(config):
+    with pytest.raises(ValueError, match="K"):
+        dataclasses.replace(config, num_keypoints=0)
+    with pytest.raises(ValueError, match="encoder has layers 0..3"):
+        dataclasses.replace(config, lspn_layers=(0, 4))
+    with pytest.raises(ValueError, match="error_metric"):
+        dataclasses.replace(config, error_metric="mae")
+    with pytest.raises(ValueError, match="sigma"):
+        dataclasses.replace(config, sigma=0.0)
+
+
+def test_missing_keypointer_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nothing")):
+        PermaKeyKeypointer.load(tmp_path / "nothing")
