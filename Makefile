@@ -14,13 +14,15 @@ OUT ?=
 MODE ?= rollouts
 PRESET ?=
 
-.PHONY: install test demo data bench-data lint format clean-demo help
+.PHONY: install test demo data bench-data lint format help train-permakey bench-permakey
 
 help:
 	@echo "make demo                       small end-to-end run (fresh machine: installs first)"
 	@echo "make test                       the test suite (what CI runs)"
 	@echo "make data GAME=pong [FRAMES=n] [SEED=s] [OUT=dir] [MODE=rollouts|diverse_pairs] [PRESET=quick]"
+	@echo "make train-permakey GAME=pong [PRESET=quick] [NOISE=vertical]   train PermaKey, record the run"
 	@echo "make bench-data                 data generation and reading throughput table"
+	@echo "make bench-permakey             PermaKey training/inference throughput, float32 vs bfloat16"
 	@echo "make lint                       ruff + mypy"
 
 install: $(STAMP)
@@ -52,7 +54,15 @@ data: install
 bench-data: install
 	$(PY) -m bench.bench_data
 
-# The demo grows with the project; today: a small Pong dataset and a picture of its ground truth.
+# The demo grows with the project; today: a small Pong dataset with a picture of its ground truth, then a quick
+# PermaKey run on it (about 20 minutes on a 2-core CPU) whose run folder holds keypoints.png.
 demo: install
 	$(PY) -m experiments.generate_data with quick game=pong out=datasets/pong_quick
-	@echo "Ground-truth picture: the ground_truth.png of the newest run under runs/ (ls -t runs)"
+	$(PY) -m experiments.train_permakey with quick game=pong
+	@echo "Pictures: ground_truth.png, keypoints.png, error_maps.png, reconstructions.png in the newest runs/ folders"
+
+train-permakey: install
+	$(PY) -m experiments.train_permakey with game=$(GAME) seed=$(SEED) $(PRESET) $(if $(NOISE),noise=$(NOISE))
+
+bench-permakey: install
+	$(PY) -m bench.bench_permakey

@@ -42,3 +42,68 @@ def test_unknown_game_fails_the_run_with_the_supported_list(tmp_path):
     ex.observers[:] = []
     with pytest.raises(ValueError, match="Supported games: .*ms_pacman"):
         ex.run(config_updates={"game": "tetris", "out": str(tmp_path / "x"), "workers": 1, "progress": False})
+
+
+TINY_PERMAKEY = {
+    "encoder_filters": [4, 8, 8, 8],
+    "latent_dim": 4,
+    "lspn_hidden": [16, 8],
+    "batch_size": 4,
+    "steps_per_epoch": 2,
+    "log_every": 1,
+    "picture_frames": 4,
+    "progress": False,
+}
+
+
+def _permakey_run(tmp_path, dataset, **changes):
+    from experiments import train_permakey
+
+    ex = train_permakey.ex
+    ex.observers[:] = [FileStorageObserver(str(tmp_path / "runs"))]
+    config = {**TINY_PERMAKEY, "dataset": str(dataset), "work": str(tmp_path / "work"), **changes}
+    return ex.run(config_updates=config)
+
+
+def test_train_permakey_records_metrics_pictures_and_a_reloadable_keypointer(tmp_path, pong_dataset):
+    from permakey.keypointer import PermaKeyKeypointer
+
+    run = _permakey_run(tmp_path, pong_dataset, epochs=1)
+    assert run.status == "COMPLETED"
+    folder = tmp_path / "runs" / str(run._id)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for name in ("epoch.val_total_loss", "epoch.vae_loss", "epoch.lspn_loss", "epoch.pointnet_loss", "test.total_loss"):
+        assert name in metrics, name
+    for picture in ("keypoints.png", "error_maps.png", "reconstructions.png"):
+        assert (folder / picture).stat().st_size > 1000
+    keypointer = PermaKeyKeypointer.load(folder)
+    assert keypointer(np.zeros((1, 84, 84, 3), np.uint8)).coordinates.shape == (1, 3, 2)
+
+
+def test_train_permakey_resumes_from_the_last_epoch(tmp_path, pong_dataset):
+    first = _permakey_run(tmp_path, pong_dataset, epochs=1)
+    state = json.loads((tmp_path / "work" / "state.json").read_text())
+    assert state["epoch"] == 1
+    second = _permakey_run(tmp_path, pong_dataset, epochs=2)
+    assert second.info["resumed_from_epoch"] == 1
+    assert json.loads((tmp_path / "work" / "state.json").read_text())["epoch"] == 2
+    metrics = json.loads((tmp_path / "runs" / str(second._id) / "metrics.json").read_text())
+    assert metrics["epoch.total_loss"]["steps"] == [2]  # only the new epoch was trained
+    assert first.status == second.status == "COMPLETED"
+
+
+def test_train_permakey_missing_dataset_says_how_to_make_it(tmp_path):
+    from data.storage import DatasetError
+
+    with pytest.raises(DatasetError, match="make data"):
+        _permakey_run(tmp_path, tmp_path / "absent", epochs=1, generate_missing=False)
+
+
+def test_nan_guard_stops_with_a_clear_message(tmp_path):
+    from experiments.checkpointing import NaNGuard, NaNLossError
+
+    guard = NaNGuard(tmp_path)
+    guard.on_epoch_begin(2)
+    guard.on_train_batch_end(0, {"total_loss": 1.0})
+    with pytest.raises(NaNLossError, match=f"epoch 3, batch 5.*{tmp_path}"):
+        guard.on_train_batch_end(4, {"total_loss": float("nan")})
