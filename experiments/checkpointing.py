@@ -96,9 +96,23 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def load_state(work: Path, checkpoint: tf.train.Checkpoint) -> dict:
-    """The saved training state, after restoring the last checkpoint into `checkpoint`; a fresh state if none."""
-    state_path = work / "state.json"
+def load_state(work: Path, checkpoint: tf.train.Checkpoint, settings: dict) -> dict:
+    """The saved training state, after restoring the last checkpoint into `checkpoint`; a fresh state if none.
+
+    `settings` (JSON-able) describe what is trained; a work folder that holds a run of other settings is refused, so a
+    changed config never silently resumes someone else's weights.
+    """
+    state_path, settings_path = work / "state.json", work / "settings.json"
+    if settings_path.exists():
+        saved = json.loads(settings_path.read_text())
+        changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+        if changed:
+            raise ValueError(
+                f"{work} holds a run with other settings ({', '.join(changed)} differ); resume it with the same "
+                "settings, or choose another work=... folder (or delete this one) to start afresh."
+            )
+    else:
+        write_json_atomic(settings_path, settings)
     if not state_path.exists():
         return {"epoch": 0, "best": math.inf, "wait": 0, "best_epoch": 0}
     latest = tf.train.latest_checkpoint(str(work / "last"))

@@ -8,6 +8,7 @@ resumes from its work folder when rerun with the same settings. The run folder r
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -58,7 +59,7 @@ def config():
     decay_steps = 10_000
     decay_rate = 0.85
     steps_per_epoch = None  # None: one pass over the training split
-    precision = "float32"  # or "mixed_bfloat16"
+    precision = "float32"  # or "mixed_bfloat16": 0.15x the speed on CPUs without AMX (bench/bench_permakey.py)
     log_every = 50
     preset = "paper"
     # Data: generated with these settings when missing (the paper: 85k / 5k / 5k frames).
@@ -78,14 +79,14 @@ def paper():
 
 @ex.named_config
 def quick():
-    """Same method and architecture, CPU-sized (under 20 minutes on 2 cores): 3,000 frames, 4 epochs, batch 16 for
-    more updates in the same compute, bfloat16 compute (bench/bench_permakey.py: about 2x faster, same losses)."""
+    """Same method and architecture, CPU-sized (under 20 minutes on 2 cores at ~6 training images/s in float32):
+    3,000 frames, 3 epochs of 100 steps, batch 16 for more updates in the same compute."""
     preset = "quick"
     data_frames = 3000
-    epochs = 4
+    epochs = 3
+    steps_per_epoch = 100
     patience = 2
     batch_size = 16
-    precision = "mixed_bfloat16"
 
 
 def model_config(c: dict) -> PermaKeyConfig:
@@ -173,6 +174,8 @@ def main(_config, _run, _seed):
     ensure_dataset(c)
     read = {"batch_size": c["batch_size"], "game": get_game(c["game"]).name, "distractors": c["noise"]}
     train = frames_dataset(c["dataset"], "train", seed=c["seed"], drop_remainder=True, **read)
+    if c["steps_per_epoch"]:
+        train = train.repeat()  # epochs of a fixed number of steps run on through the shuffled stream
     validation = frames_dataset(c["dataset"], "validation", seed=c["seed"], shuffle=False, **read)
     test = frames_dataset(c["dataset"], "test", seed=c["seed"], shuffle=False, **read)
 
@@ -181,7 +184,8 @@ def main(_config, _run, _seed):
     checkpoint = tf.train.Checkpoint(model=model, **model.module_optimizers)
     work = Path(c["work"])
     work.mkdir(parents=True, exist_ok=True)
-    state = load_state(work, checkpoint)
+    trained = {k: v for k, v in c.items() if k not in ("epochs", "patience", "progress", "log_every", "picture_frames")}
+    state = load_state(work, checkpoint, json.loads(json.dumps(trained)))
     if state["epoch"]:
         _run.info["resumed_from_epoch"] = state["epoch"]
     callbacks = [

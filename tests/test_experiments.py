@@ -92,6 +92,12 @@ def test_train_permakey_resumes_from_the_last_epoch(tmp_path, pong_dataset):
     assert first.status == second.status == "COMPLETED"
 
 
+def test_train_permakey_refuses_to_resume_other_settings(tmp_path, pong_dataset):
+    _permakey_run(tmp_path, pong_dataset, epochs=1)
+    with pytest.raises(ValueError, match="other settings.*lspn_hidden"):
+        _permakey_run(tmp_path, pong_dataset, epochs=2, lspn_hidden=[8, 8])
+
+
 def test_train_permakey_missing_dataset_says_how_to_make_it(tmp_path):
     from data.storage import DatasetError
 
