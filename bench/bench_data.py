@@ -20,35 +20,25 @@ from pathlib import Path
 import numpy as np
 
 
-def raw_ale_steps_per_second(ale_id: str, steps: int) -> float:
+def steps_per_second(env, steps: int) -> float:
+    """Agent steps/s of `env` under a seeded uniformly random policy, resetting at episode ends."""
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        *_, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - start)
+
+
+def raw_ale_env(ale_id: str):
+    """ALE alone: frame skip 4 inside the emulator loop, no max-pooling, no resize, no ground truth."""
     import ale_py
     import gymnasium as gym
 
     gym.register_envs(ale_py)
-    env = gym.make(ale_id, frameskip=4, repeat_action_probability=0.0)
-    env.reset(seed=0)
-    rng = np.random.default_rng(0)
-    start = time.perf_counter()
-    for _ in range(steps):
-        *_, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))  # type: ignore[attr-defined]
-        if terminated or truncated:
-            env.reset()
-    return steps / (time.perf_counter() - start)
-
-
-def env_steps_per_second(game_name: str, steps: int) -> float:
-    from data.atari import make_env
-    from data.games import get_game
-
-    env = make_env(get_game(game_name))
-    env.reset(seed=0)
-    rng = np.random.default_rng(0)
-    start = time.perf_counter()
-    for _ in range(steps):
-        *_, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))  # type: ignore[attr-defined]
-        if terminated or truncated:
-            env.reset()
-    return steps / (time.perf_counter() - start)
+    return gym.make(ale_id, frameskip=4, repeat_action_probability=0.0)
 
 
 def _warm(_: int) -> None:
@@ -97,6 +87,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=2000, help="frames per process and measurement")
     args = parser.parse_args()
 
+    from data.atari import make_env
     from data.games import get_game
     from data.generate import GenerationConfig, generate
 
@@ -117,8 +108,8 @@ def main() -> None:
             pair_replace_prob=0.05,
         )
         with tempfile.TemporaryDirectory() as tmp:
-            raw = raw_ale_steps_per_second(game.ale_id, args.frames)
-            ours = env_steps_per_second(name, args.frames)
+            raw = steps_per_second(raw_ale_env(game.ale_id), args.frames)
+            ours = steps_per_second(make_env(game), args.frames)
             one = generation_frames_per_second(config, Path(tmp), 1)
             two = generation_frames_per_second(config, Path(tmp), 2)
             root = Path(tmp) / "dataset"

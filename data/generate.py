@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import multiprocessing as mp
 import os
 import shutil
@@ -292,8 +293,6 @@ def _load_done(partial: Path, jobs: list[_Job]) -> dict[int, dict[str, Any]]:
     for job in jobs:
         sidecar = partial / (storage.shard_name(job.split, job.index) + ".json")
         if sidecar.exists():
-            import json
-
             entry = json.loads(sidecar.read_text())
             shard = partial / entry["file"]
             if shard.exists() and shard.stat().st_size == entry["bytes"]:
@@ -355,8 +354,6 @@ def generate(config: GenerationConfig, out: str | Path, *, workers: int, progres
     partial = out.with_name(out.name + ".partial")
     config_path = partial / "generator.json"
     if partial.exists():
-        import json
-
         if not config_path.exists() or json.loads(config_path.read_text()) != _jsonable(dataclasses.asdict(config)):
             shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
@@ -377,8 +374,6 @@ def generate(config: GenerationConfig, out: str | Path, *, workers: int, progres
 
 
 def _jsonable(obj: Any) -> Any:
-    import json
-
     return json.loads(json.dumps(obj))
 
 
