@@ -46,3 +46,20 @@ def test_ground_truth_boxes_sit_on_bright_paddle_pixels():
     inside = frame[y0:y1, x0:x1].astype(int)
     background = frame[45, 40].astype(int)  # Pong's brown field, away from paddles
     assert np.abs(inside - background).sum(-1).max() > 60
+
+
+def test_ram_inner_observations_give_the_same_frames_as_gymnasiums_plain_composition():
+    game = get_game("pong")
+    runs = []
+    for inner in ("ram", "rgb"):
+        env = make_env(game, inner_observations=inner)
+        frames = [env.reset(seed=3)[0]]
+        rng = np.random.default_rng(3)
+        for _ in range(300):
+            frame, reward, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+            frames.append(frame)
+            if terminated or truncated:
+                frames.append(env.reset()[0])
+        runs.append(np.stack(frames))
+    assert runs[0].shape == (len(runs[0]), 84, 84, 3)
+    np.testing.assert_array_equal(runs[0], runs[1])
