@@ -15,7 +15,6 @@ import tensorflow as tf
 
 from keypoints.ops import keypoints_to_maps, maps_to_keypoints
 from keypoints.protocol import CONFIG_FILE, WEIGHTS_FILE, KeypointOutput, as_frames
-from permakey.lspn import error_map, stack_error_maps
 from permakey.model import PermaKey, PermaKeyConfig
 
 
@@ -34,11 +33,7 @@ class PermaKeyKeypointer:
 
     def _error_maps(self, frames: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
         activations = self.model.vae.encoder(frames, training=False)
-        maps = []
-        for lspn, layer in zip(self.model.lspns, self.config.lspn_layers, strict=True):
-            prediction, target = lspn(activations[layer])
-            maps.append(error_map(prediction, target, self.config.error_metric))
-        return stack_error_maps(maps, self.config.image_shape[:2]), activations
+        return self.model.predict_errors(activations)[1], activations
 
     def _forward(self, frames: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         maps, activations = self._error_maps(frames)

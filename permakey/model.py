@@ -120,12 +120,14 @@ class PermaKey(keras.Model):
     def call(self, frames: tf.Tensor, training: bool = False) -> dict:
         self.check_frames(frames)
         out = self.vae(frames, training=training)
-        pairs = [
-            lspn(out["activations"][layer]) for lspn, layer in zip(self.lspns, self.config.lspn_layers, strict=True)
-        ]
-        maps = [error_map(p, t, self.config.error_metric) for p, t in pairs]
-        error_maps = stack_error_maps(maps, self.config.image_shape[:2])
+        pairs, error_maps = self.predict_errors(out["activations"])
         return {**out, "lspn": pairs, "error_maps": error_maps, **self._pointnet(error_maps, training)}
+
+    def predict_errors(self, activations: list[tf.Tensor]) -> tuple[list[tuple[tf.Tensor, tf.Tensor]], tf.Tensor]:
+        """The LSPNs' (prediction, target) cells per chosen encoder layer and the stacked error maps [B, 84, 84, M]."""
+        pairs = [lspn(activations[layer]) for lspn, layer in zip(self.lspns, self.config.lspn_layers, strict=True)]
+        maps = [error_map(p, t, self.config.error_metric) for p, t in pairs]
+        return pairs, stack_error_maps(maps, self.config.image_shape[:2])
 
     def _pointnet(self, error_maps: tf.Tensor, training: bool) -> dict:
         out = self.pointnet(error_maps, training=training)
