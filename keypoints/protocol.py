@@ -11,7 +11,12 @@ A keypointer is frozen: a pure function of the frame. It saves to, and loads fro
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -30,6 +35,12 @@ class KeypointOutput:
 class Keypointer(Protocol):
     kind: str
     num_keypoints: int
+
+    @property
+    def geometry(self) -> tuple[int, tuple[float, float]]:
+        """(keypoint grid size, (scale, offset)) with grid cell i centred at frame pixel scale * i + offset; evaluation
+        maps keypoints to frame pixels with it (keypoints.metrics.grid_to_frame)."""
+        ...
 
     def __call__(self, frames: tf.Tensor | np.ndarray) -> KeypointOutput: ...
 
@@ -50,3 +61,34 @@ def as_frames(frames: tf.Tensor | np.ndarray, shape: tuple[int, int, int]) -> tf
                 "(or pass them as uint8)."
             )
     return frames
+
+
+def write_keypointer(directory: str | Path, kind: str, config: dict, save_weights: Callable[[str], None]) -> None:
+    """Writes keypointer.json ({"kind", "config"}) and the weights (`save_weights(path)`) into `directory`, each
+    under a temporary name renamed into place, so an interruption never leaves a half-written file."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        save_weights(os.path.join(tmp, WEIGHTS_FILE))
+        with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
+            json.dump({"kind": kind, "config": config}, f, indent=2)
+        os.replace(os.path.join(tmp, WEIGHTS_FILE), directory / WEIGHTS_FILE)
+        os.replace(os.path.join(tmp, CONFIG_FILE), directory / CONFIG_FILE)
+
+
+def read_keypointer(directory: str | Path, kind: str | None = None) -> tuple[str, dict[str, Any], Path]:
+    """(kind, config with lists turned into tuples, weights path) of a saved keypointer; clear errors when the folder
+    holds none, or one of another kind than `kind`."""
+    directory = Path(directory)
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    for path in (config_path, weights_path):
+        if not path.exists():
+            raise FileNotFoundError(
+                f"No keypointer at {directory}: {path} is missing. Pass a folder written by a keypoint-model run "
+                "(`make train-permakey` or `make train-transporter`: its run folder under runs/, or its work/.../best)."
+            )
+    saved = json.loads(config_path.read_text())
+    if kind is not None and saved.get("kind") != kind:
+        raise ValueError(f"{config_path} holds a {saved.get('kind')!r} keypointer, not {kind!r}.")
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items()}
+    return saved["kind"], config, weights_path

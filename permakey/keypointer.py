@@ -4,17 +4,14 @@ encoder features on the heatmaps' grid. Only the inference path runs (VAE encode
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from keypoints.metrics import receptive_field
 from keypoints.ops import keypoints_to_maps, maps_to_keypoints
-from keypoints.protocol import CONFIG_FILE, WEIGHTS_FILE, KeypointOutput, as_frames
+from keypoints.protocol import KeypointOutput, as_frames, read_keypointer, write_keypointer
 from permakey.model import PermaKey, PermaKeyConfig
 
 
@@ -26,6 +23,16 @@ class PermaKeyKeypointer:
         self.config = model.config
         self.num_keypoints = model.config.num_keypoints
         self._infer = tf.function(self._forward, reduce_retracing=True)
+
+    @property
+    def geometry(self) -> tuple[int, tuple[float, float]]:
+        """(keypoint grid size, (scale, offset)): grid cell i has its receptive-field centre at frame pixel
+        scale * i + offset (keypoints.metrics.receptive_field of PointNet's KeyNet)."""
+        c = self.config
+        grid = c.image_shape[0]
+        for s in c.pointnet_strides:
+            grid = -(-grid // s)
+        return grid, receptive_field(c.image_shape[0], c.encoder_kernels, c.pointnet_strides)
 
     def error_maps(self, frames: tf.Tensor | np.ndarray) -> tf.Tensor:
         """[B, 84, 84, M] normalised error maps of the chosen encoder layers, in [0, 1]."""
@@ -51,32 +58,13 @@ class PermaKeyKeypointer:
 
     def save(self, directory: str | Path) -> None:
         """Writes keypointer.json and the weights into `directory`, replacing both at once (never half-written)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=directory) as tmp:
-            self.model.save_weights(os.path.join(tmp, WEIGHTS_FILE))
-            with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
-                json.dump({"kind": self.kind, "config": dataclasses.asdict(self.config)}, f, indent=2)
-            os.replace(os.path.join(tmp, WEIGHTS_FILE), directory / WEIGHTS_FILE)
-            os.replace(os.path.join(tmp, CONFIG_FILE), directory / CONFIG_FILE)
+        write_keypointer(directory, self.kind, dataclasses.asdict(self.config), self.model.save_weights)
 
     @classmethod
     def load(cls, directory: str | Path) -> PermaKeyKeypointer:
-        directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        for path in (config_path, weights_path):
-            if not path.exists():
-                raise FileNotFoundError(
-                    f"No keypointer at {directory}: {path} is missing. Pass a folder written by "
-                    "`make train-permakey` (its run folder under runs/, or its checkpoint folder)."
-                )
-        saved = json.loads(config_path.read_text())
-        if saved.get("kind") != cls.kind:
-            raise ValueError(f"{config_path} holds a {saved.get('kind')!r} keypointer, not {cls.kind!r}.")
-        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items()}
-        config = PermaKeyConfig(**fields)
-        model = build_permakey(config)
-        model.load_weights(str(weights_path))
+        _, fields, weights = read_keypointer(directory, cls.kind)
+        model = build_permakey(PermaKeyConfig(**fields))
+        model.load_weights(str(weights))
         return cls(model)
 
 
