@@ -13,16 +13,22 @@ FRAMES ?=
 OUT ?=
 MODE ?= rollouts
 PRESET ?=
+MODEL ?= transporter
+ARCH ?=
 
-.PHONY: install test demo data bench-data lint format help train-permakey bench-permakey
+.PHONY: install test demo data bench-data lint format help train-permakey bench-permakey train-transporter \
+	bench-transporter eval-keypoints
 
 help:
 	@echo "make demo                       small end-to-end run (fresh machine: installs first)"
 	@echo "make test                       the test suite (what CI runs)"
 	@echo "make data GAME=pong [FRAMES=n] [SEED=s] [OUT=dir] [MODE=rollouts|diverse_pairs] [PRESET=quick]"
 	@echo "make train-permakey GAME=pong [PRESET=quick] [NOISE=vertical]   train PermaKey, record the run"
+	@echo "make train-transporter GAME=pong [MODEL=transporter|imm] [ARCH=paper|pkey_reimpl] [PRESET=quick] [NOISE=...]"
+	@echo "make eval-keypoints GAME=pong RUNS=9,10 [REPORT=docs/x.md]   tracking precision/recall vs ground truth"
 	@echo "make bench-data                 data generation and reading throughput table"
 	@echo "make bench-permakey             PermaKey training/inference throughput, float32 vs bfloat16"
+	@echo "make bench-transporter          Transporter/IMM training/inference throughput, both architectures"
 	@echo "make lint                       ruff + mypy"
 
 install: $(STAMP)
@@ -54,15 +60,28 @@ data: install
 bench-data: install
 	$(PY) -m bench.bench_data
 
-# The demo grows with the project; today: a small Pong dataset with a picture of its ground truth, then a quick
-# PermaKey run on it (about 20 minutes on a 2-core CPU) whose run folder holds keypoints.png.
+# The demo grows with the project; today: a small Pong dataset with a picture of its ground truth, then quick
+# PermaKey and Transporter runs on it (about 20 and 12 minutes on a 2-core CPU) whose run folders hold the pictures.
 demo: install
 	$(PY) -m experiments.generate_data with quick game=pong out=datasets/pong_quick
 	$(PY) -m experiments.train_permakey with quick game=pong
-	@echo "Pictures: ground_truth.png, keypoints.png, error_maps.png, reconstructions.png in the newest runs/ folders"
+	$(PY) -m experiments.train_transporter with quick game=pong
+	@echo "Pictures (ground_truth.png, keypoints.png, error_maps.png, reconstructions.png, transport_energy.png) are in"
+	@echo "the newest runs/ folders."
 
 train-permakey: install
 	$(PY) -m experiments.train_permakey with game=$(GAME) seed=$(SEED) $(PRESET) $(if $(NOISE),noise=$(NOISE))
 
 bench-permakey: install
 	$(PY) -m bench.bench_permakey
+
+train-transporter: install
+	$(PY) -m experiments.train_transporter with game=$(GAME) seed=$(SEED) model=$(MODEL) $(PRESET) \
+		$(if $(ARCH),architecture=$(ARCH)) $(if $(NOISE),noise=$(NOISE))
+
+bench-transporter: install
+	$(PY) -m bench.bench_transporter
+
+eval-keypoints: install
+	@test -n "$(RUNS)" || { echo "Give the keypointer runs to evaluate: make eval-keypoints GAME=pong RUNS=9,10"; exit 2; }
+	$(PY) -m experiments.eval_keypoints with game=$(GAME) 'runs=[$(RUNS)]' $(if $(REPORT),report=$(REPORT))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +30,7 @@ def config():
     validation_frames = max(2, round(frames * 5 / 95))
     test_frames = max(2, round(frames * 5 / 95))
     seed = 0
-    out = os.path.join("datasets", game if mode == "rollouts" else f"{game}_pairs")
+    out = os.path.join("datasets", get_game(game).name if mode == "rollouts" else f"{get_game(game).name}_pairs")
     workers = os.cpu_count() or 1
     shard_frames = 5000
     max_episode_frames = 108_000
@@ -73,6 +74,30 @@ def ground_truth_picture(root: str, manifest: dict, path: str, count: int = 16) 
     keep = np.isin(manifest["categories"], manifest["moving_categories"])
     picks = np.linspace(0, len(episode.frames) - 1, min(count, len(episode.frames))).astype(int)
     save_png(path, grid([draw_objects(episode.frames[i], episode.objects[i], keep) for i in picks], columns=4))
+
+
+def ensure_dataset(dataset: str, game: str, frames: int, seed: int, generate_missing: bool, progress: bool) -> None:
+    """Runs this experiment (a run of its own under runs/) when `dataset` is missing and generation is on; the
+    keypoint-model experiments call it before reading."""
+    if (Path(dataset) / "manifest.json").exists() or not generate_missing:
+        return
+    ex.run(
+        config_updates={
+            "game": game,
+            "frames": frames,
+            "seed": seed,
+            "out": dataset,
+            "shard_frames": min(5000, frames // 3),
+            "progress": progress,
+        }
+    )
+
+
+def picture_frames(dataset: str, game: str, count: int) -> np.ndarray:
+    """`count` frames spread over the first test episode: [N, 84, 84, 3] uint8 (for pictures)."""
+    episode = next(read_episodes(dataset, "test", game=game))
+    picks = np.linspace(0, len(episode.frames) - 1, min(count, len(episode.frames))).astype(int)
+    return episode.frames[picks]
 
 
 @ex.main

@@ -1,0 +1,246 @@
+"""Train Transporter or the IMM baseline: `python -m experiments.train_transporter with game=pong [quick] [imm]`.
+
+Generates the game's dataset if it is missing (the same rollouts PermaKey trains on), trains on frame pairs 1-20 steps
+apart within an episode, validates every epoch, keeps the best epoch's keypointer, stops early, and resumes from its
+work folder when rerun with the same settings. The run folder receives the metrics, the pictures (reconstructions next
+to their targets, keypoints drawn on frame pairs, the transported feature energy) and the keypointer itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from data.games import get_game
+from data.readers import pairs_dataset, read_episodes
+from data.visualize import grid, save_png
+from experiments.checkpointing import EpochCheckpoint, NaNGuard, SacredLogger, load_state
+from experiments.common import experiment
+from experiments.generate_data import ensure_dataset
+from keypoints.draw import draw_keypoints
+from keypoints.protocol import CONFIG_FILE, WEIGHTS_FILE
+from transporter.keypointer import TransporterKeypointer
+from transporter.model import TransporterConfig, build_transporter
+
+ex = experiment("train_transporter")
+
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    # Seed 000, Appendix A: six Conv-BN-ReLU layers, 7x7 first, filters doubling every two layers, 128x128 -> 32x32.
+    "paper": {
+        "input_size": 128,
+        "filters": [32, 32, 64, 64, 128, 128],
+        "kernels": [7, 3, 3, 3, 3, 3],
+        "strides": [1, 1, 2, 1, 2, 1],
+    },
+    # PermaKey's re-implementation (seed 002, Appendix A.2.2): 84x84 -> 42x42x32.
+    "pkey_reimpl": {"input_size": 84, "filters": [16, 16, 32, 32], "kernels": [3, 3, 3, 3], "strides": [1, 1, 2, 1]},
+}
+
+
+def architecture_spec(name: str) -> dict:
+    if name not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {name!r}; choose one of {sorted(ARCHITECTURES)}.")
+    return ARCHITECTURES[name]
+
+
+@ex.config
+def config():
+    game = "pong"
+    model = "transporter"  # or "imm" (Jakab et al. baseline)
+    num_keypoints = get_game(game).num_keypoints  # Transporter's rule: the maximum number of moving entities
+    seed = 0
+    noise = "none"  # Noisy Atari distractors: none / vertical / horizontal / both, drawn on the fly
+    architecture = "paper"  # or "pkey_reimpl"; the four entries below default to the named architecture's
+    input_size = architecture_spec(architecture)["input_size"]
+    filters = architecture_spec(architecture)["filters"]
+    kernels = architecture_spec(architecture)["kernels"]
+    strides = architecture_spec(architecture)["strides"]
+    norm = "batch"  # batch / instance / layer (the official code notes layer/instance norm are more stable)
+    sigma = 0.1
+    transport = "features"  # or "pixels" (Appendix D)
+    # Training (Appendix A): Adam 1e-3, x0.95 every 1e5 steps, batch 64.
+    batch_size = 64
+    learning_rate = 1e-3
+    decay_steps = 100_000
+    decay_rate = 0.95
+    epochs = 100
+    patience = 10
+    steps_per_epoch = None  # None: one pass over the training pairs
+    min_offset = 1
+    max_offset = 20
+    precision = "float32"
+    log_every = 50
+    preset = "paper"
+    data_frames = 95_000
+    generate_missing = True
+    dataset = os.path.join("datasets", get_game(game).name if preset == "paper" else f"{get_game(game).name}_{preset}")
+    work = os.path.join("work", model, f"{get_game(game).name}-{preset}-{architecture}-{noise}-s{seed}")
+    picture_frames = 8
+    picture_offset = 5  # steps between the frames of a picture pair
+    progress = True
+
+
+@ex.named_config
+def paper():
+    """The paper's settings (the defaults, named for clarity): a GPU job."""
+    preset = "paper"
+
+
+@ex.named_config
+def pkey_reimpl():
+    """PermaKey's Transporter re-implementation (seed 002, Appendix A.2.2): 84x84, Adam 2e-4 x0.9 every 30k steps,
+    early stopping after 5 epochs."""
+    architecture = "pkey_reimpl"
+    learning_rate = 2e-4
+    decay_steps = 30_000
+    decay_rate = 0.9
+    patience = 5
+
+
+@ex.named_config
+def imm():
+    """The Jakab et al. conditional-generation baseline on the same Phi and Psi."""
+    model = "imm"
+
+
+@ex.named_config
+def quick():
+    """Same method, CPU-sized: the 3,000-frame dataset PermaKey's quick preset uses, the 84x84 architecture of
+    PermaKey's re-implementation (the paper's 128x128 network is ~7x the compute), batch 32, 4 epochs of 150 steps at
+    the paper's learning rate."""
+    preset = "quick"
+    architecture = "pkey_reimpl"
+    data_frames = 3000
+    batch_size = 32
+    epochs = 4
+    steps_per_epoch = 150
+    patience = 2
+
+
+def model_config(c: dict) -> TransporterConfig:
+    return TransporterConfig(
+        model=c["model"],
+        num_keypoints=c["num_keypoints"],
+        image_shape=(84, 84, 3),
+        input_size=c["input_size"],
+        filters=tuple(c["filters"]),
+        kernels=tuple(c["kernels"]),
+        strides=tuple(c["strides"]),
+        norm=c["norm"],
+        sigma=c["sigma"],
+        transport=c["transport"],
+    )
+
+
+def optimizer(c: dict) -> keras.optimizers.Optimizer:
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        c["learning_rate"], c["decay_steps"], c["decay_rate"], staircase=True
+    )
+    return keras.optimizers.Adam(schedule)
+
+
+def picture_pairs(dataset: str, game: str, count: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """`count` (source, target) uint8 frame pairs `offset` steps apart, spread over the first test episode."""
+    episode = next(read_episodes(dataset, "test", game=game))
+    last = len(episode.frames) - 1
+    picks = np.linspace(0, max(last - offset, 0), min(count, len(episode.frames))).astype(int)
+    return episode.frames[picks], episode.frames[np.minimum(picks + offset, last)]
+
+
+def save_pictures(
+    keypointer: TransporterKeypointer, source: np.ndarray, target: np.ndarray, folder: Path
+) -> list[Path]:
+    """reconstructions.png (source, target, reconstruction per row), keypoints.png (source and target with their
+    keypoints) and transport_energy.png (sum over channels of the squared transported features, per pair)."""
+    scale = 4
+    out = keypointer.model((tf.cast(source, tf.float32) / 255.0, tf.cast(target, tf.float32) / 255.0))
+
+    def big(image: np.ndarray) -> np.ndarray:
+        return np.kron(image, np.ones((scale * 84 // image.shape[0], scale * 84 // image.shape[1], 1), np.uint8))
+
+    def to_uint8(image: np.ndarray) -> np.ndarray:
+        return (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+    recon = to_uint8(out["reconstruction"].numpy())
+    energy = tf.reduce_sum(tf.square(tf.cast(out["transported"], tf.float32)), axis=-1).numpy()
+    energy = energy / np.maximum(energy.max(axis=(1, 2), keepdims=True), 1e-12)
+    energy_rgb = np.repeat(to_uint8(energy)[..., None], 3, axis=-1)
+    energy_rgb = np.stack([tf.image.resize(e, (84, 84), method="nearest").numpy() for e in energy_rgb])
+    source_kp = draw_keypoints(source, out["source_keypoints"].numpy(), scale=scale)
+    target_kp = draw_keypoints(target, out["target_keypoints"].numpy(), scale=scale)
+    paths = [folder / "reconstructions.png", folder / "keypoints.png", folder / "transport_energy.png"]
+    save_png(str(paths[0]), grid([big(i) for row in zip(source, target, recon, strict=True) for i in row], columns=3))
+    save_png(str(paths[1]), grid([i for row in zip(source_kp, target_kp, strict=True) for i in row], columns=4))
+    save_png(str(paths[2]), grid([big(i) for row in zip(target, energy_rgb, strict=True) for i in row], columns=4))
+    return paths
+
+
+@ex.main
+def main(_config, _run, _seed):
+    c = _config
+    keras.utils.set_random_seed(c["seed"])
+    keras.mixed_precision.set_global_policy(c["precision"])
+    config = model_config(c)
+    ensure_dataset(c["dataset"], c["game"], c["data_frames"], c["seed"], c["generate_missing"], c["progress"])
+    read = {
+        "batch_size": c["batch_size"],
+        "game": get_game(c["game"]).name,
+        "distractors": c["noise"],
+        "min_offset": c["min_offset"],
+        "max_offset": c["max_offset"],
+    }
+    train = pairs_dataset(c["dataset"], "train", seed=c["seed"], drop_remainder=True, **read)
+    if c["steps_per_epoch"]:
+        train = train.repeat()
+    validation = pairs_dataset(c["dataset"], "validation", seed=c["seed"], shuffle=False, **read)
+    test = pairs_dataset(c["dataset"], "test", seed=c["seed"], shuffle=False, **read)
+
+    model = build_transporter(config)
+    model.compile(optimizer=optimizer(c))
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    work = Path(c["work"])
+    work.mkdir(parents=True, exist_ok=True)
+    untrained = ("epochs", "patience", "progress", "log_every", "picture_frames", "picture_offset")
+    trained = {k: v for k, v in c.items() if k not in untrained}
+    state = load_state(work, checkpoint, json.loads(json.dumps(trained)))
+    if state["epoch"]:
+        _run.info["resumed_from_epoch"] = state["epoch"]
+    callbacks = [
+        NaNGuard(work),
+        SacredLogger(_run, c["log_every"]),
+        EpochCheckpoint(work, checkpoint, TransporterKeypointer(model).save, "val_loss", c["patience"], state),
+    ]
+    if state["epoch"] < c["epochs"] and state["wait"] < c["patience"]:
+        model.fit(
+            train,
+            validation_data=validation,
+            epochs=c["epochs"],
+            initial_epoch=state["epoch"],
+            steps_per_epoch=c["steps_per_epoch"],
+            callbacks=callbacks,
+            verbose=1 if c["progress"] else 0,
+        )
+
+    best = TransporterKeypointer.load(work / "best")
+    best.model.compile(optimizer=optimizer(c))
+    results = best.model.evaluate(test, return_dict=True, verbose=0)
+    for name, value in results.items():
+        _run.log_scalar(f"test.{name}", float(value))
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs = picture_pairs(c["dataset"], c["game"], c["picture_frames"], c["picture_offset"])
+        for path in save_pictures(best, *pairs, Path(tmp)):
+            _run.add_artifact(str(path))
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        _run.add_artifact(str(work / "best" / name))
+    return {"best_epoch": state["best_epoch"], "best_val_loss": state["best"], **results}
+
+
+if __name__ == "__main__":
+    ex.run_commandline()
