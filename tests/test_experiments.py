@@ -113,3 +113,100 @@ def test_nan_guard_stops_with_a_clear_message(tmp_path):
     guard.on_train_batch_end(0, {"total_loss": 1.0})
     with pytest.raises(NaNLossError, match=f"epoch 3, batch 5.*{tmp_path}"):
         guard.on_train_batch_end(4, {"total_loss": float("nan")})
+
+
+TINY_TRANSPORTER = {
+    "architecture": "pkey_reimpl",
+    "filters": [4, 4, 8, 8],
+    "batch_size": 4,
+    "steps_per_epoch": 2,
+    "log_every": 1,
+    "picture_frames": 3,
+    "progress": False,
+}
+
+
+def _transporter_run(tmp_path, dataset, **changes):
+    from experiments import train_transporter
+
+    ex = train_transporter.ex
+    ex.observers[:] = [FileStorageObserver(str(tmp_path / "runs"))]
+    config = {**TINY_TRANSPORTER, "dataset": str(dataset), "work": str(tmp_path / "work"), **changes}
+    return ex.run(config_updates=config)
+
+
+@pytest.mark.parametrize("model", ["transporter", "imm"])
+def test_train_transporter_records_metrics_pictures_and_a_reloadable_keypointer(tmp_path, pong_dataset, model):
+    from transporter.keypointer import TransporterKeypointer
+
+    run = _transporter_run(tmp_path, pong_dataset, epochs=1, model=model)
+    assert run.status == "COMPLETED"
+    folder = tmp_path / "runs" / str(run._id)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for name in ("epoch.loss", "epoch.val_loss", "step.loss", "test.loss"):
+        assert name in metrics, name
+    for picture in ("reconstructions.png", "keypoints.png", "transport_energy.png"):
+        assert (folder / picture).stat().st_size > 1000
+    keypointer = TransporterKeypointer.load(folder)
+    assert keypointer.config.model == model
+    assert keypointer(np.zeros((1, 84, 84, 3), np.uint8)).coordinates.shape == (1, 3, 2)
+
+
+def test_train_transporter_resumes_and_refuses_other_settings(tmp_path, pong_dataset):
+    _transporter_run(tmp_path, pong_dataset, epochs=1)
+    second = _transporter_run(tmp_path, pong_dataset, epochs=2)
+    assert second.info["resumed_from_epoch"] == 1
+    metrics = json.loads((tmp_path / "runs" / str(second._id) / "metrics.json").read_text())
+    assert metrics["epoch.loss"]["steps"] == [2]
+    with pytest.raises(ValueError, match="other settings.*sigma"):
+        _transporter_run(tmp_path, pong_dataset, epochs=3, sigma=0.2)
+
+
+def test_train_transporter_unknown_architecture_lists_the_known_ones(tmp_path, pong_dataset):
+    with pytest.raises(ValueError, match="paper.*pkey_reimpl"):
+        _transporter_run(tmp_path, pong_dataset, epochs=1, architecture="resnet")
+
+
+def _eval_run(tmp_path, dataset, runs, **changes):
+    from experiments import eval_keypoints
+
+    ex = eval_keypoints.ex
+    ex.observers[:] = [FileStorageObserver(str(tmp_path / "eval_runs"))]
+    config = {
+        "runs": runs,
+        "dataset": str(dataset),
+        "frames": 30,
+        "lengths": [1, 5, 10, 50],
+        "noise": ["none", "vertical"],
+        "gif_frames": 4,
+        "generate_missing": False,
+        "progress": False,
+        **changes,
+    }
+    return ex.run(config_updates=config)
+
+
+def test_eval_keypoints_records_tables_figure_gif_and_report(tmp_path, pong_dataset):
+    trained = _transporter_run(tmp_path, pong_dataset, epochs=1)
+    folder = str(tmp_path / "runs" / str(trained._id))
+    report = tmp_path / "docs" / "quality.md"
+    run = _eval_run(tmp_path, pong_dataset, [folder], labels=["tiny"], report=str(report))
+    assert run.status == "COMPLETED"
+    out = tmp_path / "eval_runs" / str(run._id)
+    for name in ("tracking.png", "tracking.csv", "summary.csv", "tracking.md", f"episode_{trained._id}.gif"):
+        assert (out / name).stat().st_size > 100, name
+    table = (out / "tracking.csv").read_text().splitlines()
+    assert table[0] == "model,noise,length,precision,recall,windows"
+    assert len(table) == 1 + 2 * 4
+    assert "| tiny | vertical |" in report.read_text()
+    assert 0.0 <= run.result["tiny/none/precision@1"] <= 1.0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "tiny.none.collapsed_fraction" in metrics
+
+
+def test_eval_keypoints_unknown_run_id_is_named(tmp_path, pong_dataset, monkeypatch):
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    with pytest.raises(FileNotFoundError, match="Unknown run id 999"):
+        _eval_run(tmp_path, pong_dataset, [999])
+    with pytest.raises(ValueError, match="No keypointers given"):
+        _eval_run(tmp_path, pong_dataset, [])

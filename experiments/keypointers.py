@@ -1,0 +1,36 @@
+"""Finding and loading saved keypointers of any kind: a run id, a run folder, or a work/.../best folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from keypoints.protocol import Keypointer, read_keypointer
+from permakey.keypointer import PermaKeyKeypointer
+from transporter.keypointer import TransporterKeypointer
+
+KINDS: dict[str, Any] = {"permakey": PermaKeyKeypointer, "transporter": TransporterKeypointer}
+
+
+def keypointer_folder(run: str | int, runs_dir: str | None = None) -> Path:
+    """A run id ("12") names runs/12 (or RUNS_DIR/12); anything else is taken as a folder path."""
+    text = str(run).strip()
+    if text.isdigit():
+        folder = Path(runs_dir or os.environ.get("RUNS_DIR") or "runs") / text
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"Unknown run id {text}: {folder} does not exist. List the runs with `ls {folder.parent}`, or pass a "
+                "keypointer folder path."
+            )
+        return folder
+    return Path(text)
+
+
+def load_keypointer(run: str | int, runs_dir: str | None = None) -> Keypointer:
+    """The keypointer saved in a run (by id or folder), whatever its kind."""
+    folder = keypointer_folder(run, runs_dir)
+    kind, _, _ = read_keypointer(folder)
+    if kind not in KINDS:
+        raise ValueError(f"{folder} holds a keypointer of unknown kind {kind!r}; known kinds: {sorted(KINDS)}.")
+    return KINDS[kind].load(folder)
