@@ -1,0 +1,131 @@
+"""Keypoint encoders: the agent's view of a frame through a frozen keypointer's outputs (keypoints/protocol.py).
+
+- `CNNEncoder` (seed 002, section 3 and Appendix A.2.3): the keypoints' Gaussian masks, superposed, select the
+  keypointer's features; 4 Conv-norm-ReLU layers (kernel 3, strides [1, 1, 2, 1]), flatten, Dense 128 ReLU. The
+  authors' code binarises the summed heatmaps at 0.2 (`binarise=0.2`); the paper multiplies by the soft masks
+  (`binarise=None`, default). Paper: 128 filters; authors' code: 32.
+- `GNNEncoder` (same sections): a node per keypoint = the mask-weighted average of the features under it plus a learned
+  positional embedding of (y, x) (MLP, linear output); a fully connected graph with zero edge features; Encode-Process-
+  Decode with an Interaction Network whose message passing really iterates `steps` times (the authors' loop never
+  did); MLPs of 2 x 64 ReLU; decoded nodes concatenated -> 2-layer MLP 128 ReLU.
+- `KeyQNEncoder` (seed 000, section 3.2.1): thermometer-encoded coordinates plus the Gaussian-weighted features under
+  each keypoint, concatenated over keypoints -> 2-layer MLP 128 ReLU.
+
+All take (coordinates [B, K, 2], heatmaps [B, h, w, K], features [B, h, w, C]) and return [B, 128].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+from keypoints.networks import conv_stack
+
+
+def mlp(widths: Sequence[int], name: str, linear_output: bool = False) -> keras.Sequential:
+    layers = [
+        keras.layers.Dense(w, activation=None if linear_output and i == len(widths) - 1 else "relu")
+        for i, w in enumerate(widths)
+    ]
+    return keras.Sequential(layers, name=name)
+
+
+def keypoint_features(heatmaps: tf.Tensor, features: tf.Tensor) -> tf.Tensor:
+    """Average of the features under each keypoint, weighted by its heatmap: [B, K, C]."""
+    heatmaps = tf.cast(heatmaps, features.dtype)
+    weighted = tf.einsum("bhwk,bhwc->bkc", heatmaps, features)
+    mass = tf.reduce_sum(heatmaps, axis=[1, 2])[..., None]  # [B, K, 1]
+    return weighted / (mass + 1e-6)
+
+
+class CNNEncoder(keras.layers.Layer):
+    def __init__(self, filters: int = 128, norm: str = "batch", binarise: float | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.binarise = binarise
+        self.convs = conv_stack([filters] * 4, [3] * 4, [1, 1, 2, 1], norm, name=f"{self.name}_convs")
+        self.flatten = keras.layers.Flatten()
+        self.out = keras.layers.Dense(128, activation="relu")
+
+    def mask(self, heatmaps: tf.Tensor) -> tf.Tensor:
+        summed = tf.reduce_sum(heatmaps, axis=-1, keepdims=True)
+        if self.binarise is not None:
+            return tf.cast(summed > self.binarise, summed.dtype)
+        return tf.minimum(summed, 1.0)
+
+    def call(self, inputs, training: bool = False) -> tf.Tensor:
+        _, heatmaps, features = inputs
+        masked = features * tf.cast(self.mask(heatmaps), features.dtype)
+        return self.out(self.flatten(self.convs(masked, training=training)))
+
+
+class GNNEncoder(keras.layers.Layer):
+    def __init__(self, steps: int = 1, width: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}.")
+        self.steps, self.width = steps, width
+        self.position: keras.Sequential | None = None
+        self.node_encoder = mlp([width, width], "node_encoder")
+        self.edge_encoder = mlp([width, width], "edge_encoder")
+        self.edge_model = mlp([width, width], "edge_model")
+        self.node_model = mlp([width, width], "node_model")
+        self.node_decoder = mlp([width, width], "node_decoder")
+        self.head = mlp([128, 128], "head")
+
+    def build(self, input_shape) -> None:
+        channels = int(input_shape[2][-1])  # the embedding is added to the features: it has their width
+        self.position = mlp([self.width, channels], "position", linear_output=True)
+        self.built = True
+
+    def interaction(self, nodes: tf.Tensor, edges: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """One Interaction Network step on a fully connected graph.
+
+        nodes [B, K, D]; edges [B, K, K, D] (edge i <- j at [:, i, j]). Edge model on [e_ij, v_i, v_j]; each node sums
+        its incoming edges (self-edges excluded) and the node model sees [v_i, sum_j e_ij].
+        """
+        k = nodes.shape[1]
+        receivers = tf.repeat(nodes[:, :, None, :], k, axis=2)
+        senders = tf.repeat(nodes[:, None, :, :], k, axis=1)
+        edges = self.edge_model(tf.concat([edges, receivers, senders], axis=-1))
+        off_diagonal = 1.0 - tf.eye(k, dtype=edges.dtype)[None, :, :, None]
+        incoming = tf.reduce_sum(edges * off_diagonal, axis=2)
+        return self.node_model(tf.concat([nodes, incoming], axis=-1)), edges
+
+    def call(self, inputs, training: bool = False) -> tf.Tensor:
+        coordinates, heatmaps, features = inputs
+        assert self.position is not None
+        nodes = keypoint_features(heatmaps, features) + self.position(tf.cast(coordinates, features.dtype))
+        nodes = self.node_encoder(nodes)
+        k = nodes.shape[1]
+        edges = self.edge_encoder(tf.zeros((tf.shape(nodes)[0], k, k, 1), nodes.dtype))  # zero edge features
+        for _ in range(self.steps):
+            nodes, edges = self.interaction(nodes, edges)
+        decoded = self.node_decoder(nodes)
+        return self.head(tf.reshape(decoded, (-1, k * decoded.shape[-1])))
+
+
+def thermometer(values: tf.Tensor, bins: int) -> tf.Tensor:
+    """Thermometer code of values in [-1, 1]: [..., bins] with unit i equal to 1 when value > threshold i, the
+    thresholds evenly spaced in (-1, 1)."""
+    thresholds = tf.linspace(-1.0, 1.0, bins + 2)[1:-1]
+    return tf.cast(values[..., None] > tf.cast(thresholds, values.dtype), values.dtype)
+
+
+class KeyQNEncoder(keras.layers.Layer):
+    def __init__(self, bins: int = 16, **kwargs):
+        super().__init__(**kwargs)
+        self.bins = bins
+        self.head = mlp([128, 128], "head")
+
+    def call(self, inputs, training: bool = False) -> tf.Tensor:
+        coordinates, heatmaps, features = inputs
+        code = thermometer(tf.cast(coordinates, features.dtype), self.bins)  # [B, K, 2, bins]
+        k = coordinates.shape[1]
+        code = tf.reshape(code, (-1, k, 2 * self.bins))
+        per_keypoint = tf.concat([code, keypoint_features(heatmaps, features)], axis=-1)
+        return self.head(tf.reshape(per_keypoint, (-1, k * per_keypoint.shape[-1])))
+
+
+ENCODERS = {"cnn": CNNEncoder, "gnn": GNNEncoder, "keyqn": KeyQNEncoder}

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keypoints.ops import keypoints_to_maps
+from rl.encoders import CNNEncoder, GNNEncoder, KeyQNEncoder, keypoint_features, thermometer
+
+
+def _inputs(seed=0, b=2, k=3, grid=21, c=5):
+    rng = np.random.default_rng(seed)
+    coordinates = tf.constant(rng.uniform(-0.9, 0.9, (b, k, 2)), tf.float32)
+    heatmaps = keypoints_to_maps(coordinates, grid, grid, 0.1)
+    features = tf.constant(rng.normal(size=(b, grid, grid, c)), tf.float32)
+    return coordinates, heatmaps, features
+
+
+@pytest.mark.parametrize("encoder", [CNNEncoder(filters=8), GNNEncoder(steps=2), KeyQNEncoder(bins=4)])
+def test_encoders_map_keypointer_outputs_to_128(encoder):
+    out = encoder(_inputs())
+    assert out.shape == (2, 128)
+    assert np.isfinite(out.numpy()).all()
+
+
+def test_keypoint_features_average_under_each_heatmap():
+    features = tf.reshape(tf.range(9, dtype=tf.float32), (1, 3, 3, 1))
+    heatmaps = tf.one_hot([[4, 0]], 9)[..., None]  # keypoint 0 on the centre cell, keypoint 1 on the corner
+    heatmaps = tf.transpose(tf.reshape(heatmaps, (1, 2, 3, 3)), (0, 2, 3, 1))
+    np.testing.assert_allclose(keypoint_features(heatmaps, features).numpy()[0, :, 0], [4.0, 0.0], atol=1e-4)
+
+
+def test_gnn_message_passing_really_iterates():
+    one, two = GNNEncoder(steps=1), GNNEncoder(steps=2)
+    inputs = _inputs()
+    one(inputs)
+    two(inputs)
+    two.set_weights(one.get_weights())  # same parameters: only the number of steps differs
+    assert not np.allclose(one(inputs).numpy(), two(inputs).numpy())
+    calls = []
+    original = two.interaction
+
+    def counting(nodes, edges):
+        calls.append(1)
+        return original(nodes, edges)
+
+    two.interaction = counting
+    two(inputs)
+    assert len(calls) == 2
+
+
+def test_gnn_nodes_see_each_other():
+    encoder = GNNEncoder(steps=1)
+    coordinates, heatmaps, features = _inputs()
+    base = encoder((coordinates, heatmaps, features)).numpy()
+    moved = coordinates.numpy().copy()
+    moved[:, 2] = [0.0, 0.0]  # move only keypoint 2
+    moved = tf.constant(moved)
+    after = encoder((moved, keypoints_to_maps(moved, 21, 21, 0.1), features)).numpy()
+    assert not np.allclose(base, after)
+
+
+def test_cnn_mask_binarises_like_the_authors_code_when_asked():
+    _, heatmaps, _ = _inputs()
+    soft = CNNEncoder(filters=4).mask(heatmaps).numpy()
+    hard = CNNEncoder(filters=4, binarise=0.2).mask(heatmaps).numpy()
+    assert set(np.unique(hard)) <= {0.0, 1.0}
+    assert 0.0 < soft.mean() < 1.0 and soft.max() <= 1.0
+
+
+def test_thermometer_code():
+    code = thermometer(tf.constant([-1.0, 0.0, 1.0]), 4).numpy()
+    np.testing.assert_array_equal(code, [[0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]])
+    with pytest.raises(ValueError, match="steps"):
+        GNNEncoder(steps=0)

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from rl.replay import SequenceReplay
+
+
+def _fill(replay, lengths, ends=None):
+    """Episodes of the given transition counts; frame pixel [0, 0, 0] holds the episode id, [0, 0, 1] the step."""
+    for e, length in enumerate(lengths):
+        for t in range(length):
+            frame = np.zeros((4, 4, 3), np.uint8)
+            frame[0, 0, :2] = e, t
+            last = t == length - 1
+            end = (ends or ["terminated"] * len(lengths))[e]
+            replay.add(
+                frame,
+                np.full((2, 2), t, np.float32),
+                t % 3,
+                float(t),
+                last and end == "terminated",
+                last and end == "truncated",
+            )
+        final = np.zeros((4, 4, 3), np.uint8)
+        final[0, 0, :2] = e, length
+        replay.end_episode(final, np.full((2, 2), length, np.float32))
+
+
+def test_windows_never_cross_episodes_and_keep_time_order():
+    replay = SequenceReplay(100, (4, 4, 3), 2, seed=0)
+    _fill(replay, [5, 3, 6])
+    batch = replay.sample(64, transitions=4)
+    ids, steps = batch["frames"][:, :, 0, 0, 0], batch["frames"][:, :, 0, 0, 1]
+    assert (ids == ids[:, :1]).all()  # one episode per window
+    np.testing.assert_array_equal(np.diff(steps.astype(int), axis=1), 1)
+    assert set(ids[:, 0]) <= {0, 2}  # the 3-transition episode cannot hold a 4-transition window
+    assert (batch["actions"] >= 0).all()
+    np.testing.assert_array_equal(batch["keypoints"][:, :, 0, 0], steps)
+
+
+def test_terminal_flag_sits_on_the_last_transition_only():
+    replay = SequenceReplay(100, (4, 4, 3), 2, seed=0)
+    _fill(replay, [4], ends=["truncated"])
+    batch = replay.sample(8, transitions=4)
+    assert batch["truncated"][:, -1].all() and not batch["truncated"][:, :-1].any()
+    assert not batch["terminated"].any()
+
+
+def test_ring_overwrite_drops_broken_windows():
+    replay = SequenceReplay(10, (4, 4, 3), 2, seed=0)
+    _fill(replay, [6, 6])  # 14 rows into 10 slots: the first episode is partly overwritten
+    for start in replay.valid_starts(3):
+        rows = (start + np.arange(4)) % 10
+        assert len(set(replay.episode[rows])) == 1
+        np.testing.assert_array_equal(np.diff(replay.step[rows]), 1)
+    batch = replay.sample(32, transitions=3)
+    assert (np.diff(batch["frames"][:, :, 0, 0, 1].astype(int), axis=1) == 1).all()
+
+
+def test_frames_are_uint8_and_bad_frames_are_refused():
+    replay = SequenceReplay(10, (4, 4, 3), 2, seed=0)
+    with pytest.raises(ValueError, match="uint8"):
+        replay.add(np.zeros((4, 4, 3), np.float32), np.zeros((2, 2)), 0, 0.0, False, False)
+    with pytest.raises(ValueError, match="No complete window"):
+        replay.sample(1, transitions=2)
+    assert replay.frames.dtype == np.uint8
