@@ -200,12 +200,15 @@ def main(_config, _run):
         np.stack([t.positions for t in ts], axis=1) if ts else np.full((len(e.frames), 0, 2), np.nan)
         for ts, e in zip(tracks, episodes, strict=True)
     ]
+    labels = c["labels"] or [
+        f"{getattr(getattr(k, 'config', None), 'model', k.kind)}:{keypointer_folder(run).name}"
+        for k, run in zip(keypointers, c["runs"], strict=True)
+    ]
     rows, summary = [], []
     jobs = [(i, noise) for i in range(len(keypointers)) for noise in c["noise"]]
     for i, noise in tqdm(jobs, desc="evaluating", disable=not c["progress"]):
         keypointer = keypointers[i]
-        kind = getattr(keypointer.config, "model", keypointer.kind)
-        label = c["labels"][i] if c["labels"] else f"{kind}:{c['runs'][i]}"
+        label = labels[i]
         detected = [detect(keypointer, e.frames, noise, c["seed"] + j, c["geometry"]) for j, e in enumerate(episodes)]
         result = tracking_precision_recall(zip(detected, truth_arrays, strict=True), c["lengths"], c["epsilon"])
         for length, r in result.items():
@@ -236,8 +239,8 @@ def main(_config, _run):
         table.to_csv(folder / "tracking.csv", index=False)
         summary_table.to_csv(folder / "summary.csv", index=False)
         (folder / "tracking.md").write_text(text)
-        for i, keypointer in enumerate(keypointers):
-            name = f"episode_{keypointer_folder(c['runs'][i]).name}.gif"
+        for label, keypointer in zip(labels, keypointers, strict=True):
+            name = "episode_" + "".join(ch if ch.isalnum() else "_" for ch in label) + ".gif"
             episode_gif(keypointer, episodes[0], keep, c["gif_frames"], folder / name)
         for path in sorted(folder.iterdir()):
             _run.add_artifact(str(path))
