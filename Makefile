@@ -60,14 +60,16 @@ data: install
 bench-data: install
 	$(PY) -m bench.bench_data
 
-# The demo grows with the project; today: a small Pong dataset with a picture of its ground truth, then quick
-# PermaKey and Transporter runs on it (about 20 and 12 minutes on a 2-core CPU) whose run folders hold the pictures.
+# The demo grows with the project; today: a small Pong dataset with a picture of its ground truth, quick PermaKey and
+# Transporter runs on it (each under 20 minutes on a 2-core CPU), and their evaluation against ground truth.
 demo: install
 	$(PY) -m experiments.generate_data with quick game=pong out=datasets/pong_quick
 	$(PY) -m experiments.train_permakey with quick game=pong
 	$(PY) -m experiments.train_transporter with quick game=pong
-	@echo "Pictures (ground_truth.png, keypoints.png, error_maps.png, reconstructions.png, transport_energy.png) are in"
-	@echo "the newest runs/ folders."
+	$(PY) -m experiments.eval_keypoints with game=pong frames=500 labels='["permakey","transporter"]' \
+		runs='["work/permakey/pong-quick-none-s0/best","work/transporter/pong-quick-pkey_reimpl-none-s0/best"]'
+	@echo "Pictures (ground_truth.png, keypoints.png, error_maps.png, reconstructions.png, transport_energy.png,"
+	@echo "tracking.png, episode_*.gif) and tables (tracking.md) are in the newest runs/ folders."
 
 train-permakey: install
 	$(PY) -m experiments.train_permakey with game=$(GAME) seed=$(SEED) $(PRESET) $(if $(NOISE),noise=$(NOISE))

@@ -150,13 +150,13 @@ def plot(table: pd.DataFrame, path: Path, game: str) -> None:
     plt.close(fig)
 
 
-def markdown(table: pd.DataFrame, summary: pd.DataFrame, c: dict, command: str) -> str:
+def markdown(table: pd.DataFrame, summary: pd.DataFrame, c: dict, command: str, frames: int) -> str:
     pick = table[table["length"].isin([1, 50, 200])]
     wide = pick.pivot_table(index=["model", "noise"], columns="length", values=["precision", "recall"], sort=False)
     lines = [
         f"# Keypoint tracking quality: {c['game']}",
         "",
-        f"Written by `{command}`. {c['frames']} test frames of `{c['dataset']}`, epsilon {c['epsilon']} (normalised "
+        f"Written by `{command}`. {frames} test frames of `{c['dataset']}`, epsilon {c['epsilon']} (normalised "
         f"[-1, 1] units), keypoints mapped to frame pixels by their `{c['geometry']}` geometry. Tracking precision "
         "and recall per trajectory length as in keypoints/metrics.py; NaN where the test episodes hold no window of "
         "that length.",
@@ -232,7 +232,7 @@ def main(_config, _run):
             _run.log_scalar(f"{label}.{noise}.{name}", value)
     table, summary_table = pd.DataFrame(rows), pd.DataFrame(summary)
     command = f"make eval-keypoints GAME={c['game']} RUNS={','.join(map(str, c['runs']))}"
-    text = markdown(table, summary_table, c, command)
+    text = markdown(table, summary_table, c, command, sum(len(e.frames) for e in episodes))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         plot(table, folder / "tracking.png", c["game"])
