@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ import keras
 import tensorflow as tf
 
 from data.storage import write_json_atomic
+from keypoints.protocol import CONFIG_FILE, WEIGHTS_FILE
+
+# Config entries that do not change what is trained: a resumed run may change them.
+UNTRAINED = ("epochs", "patience", "progress", "log_every", "picture_frames", "picture_offset")
 
 
 class NaNLossError(FloatingPointError):
@@ -122,3 +127,56 @@ def load_state(work: Path, checkpoint: tf.train.Checkpoint, settings: dict) -> d
         )
     checkpoint.restore(latest).assert_existing_objects_matched()
     return json.loads(state_path.read_text())
+
+
+def train_resumably(
+    model: keras.Model,
+    checkpoint: tf.train.Checkpoint,
+    save_best: Callable[[Path], None],
+    monitor: str,
+    c: dict,
+    run: Any,
+    train: tf.data.Dataset,
+    validation: tf.data.Dataset,
+) -> dict:
+    """Fits a compiled keypoint model from where its work folder `c["work"]` left off (`epochs`, `patience`,
+    `steps_per_epoch`, `log_every`, `progress` from the config), logging to the Sacred `run`, checkpointing every epoch
+    and keeping the best one by `monitor` through `save_best`. Returns the training state (best epoch and value)."""
+    work = Path(c["work"])
+    work.mkdir(parents=True, exist_ok=True)
+    trained = {k: v for k, v in c.items() if k not in UNTRAINED}
+    state = load_state(work, checkpoint, json.loads(json.dumps(trained)))
+    if state["epoch"]:
+        run.info["resumed_from_epoch"] = state["epoch"]
+    callbacks = [
+        NaNGuard(work),
+        SacredLogger(run, c["log_every"]),
+        EpochCheckpoint(work, checkpoint, save_best, monitor, c["patience"], state),
+    ]
+    if state["epoch"] < c["epochs"] and state["wait"] < c["patience"]:
+        model.fit(
+            train,
+            validation_data=validation,
+            epochs=c["epochs"],
+            initial_epoch=state["epoch"],
+            steps_per_epoch=c["steps_per_epoch"],
+            callbacks=callbacks,
+            verbose=1 if c["progress"] else 0,
+        )
+    return state
+
+
+def record_best(
+    run: Any, model: keras.Model, test: tf.data.Dataset, pictures: Callable[[Path], list[Path]], best: Path
+) -> dict[str, float]:
+    """Test losses of the best epoch's (compiled) model as `test.*` metrics, and its pictures (written by
+    `pictures(folder)`) and keypointer files as artifacts of the run. Returns the test losses."""
+    results = {name: float(value) for name, value in model.evaluate(test, return_dict=True, verbose=0).items()}
+    for name, value in results.items():
+        run.log_scalar(f"test.{name}", value)
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in pictures(Path(tmp)):
+            run.add_artifact(str(path))
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        run.add_artifact(str(best / name))
+    return results

@@ -8,9 +8,7 @@ resumes from its work folder when rerun with the same settings. The run folder r
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path
 
 import keras
@@ -20,11 +18,10 @@ import tensorflow as tf
 from data.games import get_game
 from data.readers import frames_dataset
 from data.visualize import grid, save_png
-from experiments.checkpointing import EpochCheckpoint, NaNGuard, SacredLogger, load_state
+from experiments.checkpointing import record_best, train_resumably
 from experiments.common import experiment
 from experiments.generate_data import ensure_dataset, picture_frames
 from keypoints.draw import draw_keypoints
-from keypoints.protocol import CONFIG_FILE, WEIGHTS_FILE
 from permakey.keypointer import PermaKeyKeypointer, build_permakey
 from permakey.model import MODULES, PermaKeyConfig
 
@@ -164,38 +161,14 @@ def main(_config, _run, _seed):
     model = build_permakey(config)
     model.compile(optimizers=optimizers(c))
     checkpoint = tf.train.Checkpoint(model=model, **model.module_optimizers)
-    work = Path(c["work"])
-    work.mkdir(parents=True, exist_ok=True)
-    trained = {k: v for k, v in c.items() if k not in ("epochs", "patience", "progress", "log_every", "picture_frames")}
-    state = load_state(work, checkpoint, json.loads(json.dumps(trained)))
-    if state["epoch"]:
-        _run.info["resumed_from_epoch"] = state["epoch"]
-    callbacks = [
-        NaNGuard(work),
-        SacredLogger(_run, c["log_every"]),
-        EpochCheckpoint(work, checkpoint, PermaKeyKeypointer(model).save, "val_total_loss", c["patience"], state),
-    ]
-    if state["epoch"] < c["epochs"] and state["wait"] < c["patience"]:
-        model.fit(
-            train,
-            validation_data=validation,
-            epochs=c["epochs"],
-            initial_epoch=state["epoch"],
-            steps_per_epoch=c["steps_per_epoch"],
-            callbacks=callbacks,
-            verbose=1 if c["progress"] else 0,
-        )
+    keypointer = PermaKeyKeypointer(model)
+    state = train_resumably(model, checkpoint, keypointer.save, "val_total_loss", c, _run, train, validation)
 
+    work = Path(c["work"])
     best = PermaKeyKeypointer.load(work / "best")
     best.model.compile(optimizers=optimizers(c))
-    results = best.model.evaluate(test, return_dict=True, verbose=0)
-    for name, value in results.items():
-        _run.log_scalar(f"test.{name}", float(value))
-    with tempfile.TemporaryDirectory() as tmp:
-        for path in save_pictures(best, picture_frames(c["dataset"], c["game"], c["picture_frames"]), Path(tmp)):
-            _run.add_artifact(str(path))
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        _run.add_artifact(str(work / "best" / name))
+    frames = picture_frames(c["dataset"], c["game"], c["picture_frames"])
+    results = record_best(_run, best.model, test, lambda folder: save_pictures(best, frames, folder), work / "best")
     return {"best_epoch": state["best_epoch"], "best_val_total_loss": state["best"], **results}
 
 

@@ -8,9 +8,7 @@ to their targets, keypoints drawn on frame pairs, the transported feature energy
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +19,10 @@ import tensorflow as tf
 from data.games import get_game
 from data.readers import pairs_dataset, read_episodes
 from data.visualize import grid, save_png
-from experiments.checkpointing import EpochCheckpoint, NaNGuard, SacredLogger, load_state
+from experiments.checkpointing import record_best, train_resumably
 from experiments.common import experiment
 from experiments.generate_data import ensure_dataset
 from keypoints.draw import draw_keypoints
-from keypoints.protocol import CONFIG_FILE, WEIGHTS_FILE
 from transporter.keypointer import TransporterKeypointer
 from transporter.model import TransporterConfig, build_transporter
 
@@ -205,40 +202,14 @@ def main(_config, _run, _seed):
     model = build_transporter(config)
     model.compile(optimizer=optimizer(c))
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-    work = Path(c["work"])
-    work.mkdir(parents=True, exist_ok=True)
-    untrained = ("epochs", "patience", "progress", "log_every", "picture_frames", "picture_offset")
-    trained = {k: v for k, v in c.items() if k not in untrained}
-    state = load_state(work, checkpoint, json.loads(json.dumps(trained)))
-    if state["epoch"]:
-        _run.info["resumed_from_epoch"] = state["epoch"]
-    callbacks = [
-        NaNGuard(work),
-        SacredLogger(_run, c["log_every"]),
-        EpochCheckpoint(work, checkpoint, TransporterKeypointer(model).save, "val_loss", c["patience"], state),
-    ]
-    if state["epoch"] < c["epochs"] and state["wait"] < c["patience"]:
-        model.fit(
-            train,
-            validation_data=validation,
-            epochs=c["epochs"],
-            initial_epoch=state["epoch"],
-            steps_per_epoch=c["steps_per_epoch"],
-            callbacks=callbacks,
-            verbose=1 if c["progress"] else 0,
-        )
+    keypointer = TransporterKeypointer(model)
+    state = train_resumably(model, checkpoint, keypointer.save, "val_loss", c, _run, train, validation)
 
+    work = Path(c["work"])
     best = TransporterKeypointer.load(work / "best")
     best.model.compile(optimizer=optimizer(c))
-    results = best.model.evaluate(test, return_dict=True, verbose=0)
-    for name, value in results.items():
-        _run.log_scalar(f"test.{name}", float(value))
-    with tempfile.TemporaryDirectory() as tmp:
-        pairs = picture_pairs(c["dataset"], c["game"], c["picture_frames"], c["picture_offset"])
-        for path in save_pictures(best, *pairs, Path(tmp)):
-            _run.add_artifact(str(path))
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        _run.add_artifact(str(work / "best" / name))
+    pairs = picture_pairs(c["dataset"], c["game"], c["picture_frames"], c["picture_offset"])
+    results = record_best(_run, best.model, test, lambda folder: save_pictures(best, *pairs, folder), work / "best")
     return {"best_epoch": state["best_epoch"], "best_val_loss": state["best"], **results}
 
 

@@ -56,13 +56,18 @@ TINY_PERMAKEY = {
 }
 
 
+def _training_run(module, tiny, tmp_path, dataset, **changes):
+    """A keypoint-model experiment at a tiny size, recorded under tmp_path/runs, working in tmp_path/work."""
+    ex = module.ex
+    ex.observers[:] = [FileStorageObserver(str(tmp_path / "runs"))]
+    config = {**tiny, "dataset": str(dataset), "work": str(tmp_path / "work"), **changes}
+    return ex.run(config_updates=config)
+
+
 def _permakey_run(tmp_path, dataset, **changes):
     from experiments import train_permakey
 
-    ex = train_permakey.ex
-    ex.observers[:] = [FileStorageObserver(str(tmp_path / "runs"))]
-    config = {**TINY_PERMAKEY, "dataset": str(dataset), "work": str(tmp_path / "work"), **changes}
-    return ex.run(config_updates=config)
+    return _training_run(train_permakey, TINY_PERMAKEY, tmp_path, dataset, **changes)
 
 
 def test_train_permakey_records_metrics_pictures_and_a_reloadable_keypointer(tmp_path, pong_dataset):
@@ -129,10 +134,7 @@ TINY_TRANSPORTER = {
 def _transporter_run(tmp_path, dataset, **changes):
     from experiments import train_transporter
 
-    ex = train_transporter.ex
-    ex.observers[:] = [FileStorageObserver(str(tmp_path / "runs"))]
-    config = {**TINY_TRANSPORTER, "dataset": str(dataset), "work": str(tmp_path / "work"), **changes}
-    return ex.run(config_updates=config)
+    return _training_run(train_transporter, TINY_TRANSPORTER, tmp_path, dataset, **changes)
 
 
 @pytest.mark.parametrize("model", ["transporter", "imm"])
