@@ -35,7 +35,7 @@ def _register_ale() -> None:
     gym.register_envs(ale_py)
 
 
-class _ScreenSpace(gym.ObservationWrapper):
+class _ScreenSpace(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Declares the native RGB screen as observation space over an env that observes RAM.
 
     AtariPreprocessing reads the screens it pools straight from the emulator and ignores the inner observations; with
@@ -44,7 +44,8 @@ class _ScreenSpace(gym.ObservationWrapper):
     """
 
     def __init__(self, env: gym.Env):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
         self.observation_space = gym.spaces.Box(0, 255, NATIVE_SHAPE, np.uint8)
 
     def observation(self, observation: Any) -> Any:

@@ -1,0 +1,102 @@
+"""Environments of the 100k-interaction protocol (seed 002, Appendix A.2.3; reference.md section 4).
+
+The frames are the data pipeline's (data/atari.py: frame skip 4 with a max over the last two frames, up to 30 no-ops,
+no sticky actions, RGB 84x84, the standard 108k-frame episode cap, which gymnasium reports as truncation). Training
+environments end an episode on a life loss and clip rewards to their sign; validation and test environments do
+neither. Distractor bars (Noisy Atari) are drawn on every frame when asked.
+
+`KeypointObservation` turns the frame into the frozen keypointer's view: {"frame": uint8 frame, "keypoints": [K, 2]},
+computed once per step, so the agent's replay can store them (rl/replay.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import tensorflow as tf
+
+from data.atari import FRAME_SHAPE, MAX_EPISODE_FRAMES, make_env
+from data.distractors import add_distractor_bars, check_mode
+from data.games import get_game
+
+
+class LifeLossTerminal(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Ends the episode (terminated) when a life is lost; for training only (the score still counts whole games)."""
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+        self.lives = 0
+
+    def reset(self, **kwargs: Any):
+        obs, info = self.env.reset(**kwargs)
+        self.lives = self.env.unwrapped.ale.lives()  # type: ignore[attr-defined]
+        return obs, info
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lives = self.env.unwrapped.ale.lives()  # type: ignore[attr-defined]
+        if lives < self.lives:
+            terminated = True
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+
+class DistractorBars(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Noisy Atari bars drawn on every observation, seeded by the episode seed and the step."""
+
+    def __init__(self, env: gym.Env, mode: str):
+        gym.utils.RecordConstructorArgs.__init__(self, mode=mode)
+        gym.ObservationWrapper.__init__(self, env)
+        self.mode = check_mode(mode)
+        self._seed, self._step = 0, 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        self._seed = int(seed) if seed is not None else int(np.random.default_rng().integers(2**31))
+        self._step = 0
+        return super().reset(seed=seed, options=options)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        self._step += 1
+        return add_distractor_bars(tf.constant(observation), self.mode, tf.constant([self._seed, self._step])).numpy()
+
+
+def make_agent_env(
+    game: str, *, train: bool, distractors: str = "none", max_episode_frames: int = MAX_EPISODE_FRAMES
+) -> gym.Env:
+    """The agent's environment for `game`: training (life loss terminal, sign-clipped rewards) or evaluation."""
+    env = make_env(get_game(game), max_episode_frames=max_episode_frames)
+    if train:
+        env = LifeLossTerminal(env)
+        env = gym.wrappers.TransformReward(env, lambda r: float(np.sign(float(r))))
+    if distractors != "none":
+        env = DistractorBars(env, distractors)
+    return env
+
+
+class KeypointObservation(gym.ObservationWrapper):
+    """Observations {"frame": [84, 84, 3] uint8, "keypoints": [K, 2] float32 (y, x) in [-1, 1]}.
+
+    It holds a live keypointer, so it cannot be recreated from a registry spec: `spec` is None.
+    """
+
+    def __init__(self, env: gym.Env, keypointer: Any):
+        super().__init__(env)
+        self.keypointer = keypointer
+        k = keypointer.num_keypoints
+        self.observation_space = gym.spaces.Dict(
+            {
+                "frame": gym.spaces.Box(0, 255, FRAME_SHAPE, np.uint8),
+                "keypoints": gym.spaces.Box(-1.0, 1.0, (k, 2), np.float32),
+            }
+        )
+
+    @property
+    def spec(self) -> None:  # type: ignore[override]
+        return None
+
+    def observation(self, observation: np.ndarray) -> dict[str, np.ndarray]:
+        keypoints = self.keypointer(observation[None]).coordinates.numpy()[0]
+        return {"frame": observation, "keypoints": np.clip(keypoints, -1.0, 1.0).astype(np.float32)}
