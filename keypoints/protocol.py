@@ -92,3 +92,42 @@ def read_keypointer(directory: str | Path, kind: str | None = None) -> tuple[str
         raise ValueError(f"{config_path} holds a {saved.get('kind')!r} keypointer, not {kind!r}.")
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items()}
     return saved["kind"], config, weights_path
+
+
+class SavedKeypointer:
+    """What the keypoint models' keypointers share: input checks, one traced forward pass, atomic save, and load.
+
+    A subclass sets `kind` and implements `_forward(frames) -> (coordinates, heatmaps, features)` on checked float
+    frames and `build(config fields) -> model` (variables created; `model.config` a dataclass with `num_keypoints` and
+    `image_shape`).
+    """
+
+    kind = ""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.config = model.config
+        self.num_keypoints = model.config.num_keypoints
+        self._infer = tf.function(self._forward, reduce_retracing=True)
+
+    def _forward(self, frames: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        raise NotImplementedError
+
+    @classmethod
+    def build(cls, fields: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, frames: tf.Tensor | np.ndarray) -> KeypointOutput:
+        coordinates, heatmaps, features = self._infer(as_frames(frames, self.config.image_shape))
+        return KeypointOutput(coordinates, heatmaps, features)
+
+    def save(self, directory: str | Path) -> None:
+        """Writes keypointer.json and the weights into `directory`, replacing both at once (never half-written)."""
+        write_keypointer(directory, self.kind, dataclasses.asdict(self.config), self.model.save_weights)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Any:
+        _, fields, weights = read_keypointer(directory, cls.kind)
+        model = cls.build(fields)
+        model.load_weights(str(weights))
+        return cls(model)

@@ -3,26 +3,23 @@ encoder features on the heatmaps' grid. Only the inference path runs (VAE encode
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from keypoints.metrics import receptive_field
 from keypoints.ops import keypoints_to_maps, maps_to_keypoints
-from keypoints.protocol import KeypointOutput, as_frames, read_keypointer, write_keypointer
+from keypoints.protocol import SavedKeypointer, as_frames
 from permakey.model import PermaKey, PermaKeyConfig
 
 
-class PermaKeyKeypointer:
+class PermaKeyKeypointer(SavedKeypointer):
     kind = "permakey"
 
-    def __init__(self, model: PermaKey):
-        self.model = model
-        self.config = model.config
-        self.num_keypoints = model.config.num_keypoints
-        self._infer = tf.function(self._forward, reduce_retracing=True)
+    @classmethod
+    def build(cls, fields: dict[str, Any]) -> PermaKey:
+        return build_permakey(PermaKeyConfig(**fields))
 
     @property
     def geometry(self) -> tuple[int, tuple[float, float]]:
@@ -51,21 +48,6 @@ class PermaKeyKeypointer:
         same_grid = [a for a in activations if a.shape[1] == h and a.shape[2] == w]
         features = same_grid[-1] if same_grid else tf.image.resize(activations[-1], (h, w))
         return coordinates, heatmaps, tf.cast(features, tf.float32)
-
-    def __call__(self, frames: tf.Tensor | np.ndarray) -> KeypointOutput:
-        coordinates, heatmaps, features = self._infer(as_frames(frames, self.config.image_shape))
-        return KeypointOutput(coordinates, heatmaps, features)
-
-    def save(self, directory: str | Path) -> None:
-        """Writes keypointer.json and the weights into `directory`, replacing both at once (never half-written)."""
-        write_keypointer(directory, self.kind, dataclasses.asdict(self.config), self.model.save_weights)
-
-    @classmethod
-    def load(cls, directory: str | Path) -> PermaKeyKeypointer:
-        _, fields, weights = read_keypointer(directory, cls.kind)
-        model = build_permakey(PermaKeyConfig(**fields))
-        model.load_weights(str(weights))
-        return cls(model)
 
 
 def build_permakey(config: PermaKeyConfig) -> PermaKey:

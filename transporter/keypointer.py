@@ -3,25 +3,21 @@ Gaussian heatmaps and the feature net Phi's maps on the same grid. Only Psi and 
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
+from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 from keypoints.metrics import receptive_field
-from keypoints.protocol import KeypointOutput, as_frames, read_keypointer, write_keypointer
+from keypoints.protocol import SavedKeypointer
 from transporter.model import Transporter, TransporterConfig, build_transporter
 
 
-class TransporterKeypointer:
+class TransporterKeypointer(SavedKeypointer):
     kind = "transporter"
 
-    def __init__(self, model: Transporter):
-        self.model = model
-        self.config = model.config
-        self.num_keypoints = model.config.num_keypoints
-        self._infer = tf.function(self._forward, reduce_retracing=True)
+    @classmethod
+    def build(cls, fields: dict[str, Any]) -> Transporter:
+        return build_transporter(TransporterConfig(**fields))
 
     @property
     def geometry(self) -> tuple[int, tuple[float, float]]:
@@ -39,18 +35,3 @@ class TransporterKeypointer:
             grid = self.config.grid
             features = tf.image.resize(images, (grid, grid), method="area")
         return coordinates, heatmaps, tf.cast(features, tf.float32)
-
-    def __call__(self, frames: tf.Tensor | np.ndarray) -> KeypointOutput:
-        coordinates, heatmaps, features = self._infer(as_frames(frames, self.config.image_shape))
-        return KeypointOutput(coordinates, heatmaps, features)
-
-    def save(self, directory: str | Path) -> None:
-        """Writes keypointer.json and the weights into `directory`, replacing both at once (never half-written)."""
-        write_keypointer(directory, self.kind, dataclasses.asdict(self.config), self.model.save_weights)
-
-    @classmethod
-    def load(cls, directory: str | Path) -> TransporterKeypointer:
-        _, fields, weights = read_keypointer(directory, cls.kind)
-        model = build_transporter(TransporterConfig(**fields))
-        model.load_weights(str(weights))
-        return cls(model)
