@@ -92,6 +92,8 @@ def transport(
       source features.
     """
     out = source_features
+    source_maps = tf.cast(source_maps, out.dtype)  # heatmaps are float32; features may be bfloat16
+    target_maps = tf.cast(target_maps, out.dtype)
     for k in range(source_maps.shape[-1]):
         hs, ht = source_maps[..., k : k + 1], target_maps[..., k : k + 1]
         out = (1.0 - hs) * (1.0 - ht) * out + ht * target_features
@@ -158,14 +160,15 @@ class Transporter(keras.Model):
         source_keypoints, source_maps = self.keypoints(source, training)  # IMM only shows them; the decoder ignores
         if c.model == "imm":
             assert self.features is not None
-            decoder_input = tf.concat([self.features(source, training=training), target_maps], axis=-1)
+            features = self.features(source, training=training)
+            decoder_input = tf.concat([features, tf.cast(target_maps, features.dtype)], axis=-1)
         else:
             source_keypoints, source_maps = tf.stop_gradient(source_keypoints), tf.stop_gradient(source_maps)
             if self.features is None:  # pixel transport, heatmaps on the image grid
                 size = c.input_size
                 decoder_input = transport(
-                    source,
-                    target,
+                    tf.cast(source, self.compute_dtype),
+                    tf.cast(target, self.compute_dtype),
                     keypoints_to_maps(source_keypoints, size, size, c.sigma),
                     keypoints_to_maps(target_keypoints, size, size, c.sigma),
                 )

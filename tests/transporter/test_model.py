@@ -168,3 +168,16 @@ def test_bad_input_gets_clear_errors(tmp_path):
 def test_config_fields_round_trip():
     config = tiny_config()
     assert TransporterConfig(**dataclasses.asdict(config)) == config
+
+
+@pytest.mark.parametrize("changes", [{}, {"model": "imm"}, {"transport": "pixels"}])
+def test_mixed_bfloat16_runs_and_keeps_float32_outputs(changes):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = _compiled(tiny_config(**changes))
+        loss = float(model.train_step(_pair(n=2))["loss"])
+        out = model(_pair(n=2))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(loss)
+    assert out["reconstruction"].dtype == tf.float32 and out["target_keypoints"].dtype == tf.float32
