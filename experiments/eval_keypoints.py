@@ -30,7 +30,7 @@ from data.games import get_game  # noqa: E402
 from data.readers import Episode, read_episodes  # noqa: E402
 from data.visualize import draw_objects  # noqa: E402
 from experiments.common import experiment  # noqa: E402
-from experiments.generate_data import ex as data_ex  # noqa: E402
+from experiments.generate_data import ensure_dataset  # noqa: E402
 from experiments.keypointers import keypointer_folder, load_keypointer  # noqa: E402
 from keypoints.draw import draw_keypoints  # noqa: E402
 from keypoints.metrics import (  # noqa: E402
@@ -67,21 +67,19 @@ def config():
 
 
 def ensure_eval_dataset(c: dict) -> None:
-    """Generates a test-only dataset (a run of the data experiment) when `dataset` is missing: `frames` test frames
-    in whole episodes, a few train/validation frames the format requires."""
-    if (Path(c["dataset"]) / "manifest.json").exists() or not c["generate_missing"]:
-        return
-    data_ex.run(
-        config_updates={
-            "game": c["game"],
-            "frames": c["frames"] + 40,
-            "validation_frames": 20,
-            "test_frames": c["frames"],
-            "seed": c["dataset_seed"],
-            "out": c["dataset"],
-            "shard_frames": max(c["frames"], 40),
-            "progress": c["progress"],
-        }
+    """A test-only dataset when `dataset` is missing: `frames` test frames in whole episodes, plus the few
+    train/validation frames the format requires."""
+    frames = c["frames"]
+    ensure_dataset(
+        c["dataset"],
+        c["game"],
+        frames + 40,
+        c["dataset_seed"],
+        c["generate_missing"],
+        c["progress"],
+        validation_frames=20,
+        test_frames=frames,
+        shard_frames=max(frames, 40),
     )
 
 

@@ -76,21 +76,16 @@ def ground_truth_picture(root: str, manifest: dict, path: str, count: int = 16) 
     save_png(path, grid([draw_objects(episode.frames[i], episode.objects[i], keep) for i in picks], columns=4))
 
 
-def ensure_dataset(dataset: str, game: str, frames: int, seed: int, generate_missing: bool, progress: bool) -> None:
+def ensure_dataset(
+    dataset: str, game: str, frames: int, seed: int, generate_missing: bool, progress: bool, **overrides: int
+) -> None:
     """Runs this experiment (a run of its own under runs/) when `dataset` is missing and generation is on; the
-    keypoint-model experiments call it before reading."""
+    keypoint-model and evaluation experiments call it before reading. `overrides` replace config values (e.g. the
+    split sizes or shard size)."""
     if (Path(dataset) / "manifest.json").exists() or not generate_missing:
         return
-    ex.run(
-        config_updates={
-            "game": game,
-            "frames": frames,
-            "seed": seed,
-            "out": dataset,
-            "shard_frames": min(5000, frames // 3),
-            "progress": progress,
-        }
-    )
+    config = {"game": game, "frames": frames, "seed": seed, "out": dataset, "shard_frames": min(5000, frames // 3)}
+    ex.run(config_updates={**config, "progress": progress, **overrides})
 
 
 def picture_frames(dataset: str, game: str, count: int) -> np.ndarray:

@@ -181,18 +181,16 @@ def tracking_precision_recall(
     for length in lengths:
         if length < 1:
             raise ValueError(f"Trajectory lengths must be >= 1, got {length}.")
-        matches = detected_total = true_total = windows = 0
+        counts = []  # (matches, detected, true) per window
         for detected, truth in episodes:
             if detected.shape[0] != truth.shape[0]:
                 raise ValueError(f"Detected ({detected.shape[0]}) and true ({truth.shape[0]}) frames differ.")
             for start in range(0, detected.shape[0] - length + 1, length):
-                m, k, n = match_window(detected[start : start + length], truth[start : start + length], epsilon)
-                matches, detected_total, true_total, windows = (
-                    matches + m,
-                    detected_total + k,
-                    true_total + n,
-                    windows + 1,
-                )
+                counts.append(match_window(detected[start : start + length], truth[start : start + length], epsilon))
+        matches, detected_total, true_total = (
+            (sum(column) for column in zip(*counts, strict=True)) if counts else (0, 0, 0)
+        )
+        windows = len(counts)
         result[length] = {
             "precision": matches / detected_total if detected_total else float("nan"),
             "recall": matches / true_total if true_total else float("nan"),

@@ -20,6 +20,7 @@ coordinates in [-1, 1] mean the same for every architecture.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import keras
 import tensorflow as tf
@@ -64,19 +65,15 @@ class TransporterConfig:
             raise ValueError("filters, kernels and strides need equal length.")
         if self.sigma <= 0:
             raise ValueError(f"sigma must be > 0, got {self.sigma}.")
-        scale = 1
-        for s in self.strides:
-            scale *= s
-        if self.input_size % scale:
-            raise ValueError(f"input_size {self.input_size} is not divisible by the total stride {scale}.")
+        if self.input_size % math.prod(self.strides):
+            raise ValueError(
+                f"input_size {self.input_size} is not divisible by the total stride {math.prod(self.strides)}."
+            )
 
     @property
     def grid(self) -> int:
         """Side of the feature and keypoint maps."""
-        scale = 1
-        for s in self.strides:
-            scale *= s
-        return self.input_size // scale
+        return self.input_size // math.prod(self.strides)
 
 
 def transport(
