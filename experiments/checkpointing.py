@@ -101,13 +101,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def load_state(work: Path, checkpoint: tf.train.Checkpoint, settings: dict) -> dict:
-    """The saved training state, after restoring the last checkpoint into `checkpoint`; a fresh state if none.
-
-    `settings` (JSON-able) describe what is trained; a work folder that holds a run of other settings is refused, so a
-    changed config never silently resumes someone else's weights.
-    """
-    state_path, settings_path = work / "state.json", work / "settings.json"
+def check_settings(work: Path, settings: dict) -> None:
+    """Records `settings` (JSON-able: what is trained) in work/settings.json, or refuses a work folder that holds a run
+    of other settings, so a changed config never silently resumes someone else's weights."""
+    settings_path = work / "settings.json"
     if settings_path.exists():
         saved = json.loads(settings_path.read_text())
         changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
@@ -118,6 +115,13 @@ def load_state(work: Path, checkpoint: tf.train.Checkpoint, settings: dict) -> d
             )
     else:
         write_json_atomic(settings_path, settings)
+
+
+def load_state(work: Path, checkpoint: tf.train.Checkpoint, settings: dict) -> dict:
+    """The saved training state, after restoring the last checkpoint into `checkpoint`; a fresh state if none
+    (`check_settings` first)."""
+    check_settings(work, settings)
+    state_path = work / "state.json"
     if not state_path.exists():
         return {"epoch": 0, "best": math.inf, "wait": 0, "best_epoch": 0}
     latest = tf.train.latest_checkpoint(str(work / "last"))

@@ -11,7 +11,12 @@
 - `KeyQNEncoder` (seed 000, section 3.2.1): thermometer-encoded coordinates plus the Gaussian-weighted features under
   each keypoint, concatenated over keypoints -> 2-layer MLP 128 ReLU.
 
-All take (coordinates [B, K, 2], heatmaps [B, h, w, K], features [B, h, w, C]) and return [B, 128].
+Each encoder splits in two. `view(coordinates, heatmaps, features)` is the part that depends only on the frozen
+keypointer: it runs once per environment step and its result is what the replay stores (the CNN's masked feature
+maps; the GNN's and KeyQN's per-keypoint coordinates and mask-averaged features). `call(view)` is the trainable part
+and returns [B, 128]. Storing the view is the same maths as recomputing it at every update from the frames, without
+rerunning the keypointer (architecture.md, "frozen keypointers are pure functions of the frame").
+Inputs: coordinates [B, K, 2], heatmaps [B, h, w, K], features [B, h, w, C].
 """
 
 from __future__ import annotations
@@ -40,6 +45,11 @@ def keypoint_features(heatmaps: tf.Tensor, features: tf.Tensor) -> tf.Tensor:
     return weighted / (mass + 1e-6)
 
 
+def keypoint_view(coordinates: tf.Tensor, heatmaps: tf.Tensor, features: tf.Tensor) -> dict[str, tf.Tensor]:
+    """{"coordinates": [B, K, 2], "features": [B, K, C]}: what the GNN and KeyQN encoders see of a frame."""
+    return {"coordinates": tf.cast(coordinates, tf.float32), "features": keypoint_features(heatmaps, features)}
+
+
 class CNNEncoder(keras.layers.Layer):
     def __init__(self, filters: int = 128, norm: str = "batch", binarise: float | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -54,9 +64,12 @@ class CNNEncoder(keras.layers.Layer):
             return tf.cast(summed > self.binarise, summed.dtype)
         return tf.minimum(summed, 1.0)
 
-    def call(self, inputs, training: bool = False) -> tf.Tensor:
-        _, heatmaps, features = inputs
-        masked = features * tf.cast(self.mask(heatmaps), features.dtype)
+    def view(self, coordinates: tf.Tensor, heatmaps: tf.Tensor, features: tf.Tensor) -> dict[str, tf.Tensor]:
+        """{"masked": [B, h, w, C]}: the features under the superposed keypoint masks."""
+        return {"masked": features * tf.cast(self.mask(heatmaps), features.dtype)}
+
+    def call(self, view: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        masked = tf.cast(view["masked"], self.compute_dtype)
         return self.out(self.flatten(self.convs(masked, training=training)))
 
 
@@ -74,8 +87,11 @@ class GNNEncoder(keras.layers.Layer):
         self.node_decoder = mlp([width, width], "node_decoder")
         self.head = mlp([128, 128], "head")
 
+    def view(self, coordinates: tf.Tensor, heatmaps: tf.Tensor, features: tf.Tensor) -> dict[str, tf.Tensor]:
+        return keypoint_view(coordinates, heatmaps, features)
+
     def build(self, input_shape) -> None:
-        channels = int(input_shape[2][-1])  # the embedding is added to the features: it has their width
+        channels = int(input_shape["features"][-1])  # the embedding is added to the features: it has their width
         self.position = mlp([self.width, channels], "position", linear_output=True)
         self.built = True
 
@@ -93,10 +109,10 @@ class GNNEncoder(keras.layers.Layer):
         incoming = tf.reduce_sum(edges * off_diagonal, axis=2)
         return self.node_model(tf.concat([nodes, incoming], axis=-1)), edges
 
-    def call(self, inputs, training: bool = False) -> tf.Tensor:
-        coordinates, heatmaps, features = inputs
+    def call(self, view: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         assert self.position is not None
-        nodes = keypoint_features(heatmaps, features) + self.position(tf.cast(coordinates, features.dtype))
+        features = tf.cast(view["features"], self.compute_dtype)
+        nodes = features + self.position(tf.cast(view["coordinates"], features.dtype))
         nodes = self.node_encoder(nodes)
         k = nodes.shape[1]
         edges = self.edge_encoder(tf.zeros((tf.shape(nodes)[0], k, k, 1), nodes.dtype))  # zero edge features
@@ -119,12 +135,15 @@ class KeyQNEncoder(keras.layers.Layer):
         self.bins = bins
         self.head = mlp([128, 128], "head")
 
-    def call(self, inputs, training: bool = False) -> tf.Tensor:
-        coordinates, heatmaps, features = inputs
-        code = thermometer(tf.cast(coordinates, features.dtype), self.bins)  # [B, K, 2, bins]
-        k = coordinates.shape[1]
+    def view(self, coordinates: tf.Tensor, heatmaps: tf.Tensor, features: tf.Tensor) -> dict[str, tf.Tensor]:
+        return keypoint_view(coordinates, heatmaps, features)
+
+    def call(self, view: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        features = tf.cast(view["features"], self.compute_dtype)
+        code = thermometer(tf.cast(view["coordinates"], features.dtype), self.bins)  # [B, K, 2, bins]
+        k = features.shape[1]
         code = tf.reshape(code, (-1, k, 2 * self.bins))
-        per_keypoint = tf.concat([code, keypoint_features(heatmaps, features)], axis=-1)
+        per_keypoint = tf.concat([code, features], axis=-1)
         return self.head(tf.reshape(per_keypoint, (-1, k * per_keypoint.shape[-1])))
 
 

@@ -11,6 +11,7 @@ computed once per step, so the agent's replay can store them (rl/replay.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -77,26 +78,37 @@ def make_agent_env(
 
 
 class KeypointObservation(gym.ObservationWrapper):
-    """Observations {"frame": [84, 84, 3] uint8, "keypoints": [K, 2] float32 (y, x) in [-1, 1]}.
+    """Observations {"frame": [84, 84, 3] uint8, "keypoints": [K, 2] float32 (y, x) in [-1, 1]}, plus, when a `view`
+    is given (an encoder's frozen part, rl/encoders.py), its entries {"view.<name>": float32 array}.
 
-    It holds a live keypointer, so it cannot be recreated from a registry spec: `spec` is None.
+    The keypointer and the view run as one compiled function per step. The wrapper holds a live keypointer, so it
+    cannot be recreated from a registry spec: `spec` is None.
     """
 
-    def __init__(self, env: gym.Env, keypointer: Any):
+    def __init__(self, env: gym.Env, keypointer: Any, view: Callable[..., dict[str, tf.Tensor]] | None = None):
         super().__init__(env)
-        self.keypointer = keypointer
-        k = keypointer.num_keypoints
-        self.observation_space = gym.spaces.Dict(
-            {
-                "frame": gym.spaces.Box(0, 255, FRAME_SHAPE, np.uint8),
-                "keypoints": gym.spaces.Box(-1.0, 1.0, (k, 2), np.float32),
-            }
-        )
+        self.keypointer, self.view = keypointer, view
+        self._observe = tf.function(self._compute)
+        spaces: dict[str, gym.Space] = {
+            "frame": gym.spaces.Box(0, 255, FRAME_SHAPE, np.uint8),
+            "keypoints": gym.spaces.Box(-1.0, 1.0, (keypointer.num_keypoints, 2), np.float32),
+        }
+        _, views = self._observe(tf.zeros((1, *FRAME_SHAPE), tf.uint8))
+        for name, value in views.items():
+            spaces[f"view.{name}"] = gym.spaces.Box(-np.inf, np.inf, tuple(value.shape[1:]), np.float32)
+        self.observation_space = gym.spaces.Dict(spaces)
+
+    def _compute(self, frames: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        out = self.keypointer(frames)
+        views = self.view(out.coordinates, out.heatmaps, out.features) if self.view is not None else {}
+        return out.coordinates, {name: tf.cast(v, tf.float32) for name, v in views.items()}
 
     @property
     def spec(self) -> None:  # type: ignore[override]
         return None
 
     def observation(self, observation: np.ndarray) -> dict[str, np.ndarray]:
-        keypoints = self.keypointer(observation[None]).coordinates.numpy()[0]
-        return {"frame": observation, "keypoints": np.clip(keypoints, -1.0, 1.0).astype(np.float32)}
+        coordinates, views = self._observe(tf.constant(observation[None]))
+        obs = {"frame": observation, "keypoints": np.clip(coordinates.numpy()[0], -1.0, 1.0).astype(np.float32)}
+        obs.update({f"view.{name}": v.numpy()[0] for name, v in views.items()})
+        return obs

@@ -1,26 +1,29 @@
 """Episode-aware sequence replay for the recurrent agent (seed 002, Appendix A.2.3; reference.md section 4).
 
-Stores observations as uint8 frames (the authors stored int32: 4x the memory) beside the frozen keypointer's
-coordinates computed once at acting time, so learning never reruns the expensive part of the keypointer (PermaKey's
-LSPNs and PointNet); the cheap parts (heatmaps from coordinates, encoder features) are recomputed from the frames.
-
-Layout: one row per observation s_t, with the transition that leaves it (a_t, r_t, terminated_t, truncated_t); an
-episode's final observation is a row with action -1. Windows of W transitions take rows i..i+W of one episode, so a
-window never crosses an episode boundary; episodes shorter than W transitions are never sampled.
+Each row holds one observation s_t as named arrays of fixed shape and dtype (`fields`), with the transition that
+leaves it (a_t, r_t, terminated_t, truncated_t). The agent stores what the frozen keypointer and its encoder's frozen
+part computed once at acting time (rl/encoders.py `view`: the CNN's masked feature maps, or per-keypoint coordinates
+and features), so learning never reruns the keypointer; frames, when stored, are uint8 (the authors stored int32:
+4x the memory). An episode's final observation is a row with action -1. Windows of W transitions take rows i..i+W of
+one episode, so a window never crosses an episode boundary; episodes shorter than W transitions are never sampled.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
 
 class SequenceReplay:
-    def __init__(self, capacity: int, frame_shape: tuple[int, ...], num_keypoints: int, seed: int):
+    """fields: {name: (shape, dtype)} of one observation."""
+
+    def __init__(self, capacity: int, fields: dict[str, tuple[tuple[int, ...], np.dtype | type]], seed: int):
         if capacity < 2:
             raise ValueError(f"capacity must be >= 2, got {capacity}.")
         self.capacity = capacity
-        self.frames = np.zeros((capacity, *frame_shape), np.uint8)
-        self.keypoints = np.zeros((capacity, num_keypoints, 2), np.float32)
+        self.fields = {name: (tuple(shape), np.dtype(dtype)) for name, (shape, dtype) in fields.items()}
+        self.observations = {name: np.zeros((capacity, *shape), dtype) for name, (shape, dtype) in self.fields.items()}
         self.actions = np.full(capacity, -1, np.int32)
         self.rewards = np.zeros(capacity, np.float32)
         self.terminated = np.zeros(capacity, bool)
@@ -33,11 +36,25 @@ class SequenceReplay:
         self._step = 0
         self._rng = np.random.default_rng(seed)
 
-    def _write(self, frame: np.ndarray, keypoints: np.ndarray, action: int, reward: float, term: bool, trunc: bool):
-        if frame.dtype != np.uint8 or frame.shape != self.frames.shape[1:]:
-            raise ValueError(f"Replay stores uint8 frames {self.frames.shape[1:]}, got {frame.dtype} {frame.shape}.")
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.observations.values())
+
+    def _write(self, observation: dict, action: int, reward: float, term: bool, trunc: bool) -> None:
+        if set(observation) != set(self.fields):
+            raise ValueError(
+                f"Replay stores observations with fields {sorted(self.fields)}, got {sorted(observation)}."
+            )
         i = self._next
-        self.frames[i], self.keypoints[i] = frame, keypoints
+        for name, value in observation.items():
+            shape, dtype = self.fields[name]
+            value = np.asarray(value)
+            if value.shape != shape or (dtype == np.uint8 and value.dtype != np.uint8):
+                raise ValueError(
+                    f"Replay field {name!r} stores {dtype} {shape}, got {value.dtype} {value.shape} "
+                    "(frames must be uint8)."
+                )
+            self.observations[name][i] = value
         self.actions[i], self.rewards[i] = action, reward
         self.terminated[i], self.truncated[i] = term, trunc
         self.episode[i], self.step[i] = self._episode, self._step
@@ -45,15 +62,19 @@ class SequenceReplay:
         self.size = min(self.size + 1, self.capacity)
         self._step += 1
 
-    def add(
-        self, frame: np.ndarray, keypoints: np.ndarray, action: int, reward: float, terminated: bool, truncated: bool
-    ) -> None:
+    def add(self, observation: dict, action: int, reward: float, terminated: bool, truncated: bool) -> None:
         """Observation s_t and the transition taken from it."""
-        self._write(frame, keypoints, int(action), float(reward), bool(terminated), bool(truncated))
+        self._write(observation, int(action), float(reward), bool(terminated), bool(truncated))
 
-    def end_episode(self, final_frame: np.ndarray, final_keypoints: np.ndarray) -> None:
+    def end_episode(self, final_observation: dict) -> None:
         """The observation the last transition led to; the next `add` starts a new episode."""
-        self._write(final_frame, final_keypoints, -1, 0.0, False, False)
+        self._write(final_observation, -1, 0.0, False, False)
+        self._episode += 1
+        self._step = 0
+
+    def abandon_episode(self) -> None:
+        """Starts a new episode without a final row (a resumed run restarts its environment); windows wholly inside
+        the unfinished episode's rows stay usable."""
         self._episode += 1
         self._step = 0
 
@@ -70,8 +91,8 @@ class SequenceReplay:
         return rows[ok]
 
     def sample(self, batch_size: int, transitions: int) -> dict[str, np.ndarray]:
-        """A batch of windows: frames [B, W+1, ...] uint8, keypoints [B, W+1, K, 2], and per transition actions,
-        rewards, terminated, truncated [B, W]."""
+        """A batch of windows: {"observations": {name: [B, W+1, ...]}, and per transition "actions", "rewards",
+        "terminated", "truncated": [B, W]}."""
         starts = self.valid_starts(transitions)
         if len(starts) == 0:
             raise ValueError(f"No complete window of {transitions} transitions in the replay yet.")
@@ -79,10 +100,32 @@ class SequenceReplay:
         obs = (picks[:, None] + np.arange(transitions + 1)[None]) % self.capacity
         tr = obs[:, :-1]
         return {
-            "frames": self.frames[obs],
-            "keypoints": self.keypoints[obs],
+            "observations": {name: array[obs] for name, array in self.observations.items()},
             "actions": self.actions[tr],
             "rewards": self.rewards[tr],
             "terminated": self.terminated[tr],
             "truncated": self.truncated[tr],
         }
+
+    # A resumed run continues with the same replay; np.savez writes a temporary file that is then renamed.
+    _STATE = ("actions", "rewards", "terminated", "truncated", "episode", "step")
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        arrays = {f"obs.{k}": v for k, v in self.observations.items()} | {k: getattr(self, k) for k in self._STATE}
+        counters = np.array([self.size, self._next, self._episode, self._step], np.int64)
+        np.savez(tmp, counters=counters, **arrays)
+        tmp.replace(path)
+
+    def load(self, path: str | Path) -> None:
+        with np.load(path) as saved:
+            for name, array in self.observations.items():
+                if f"obs.{name}" not in saved or saved[f"obs.{name}"].shape != array.shape:
+                    raise ValueError(
+                        f"{path} holds a replay of another layout than this run's: delete it to start over."
+                    )
+                array[...] = saved[f"obs.{name}"]
+            for name in self._STATE:
+                getattr(self, name)[...] = saved[name]
+            self.size, self._next, self._episode, self._step = (int(x) for x in saved["counters"])

@@ -5,18 +5,19 @@ import tensorflow as tf
 
 from keypoints.ops import keypoints_to_maps
 from rl.agent import Learner, RecurrentQNetwork, epsilon_at
+from rl.encoders import ENCODERS
 
 
-def _batch(seed=0, b=2, w=4, k=3, grid=7, c=4, actions=3):
+def _batch(seed=0, encoder="gnn", b=2, w=4, k=3, grid=7, c=4, actions=3):
+    """A window batch as the learner gets it: the encoder views of W + 1 observations, then W transitions."""
     rng = np.random.default_rng(seed)
-    coordinates = rng.uniform(-0.9, 0.9, (b, w + 1, k, 2)).astype(np.float32)
-    heatmaps = (
-        keypoints_to_maps(coordinates.reshape(-1, k, 2), grid, grid, 0.2).numpy().reshape(b, w + 1, grid, grid, k)
-    )
-    features = rng.normal(size=(b, w + 1, grid, grid, c)).astype(np.float32)
-    inputs = (tf.constant(coordinates), tf.constant(heatmaps), tf.constant(features))
+    coordinates = tf.constant(rng.uniform(-0.9, 0.9, (b * (w + 1), k, 2)), tf.float32)
+    heatmaps = keypoints_to_maps(coordinates, grid, grid, 0.2)
+    features = tf.constant(rng.normal(size=(b * (w + 1), grid, grid, c)), tf.float32)
+    flat = ENCODERS[encoder]().view(coordinates, heatmaps, features)
+    views = {name: tf.reshape(v, (b, w + 1, *v.shape[1:])) for name, v in flat.items()}
     return (
-        inputs,
+        views,
         tf.constant(rng.integers(0, actions, (b, w)), tf.int32),
         tf.constant(rng.normal(size=(b, w)), tf.float32),
         tf.zeros((b, w), tf.bool),
@@ -27,13 +28,13 @@ def _batch(seed=0, b=2, w=4, k=3, grid=7, c=4, actions=3):
 def _learner(seed=0, encoder="gnn"):
     keras.utils.set_random_seed(seed)
     learner = Learner(RecurrentQNetwork(3, encoder), RecurrentQNetwork(3, encoder), tau=0.005)
-    learner.start(_batch()[0])
+    learner.start(_batch(encoder=encoder)[0])
     return learner
 
 
 def test_q_values_have_one_per_step_and_action():
     net = RecurrentQNetwork(3, "keyqn")
-    assert net(_batch()[0]).shape == (2, 5, 3)
+    assert net(_batch(encoder="keyqn")[0]).shape == (2, 5, 3)
     with pytest.raises(ValueError, match="Unknown encoder"):
         RecurrentQNetwork(3, "transformer")
 
@@ -58,7 +59,7 @@ def test_same_seed_gives_identical_first_updates():
 
 def test_loss_falls_and_target_trails_by_polyak():
     learner = _learner(encoder="cnn")
-    batch = _batch()
+    batch = _batch(encoder="cnn")
     first = float(learner.train_step(*batch)["loss"])
     for _ in range(30):
         last = float(learner.train_step(*batch)["loss"])
@@ -72,3 +73,14 @@ def test_epsilon_schedule_is_linear_then_flat():
     assert epsilon_at(0, 100) == 1.0
     assert epsilon_at(50, 100) == pytest.approx(0.55)
     assert epsilon_at(500, 100) == pytest.approx(0.1)
+
+
+def test_stepping_with_carried_state_matches_the_whole_sequence():
+    """The actor feeds one step at a time and carries the LSTM state; that must equal running the window at once."""
+    net = RecurrentQNetwork(3, "gnn")
+    views = _batch()[0]
+    whole = net(views).numpy()
+    state = net.initial_state(2)
+    for t in range(5):
+        q, state = net({k: v[:, t : t + 1] for k, v in views.items()}, initial_state=state, return_state=True)
+        np.testing.assert_allclose(q.numpy()[:, 0], whole[:, t], rtol=1e-4, atol=1e-5)

@@ -16,7 +16,7 @@ def _inputs(seed=0, b=2, k=3, grid=21, c=5):
 
 @pytest.mark.parametrize("encoder", [CNNEncoder(filters=8), GNNEncoder(steps=2), KeyQNEncoder(bins=4)])
 def test_encoders_map_keypointer_outputs_to_128(encoder):
-    out = encoder(_inputs())
+    out = encoder(encoder.view(*_inputs()))
     assert out.shape == (2, 128)
     assert np.isfinite(out.numpy()).all()
 
@@ -30,7 +30,7 @@ def test_keypoint_features_average_under_each_heatmap():
 
 def test_gnn_message_passing_really_iterates():
     one, two = GNNEncoder(steps=1), GNNEncoder(steps=2)
-    inputs = _inputs()
+    inputs = one.view(*_inputs())
     one(inputs)
     two(inputs)
     two.set_weights(one.get_weights())  # same parameters: only the number of steps differs
@@ -50,11 +50,11 @@ def test_gnn_message_passing_really_iterates():
 def test_gnn_nodes_see_each_other():
     encoder = GNNEncoder(steps=1)
     coordinates, heatmaps, features = _inputs()
-    base = encoder((coordinates, heatmaps, features)).numpy()
+    base = encoder(encoder.view(coordinates, heatmaps, features)).numpy()
     moved = coordinates.numpy().copy()
     moved[:, 2] = [0.0, 0.0]  # move only keypoint 2
     moved = tf.constant(moved)
-    after = encoder((moved, keypoints_to_maps(moved, 21, 21, 0.1), features)).numpy()
+    after = encoder(encoder.view(moved, keypoints_to_maps(moved, 21, 21, 0.1), features)).numpy()
     assert not np.allclose(base, after)
 
 

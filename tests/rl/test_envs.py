@@ -33,3 +33,14 @@ def test_distractor_bars_are_drawn_on_agent_frames():
     obs, _ = env.reset(seed=0)
     bar = np.all(obs == np.array([128, 0, 255], np.uint8), axis=-1)
     assert bar.any(axis=0).sum() == 5  # one 5-pixel-wide vertical bar
+
+
+def test_keypoint_observations_carry_the_encoder_view():
+    from rl.encoders import CNNEncoder, GNNEncoder
+
+    keypointer = TransporterKeypointer(build_transporter(tiny_config()))
+    for encoder, names in ((GNNEncoder(), {"view.coordinates", "view.features"}), (CNNEncoder(), {"view.masked"})):
+        env = KeypointObservation(make_agent_env("pong", train=False, max_episode_frames=400), keypointer, encoder.view)
+        check_env(env, skip_render_check=True)
+        obs, _ = env.reset(seed=0)
+        assert names <= set(obs) and all(obs[n].dtype == np.float32 for n in names)

@@ -1,0 +1,65 @@
+"""Saved agents: a folder holding agent.json (what to rebuild: game, encoder, keypointer folder, ...) and
+agent.weights.h5 (the Q-network). A train_agent run folder is such a folder, as is its work/.../best.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from experiments.keypointers import keypointer_folder, load_keypointer
+from rl.agent import RecurrentQNetwork
+from rl.envs import KeypointObservation, make_agent_env
+
+AGENT_FILE = "agent.json"
+AGENT_WEIGHTS = "agent.weights.h5"
+
+
+def agent_env(
+    game: str, keypointer: Any, network: RecurrentQNetwork, *, train: bool, noise: str, max_episode_frames: int
+) -> gym.Env:
+    """The environment an agent acts in: the game's agent environment seen through the keypointer and the encoder's
+    frozen view."""
+    env = make_agent_env(game, train=train, distractors=noise, max_episode_frames=max_episode_frames)
+    return KeypointObservation(env, keypointer, network.view)
+
+
+def build_network(info: dict[str, Any], keypointer: Any) -> RecurrentQNetwork:
+    """A Q-network for `info` (agent.json's fields) with its variables created by one call on the keypointer's view."""
+    network = RecurrentQNetwork(info["num_actions"], info["encoder"], info["units"], info["encoder_options"])
+    out = keypointer(np.zeros((1, 84, 84, 3), np.uint8))
+    view = network.view(out.coordinates, out.heatmaps, out.features)
+    network({k: v[:, None] for k, v in view.items()})
+    return network
+
+
+def save_agent(directory: str | Path, info: dict[str, Any], network: RecurrentQNetwork) -> None:
+    """agent.json and the weights, each written under a temporary name and renamed (never half-written)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        network.save_weights(os.path.join(tmp, AGENT_WEIGHTS))
+        Path(tmp, AGENT_FILE).write_text(json.dumps(info, indent=2, sort_keys=True))
+        os.replace(os.path.join(tmp, AGENT_WEIGHTS), directory / AGENT_WEIGHTS)
+        os.replace(os.path.join(tmp, AGENT_FILE), directory / AGENT_FILE)
+
+
+def load_agent(run: str | int) -> tuple[dict[str, Any], RecurrentQNetwork, Any]:
+    """(info, network, keypointer) of a saved agent, by run id or folder."""
+    folder = keypointer_folder(run)
+    if not (folder / AGENT_FILE).exists() or not (folder / AGENT_WEIGHTS).exists():
+        raise FileNotFoundError(
+            f"No agent at {folder}: it needs {AGENT_FILE} and {AGENT_WEIGHTS}. Pass a `make train-agent` run id or its "
+            "work/agent/.../best folder."
+        )
+    info = json.loads((folder / AGENT_FILE).read_text())
+    keypointer = load_keypointer(info["keypointer"])
+    network = build_network(info, keypointer)
+    network.load_weights(str(folder / AGENT_WEIGHTS))
+    return info, network, keypointer

@@ -1,0 +1,80 @@
+"""The agent experiments end to end at a tiny size, through Sacred with a real FileStorageObserver and a tiny saved
+keypointer of their own (the real actor, learner, replay and ALE environments)."""
+
+import json
+
+import pytest
+from sacred.observers import FileStorageObserver
+
+from tests.transporter.test_model import tiny_config
+from transporter.keypointer import TransporterKeypointer
+from transporter.model import build_transporter
+
+TINY_AGENT = {
+    "game": "pong",
+    "steps": 48,
+    "learning_starts": 16,
+    "update_every": 4,
+    "batch_size": 2,
+    "window": 4,
+    "validate_every": 24,
+    "validation_episodes": 1,
+    "test_seeds": 2,
+    "test_episodes": 1,
+    "max_episode_frames": 120,  # 30 agent steps per episode: several episodes per run
+    "video_steps": 10,
+    "log_every": 1,
+    "progress": False,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_keypointer(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keypointer")
+    TransporterKeypointer(build_transporter(tiny_config())).save(folder)
+    return folder
+
+
+def _agent_run(tmp_path, keypointer, **changes):
+    from experiments import train_agent
+
+    ex = train_agent.ex
+    ex.observers[:] = [FileStorageObserver(str(tmp_path / "runs"))]
+    config = {**TINY_AGENT, "keypointer": str(keypointer), "work": str(tmp_path / "work"), **changes}
+    return ex.run(config_updates=config)
+
+
+@pytest.mark.parametrize("encoder", ["gnn", "cnn"])
+def test_train_agent_learns_validates_tests_and_records(tmp_path, tiny_keypointer, encoder):
+    run = _agent_run(tmp_path, tiny_keypointer, encoder=encoder, cnn_filters=4)
+    assert run.status == "COMPLETED"
+    folder = tmp_path / "runs" / str(run._id)
+    for name in ("learning_curve.png", "test_episode.gif", "test_scores.csv", "agent.json", "agent.weights.h5"):
+        assert (folder / name).stat().st_size > 100, name
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert len(metrics["validation.score"]["values"]) == 2  # at steps 24 and 48
+    assert len(metrics["train.loss"]["values"]) == (48 - 16) // 4 + 1  # one update every 4 steps from step 16
+    assert metrics["train.episode_return"]["values"]  # pong loses points in 30 steps: episodes ended
+    rows = (folder / "test_scores.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 2  # header + 2 policies x 2 seeds x 1 episode
+    info = json.loads((folder / "info.json").read_text())
+    assert set(info["test"]) == {"agent", "random"} and info["timing_seconds"]["learning"] > 0
+
+
+def test_interrupted_agent_run_resumes_where_it_stopped(tmp_path, tiny_keypointer):
+    first = _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24)
+    assert first.status == "COMPLETED"
+    state = json.loads((tmp_path / "work" / "state.json").read_text())
+    assert state["trainer"]["step"] == 24
+    # A longer run with the same training settings continues from step 24 (steps is part of the schedule, so the
+    # resumed run keeps it: this rerun is the same command after an interruption at step 24).
+    second = _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24)
+    info = json.loads((tmp_path / "runs" / str(second._id) / "info.json").read_text())
+    assert info["resumed_from_step"] == 24
+    with pytest.raises(ValueError, match="other settings"):
+        _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24, learning_rate=1e-3)
+
+
+def test_train_agent_without_a_keypointer_says_what_to_pass(tmp_path):
+    with pytest.raises(ValueError, match="keypointer=<run id or folder>"):
+        _agent_run(tmp_path, "")
