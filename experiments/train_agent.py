@@ -148,7 +148,7 @@ def test_video(env, policy: QPolicy, seed: int, steps: int, path: Path) -> None:
         play(env, policy, seed, 1, on_step=keep)
     except StopIteration:
         pass
-    imageio.mimsave(path, frames[::2], duration=0.066, loop=0)
+    imageio.mimsave(path, list(frames[::2]), duration=0.066, loop=0)  # type: ignore[arg-type]
 
 
 def test_policies(
@@ -191,7 +191,7 @@ def main(_config, _run, _seed):
     work.mkdir(parents=True, exist_ok=True)
     check_settings(work, json.loads(json.dumps({k: v for k, v in c.items() if k not in UNTRAINED})))
 
-    num_actions = int(make_agent_env(game.name, train=False, max_episode_frames=400).action_space.n)
+    num_actions = int(make_agent_env(game.name, train=False, max_episode_frames=400).action_space.n)  # type: ignore[attr-defined]
     info = {
         "game": game.name,
         "encoder": c["encoder"],
@@ -293,7 +293,8 @@ def main(_config, _run, _seed):
     )
     seeds = [TEST_SEED + i for i in range(c["test_seeds"])]
     policies = {"agent": QPolicy(best), "random": RandomPolicy(num_actions, seed=c["seed"])}
-    plain = test_env.env  # the random policy needs no keypoints
+    plain = make_agent_env(game.name, train=False, distractors=c["noise"], max_episode_frames=c["max_episode_frames"])
+    # (the random policy needs no keypoints: the same evaluation environment without the observation wrapper)
     table, summaries = test_policies(
         policies, {"agent": test_env, "random": plain}, seeds, c["test_episodes"], c["progress"]
     )

@@ -28,11 +28,12 @@ LARGE_VIEW = 4096
 """View entries with more values than this per step (the CNN's masked feature maps) are stored as float16."""
 
 
-def replay_fields(observation_space: gym.spaces.Dict) -> dict[str, tuple[tuple[int, ...], type]]:
+def replay_fields(observation_space: gym.Space) -> dict[str, tuple[tuple[int, ...], Any]]:
     """The replay layout for a KeypointObservation's view entries (the frame and coordinates are not needed)."""
-    fields = {}
-    for name, space in observation_space.spaces.items():
-        if name.startswith("view."):
+    fields: dict[str, tuple[tuple[int, ...], Any]] = {}
+    spaces = observation_space.spaces if isinstance(observation_space, gym.spaces.Dict) else {}
+    for name, space in spaces.items():
+        if name.startswith("view.") and space.shape is not None:
             shape = tuple(space.shape)
             fields[name[len("view.") :]] = (shape, np.float16 if int(np.prod(shape)) > LARGE_VIEW else np.float32)
     if not fields:
@@ -125,7 +126,7 @@ class Trainer:
             t1 = time.perf_counter()
             following, reward, terminated, truncated, _ = self.env.step(action)
             t2 = time.perf_counter()
-            self.replay.add(self._stored(observation), action, reward, terminated, truncated)
+            self.replay.add(self._stored(observation), action, float(reward), terminated, truncated)
             self._return += float(reward)
             self._length += 1
             if terminated or truncated:

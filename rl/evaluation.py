@@ -50,10 +50,11 @@ class QPolicy:
 
     def act(self, observation: dict[str, np.ndarray]) -> int:
         q, self.state = self._q(view_of(observation), self.state)
-        self.last_q = q.numpy()[0, 0]
+        values = q.numpy()[0, 0]
+        self.last_q = values
         if self.epsilon > 0 and self.rng.random() < self.epsilon:
             return int(self.rng.integers(self.network.num_actions))
-        return int(np.argmax(self.last_q))
+        return int(np.argmax(values))
 
 
 class RandomPolicy:

@@ -11,6 +11,7 @@ one episode, so a window never crosses an episode boundary; episodes shorter tha
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ class SequenceReplay:
         )
         return rows[ok]
 
-    def sample(self, batch_size: int, transitions: int) -> dict[str, np.ndarray]:
+    def sample(self, batch_size: int, transitions: int) -> dict[str, Any]:
         """A batch of windows: {"observations": {name: [B, W+1, ...]}, and per transition "actions", "rewards",
         "terminated", "truncated": [B, W]}."""
         starts = self.valid_starts(transitions)
