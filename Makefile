@@ -15,9 +15,11 @@ MODE ?= rollouts
 PRESET ?=
 MODEL ?= transporter
 ARCH ?=
+ENC ?= gnn
+KP ?=
 
 .PHONY: install test demo data bench-data lint format help train-permakey bench-permakey train-transporter \
-	bench-transporter eval-keypoints
+	bench-transporter eval-keypoints train-agent test-agent bench-agent
 
 help:
 	@echo "make demo                       small end-to-end run (fresh machine: installs first)"
@@ -26,9 +28,12 @@ help:
 	@echo "make train-permakey GAME=pong [PRESET=quick] [NOISE=vertical]   train PermaKey, record the run"
 	@echo "make train-transporter GAME=pong [MODEL=transporter|imm] [ARCH=paper|pkey_reimpl] [PRESET=quick] [NOISE=...]"
 	@echo "make eval-keypoints GAME=pong RUNS=9,10 [REPORT=docs/x.md]   tracking precision/recall vs ground truth"
+	@echo "make train-agent GAME=ms_pacman KP=<keypointer run id> [ENC=gnn|cnn|keyqn] [PRESET=quick] [NOISE=...]"
+	@echo "make test-agent RUNS=21,22,23   the paper's test protocol over agent runs, beside the random policy"
 	@echo "make bench-data                 data generation and reading throughput table"
 	@echo "make bench-permakey             PermaKey training/inference throughput, float32 vs bfloat16"
 	@echo "make bench-transporter          Transporter/IMM training/inference throughput, both architectures"
+	@echo "make bench-agent                agent steps/s per encoder, time shares, projected 100k-step wall time"
 	@echo "make lint                       ruff + mypy"
 
 install: $(STAMP)
@@ -61,15 +66,18 @@ bench-data: install
 	$(PY) -m bench.bench_data
 
 # The demo grows with the project; today: a small Pong dataset with a picture of its ground truth, quick PermaKey and
-# Transporter runs on it (each under 20 minutes on a 2-core CPU), and their evaluation against ground truth.
+# Transporter runs on it (each under 20 minutes on a 2-core CPU), their evaluation against ground truth, and a quick
+# agent run on the PermaKey keypointer.
 demo: install
 	$(PY) -m experiments.generate_data with quick game=pong out=datasets/pong_quick
 	$(PY) -m experiments.train_permakey with quick game=pong
 	$(PY) -m experiments.train_transporter with quick game=pong
 	$(PY) -m experiments.eval_keypoints with game=pong frames=500 labels='["permakey","transporter"]' \
 		runs='["work/permakey/pong-quick-none-s0/best","work/transporter/pong-quick-pkey_reimpl-none-s0/best"]'
+	$(PY) -m experiments.train_agent with quick game=pong keypointer=work/permakey/pong-quick-none-s0/best encoder=gnn
 	@echo "Pictures (ground_truth.png, keypoints.png, error_maps.png, reconstructions.png, transport_energy.png,"
-	@echo "tracking.png, episode_*.gif) and tables (tracking.md) are in the newest runs/ folders."
+	@echo "tracking.png, episode_*.gif, learning_curve.png, test_episode.gif) and tables (tracking.md,"
+	@echo "test_scores.csv) are in the newest runs/ folders."
 
 train-permakey: install
 	$(PY) -m experiments.train_permakey with game=$(GAME) seed=$(SEED) $(PRESET) $(if $(NOISE),noise=$(NOISE))
@@ -87,3 +95,16 @@ bench-transporter: install
 eval-keypoints: install
 	@test -n "$(RUNS)" || { echo "Give the keypointer runs to evaluate: make eval-keypoints GAME=pong RUNS=9,10"; exit 2; }
 	$(PY) -m experiments.eval_keypoints with game=$(GAME) 'runs=[$(RUNS)]' $(if $(REPORT),report=$(REPORT))
+
+train-agent: install
+	@test -n "$(KP)" || { echo "Give the keypointer the agent sees through: make train-agent GAME=ms_pacman KP=<run id>"; \
+		echo "(a run of make train-permakey or make train-transporter; ls runs/ lists them) [ENC=gnn|cnn|keyqn]"; exit 2; }
+	$(PY) -m experiments.train_agent with game=$(GAME) keypointer=$(KP) encoder=$(ENC) seed=$(SEED) $(PRESET) \
+		$(if $(NOISE),noise=$(NOISE))
+
+test-agent: install
+	@test -n "$(RUNS)" || { echo "Give the agent runs (one policy each): make test-agent RUNS=21,22,23"; exit 2; }
+	$(PY) -m experiments.test_agent with 'runs=[$(RUNS)]'
+
+bench-agent: install
+	$(PY) -m bench.bench_agent

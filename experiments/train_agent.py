@@ -22,7 +22,6 @@ from typing import Any
 import imageio.v2 as imageio
 import keras
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 from tqdm.auto import tqdm
 
@@ -34,17 +33,17 @@ from experiments.agents import AGENT_FILE, AGENT_WEIGHTS, agent_env, build_netwo
 from experiments.checkpointing import check_settings
 from experiments.common import experiment
 from experiments.keypointers import keypointer_folder, load_keypointer
+from experiments.test_agent import TEST_SEED, score_policies
 from keypoints.draw import draw_keypoints
 from rl.actor import Schedule, Trainer, replay_fields
 from rl.agent import Learner
 from rl.envs import make_agent_env
-from rl.evaluation import QPolicy, RandomPolicy, play, policy_scores, protocol_summary
+from rl.evaluation import Policy, QPolicy, RandomPolicy, play, protocol_summary
 from rl.replay import SequenceReplay
 
 ex = experiment("train_agent")
 
 VALIDATION_SEED = 10_000
-TEST_SEED = 100_000
 # Config entries that do not change what is trained: a resumed run may change them.
 UNTRAINED = ("progress", "test_seeds", "test_episodes", "video_steps", "log_every", "preset")
 
@@ -90,7 +89,8 @@ def config():
 @ex.named_config
 def quick():
     """The same agent and protocol, CPU-demo sized: 3,000 agent steps (learning from 1,000), validation every 1,000
-    steps on 1 episode, test on 3 seeds x 1 episode, episodes capped at 18,000 frames (4,500 agent steps)."""
+    steps on 1 episode, test on 3 seeds x 1 episode, episodes capped at 4,000 frames (1,000 agent steps, under a
+    minute with a PermaKey keypointer on 2 cores)."""
     preset = "quick"
     steps = 3_000
     learning_starts = 1_000
@@ -98,7 +98,7 @@ def quick():
     validation_episodes = 1
     test_seeds = 3
     test_episodes = 1
-    max_episode_frames = 18_000
+    max_episode_frames = 4_000
     video_steps = 300
 
 
@@ -149,22 +149,6 @@ def test_video(env, policy: QPolicy, seed: int, steps: int, path: Path) -> None:
     except StopIteration:
         pass
     imageio.mimsave(path, list(frames[::2]), duration=0.066, loop=0)  # type: ignore[arg-type]
-
-
-def test_policies(
-    policies: dict[str, Any], envs: dict[str, Any], seeds: list[int], episodes: int, progress: bool
-) -> tuple[pd.DataFrame, dict[str, dict]]:
-    """Every policy on the same test seeds: the long table of scores and the protocol summary per policy."""
-    rows, summaries = [], {}
-    for name, policy in policies.items():
-        scores = policy_scores(envs[name], policy, seeds, episodes, progress, name)
-        summaries[name] = protocol_summary(scores[None])
-        rows += [
-            {"policy": name, "seed": seed, "episode": e, "score": scores[i, e]}
-            for i, seed in enumerate(seeds)
-            for e in range(episodes)
-        ]
-    return pd.DataFrame(rows), summaries
 
 
 def encoder_options(c: dict) -> dict[str, Any]:
@@ -292,12 +276,13 @@ def main(_config, _run, _seed):
         game.name, keypointer, best, train=False, noise=c["noise"], max_episode_frames=c["max_episode_frames"]
     )
     seeds = [TEST_SEED + i for i in range(c["test_seeds"])]
-    policies = {"agent": QPolicy(best), "random": RandomPolicy(num_actions, seed=c["seed"])}
+    policies: dict[str, Policy] = {"agent": QPolicy(best), "random": RandomPolicy(num_actions, seed=c["seed"])}
     plain = make_agent_env(game.name, train=False, distractors=c["noise"], max_episode_frames=c["max_episode_frames"])
     # (the random policy needs no keypoints: the same evaluation environment without the observation wrapper)
-    table, summaries = test_policies(
+    table, scores = score_policies(
         policies, {"agent": test_env, "random": plain}, seeds, c["test_episodes"], c["progress"]
     )
+    summaries = {name: protocol_summary(scores[i][None]) for i, name in enumerate(policies)}
     for name, summary in summaries.items():
         _run.log_scalar(f"test.{name}.median", summary["mean"])
     _run.info["test"] = summaries

@@ -78,3 +78,27 @@ def test_interrupted_agent_run_resumes_where_it_stopped(tmp_path, tiny_keypointe
 def test_train_agent_without_a_keypointer_says_what_to_pass(tmp_path):
     with pytest.raises(ValueError, match="keypointer=<run id or folder>"):
         _agent_run(tmp_path, "")
+
+
+def test_test_agent_runs_the_protocol_over_policies_beside_random(tmp_path, tiny_keypointer):
+    trained = _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24)
+    folder = str(tmp_path / "runs" / str(trained._id))
+    from experiments import test_agent
+
+    ex = test_agent.ex
+    ex.observers[:] = [FileStorageObserver(str(tmp_path / "test_runs"))]
+    run = ex.run(
+        config_updates={
+            "runs": [folder, folder],
+            "seeds": 2,
+            "episodes": 2,
+            "max_episode_frames": 120,
+            "progress": False,
+        }
+    )
+    out = tmp_path / "test_runs" / str(run._id)
+    rows = (out / "test_scores.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * 2 * 2  # two policies and the random one, 2 seeds x 2 episodes
+    info = json.loads((out / "info.json").read_text())["test"]
+    assert info["agents"]["std"] == 0.0  # the same policy twice on the same seeds: identical greedy episodes
+    assert "| random |" in (out / "test.md").read_text()

@@ -1,0 +1,148 @@
+"""Keypoint-agent throughput: `python -m bench.bench_agent [--encoders gnn,cnn,keyqn] [--keypointer permakey]`.
+
+For each encoder, measured in one run on the real game (ms_pacman by default) with a keypointer of the real size
+(PermaKey's `quick` architecture, or Transporter's pkey_reimpl, untrained: the cost does not depend on the weights;
+or a saved keypointer folder):
+  - the time per agent step of each part: emulation, keypointer inference plus the encoder's frozen view (batch 1),
+    acting (the Q-network step), and learning (one update of batch 16 x window 8, made every 4 agent steps);
+  - the share of each part and the projected wall time of a 100k-step run (learning from step 10k);
+  - agent steps/s measured with acting and learning together (the real loop, learning every 4 steps), as a check
+    on the projection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from bench.common import rate
+from experiments.agents import agent_env, build_network
+from experiments.keypointers import load_keypointer
+from rl.actor import Schedule, Trainer, replay_fields
+from rl.agent import Learner
+from rl.envs import make_agent_env
+from rl.evaluation import QPolicy
+from rl.replay import SequenceReplay
+
+ENCODER_OPTIONS = {"gnn": {"steps": 1}, "cnn": {"filters": 128, "binarise": None}, "keyqn": {"bins": 16}}
+
+
+def make_keypointer(name: str):
+    if name == "permakey":
+        from bench.bench_permakey import PAPER
+        from permakey.keypointer import PermaKeyKeypointer, build_permakey
+
+        return PermaKeyKeypointer(build_permakey(dataclasses.replace(PAPER, norm="layer", num_keypoints=7)))
+    if name == "transporter":
+        from experiments.train_transporter import ARCHITECTURES
+        from transporter.keypointer import TransporterKeypointer
+        from transporter.model import TransporterConfig, build_transporter
+
+        arch = ARCHITECTURES["pkey_reimpl"]
+        config = TransporterConfig(
+            model="transporter",
+            num_keypoints=7,
+            image_shape=(84, 84, 3),
+            input_size=arch["input_size"],
+            filters=tuple(arch["filters"]),
+            kernels=tuple(arch["kernels"]),
+            strides=tuple(arch["strides"]),
+            norm="layer",
+            sigma=0.1,
+            transport="features",
+        )
+        return TransporterKeypointer(build_transporter(config))
+    return load_keypointer(name)
+
+
+def measure(game: str, keypointer, encoder: str, seconds: float, loop_steps: int) -> dict[str, float]:
+    keras.utils.set_random_seed(0)
+    plain = make_agent_env(game, train=True)
+    info = {"num_actions": int(plain.action_space.n), "encoder": encoder, "units": 128}  # type: ignore[attr-defined]
+    info["encoder_options"] = ENCODER_OPTIONS[encoder]
+    online, target = build_network(info, keypointer), build_network(info, keypointer)
+    env: Any = agent_env(game, keypointer, online, train=True, noise="none", max_episode_frames=108_000)
+
+    plain.reset(seed=0)
+
+    def emulate():
+        _, _, terminated, truncated, _ = plain.step(plain.action_space.sample())
+        if terminated or truncated:
+            plain.reset()
+
+    observation, _ = env.reset(seed=0)
+    frame = tf.constant(observation["frame"][None])
+    policy = QPolicy(online)
+    fields = replay_fields(env.observation_space)
+    views = {k: tf.random.uniform((16, 9, *shape)) for k, (shape, _) in fields.items()}
+    learner = Learner(online, target)
+    learner.start(views)
+    batch = (
+        views,
+        tf.zeros((16, 8), tf.int32),
+        tf.zeros((16, 8)),
+        tf.zeros((16, 8), tf.bool),
+        tf.zeros((16, 8), tf.bool),
+    )
+    ms = {
+        "emulation ms/step": 1e3 / rate(lambda: emulate(), 1, seconds),
+        "keypointer+view ms/step": 1e3 / rate(lambda: env._observe(frame), 1, seconds),
+        "acting ms/step": 1e3 / rate(lambda: policy.act(observation), 1, seconds),
+        "learning ms/update": 1e3 / rate(lambda: learner.train_step(*batch)["loss"], 1, seconds, warmup=1),
+    }
+    per_step = ms["emulation ms/step"] + ms["keypointer+view ms/step"] + ms["acting ms/step"]
+    learning = ms["learning ms/update"] * (100_000 - 10_000) / 4
+    total = per_step * 100_000 + learning
+    result = dict(ms)
+    result["projected 100k minutes"] = total / 1e3 / 60
+    for name, part in (
+        ("emulation", ms["emulation ms/step"] * 100_000),
+        ("keypointer", ms["keypointer+view ms/step"] * 100_000),
+        ("acting", ms["acting ms/step"] * 100_000),
+        ("learning", learning),
+    ):
+        result[f"share {name}"] = part / total
+
+    # The real loop with learning on: prime the replay, then time acting and learning together.
+    replay = SequenceReplay(loop_steps + 200, fields, seed=0)
+    schedule = Schedule(total_steps=100_000, learning_starts=0, update_every=4)
+    trainer = Trainer(env, online, learner, replay, schedule, seed=0)
+    schedule.learning_starts = 10**9
+    trainer.run(100)  # fills the replay with complete windows, no learning
+    schedule.learning_starts = 0
+    trainer.run(108)  # warm-up: traces the update
+    start = time.perf_counter()
+    trainer.run(108 + loop_steps)
+    result["loop agent steps/s (learning every 4)"] = loop_steps / (time.perf_counter() - start)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--game", default="ms_pacman")
+    parser.add_argument("--encoders", default="gnn,keyqn,cnn", help="comma-separated: gnn, cnn, keyqn")
+    parser.add_argument("--keypointer", default="permakey", help="permakey, transporter, or a saved keypointer folder")
+    parser.add_argument("--seconds", type=float, default=4.0, help="timing window per measurement")
+    parser.add_argument("--loop-steps", type=int, default=200, help="agent steps of the combined-loop measurement")
+    args = parser.parse_args()
+    keypointer = make_keypointer(args.keypointer)
+    encoders = args.encoders.split(",")
+    rows = {e: measure(args.game, keypointer, e, args.seconds, args.loop_steps) for e in encoders}
+    names = list(next(iter(rows.values())))
+    print(
+        f"\n{args.game}, keypointer {args.keypointer} (K={keypointer.num_keypoints}), float32, "
+        f"{tf.config.threading.get_intra_op_parallelism_threads() or 'all'} intra-op threads\n"
+    )
+    print("| measure | " + " | ".join(encoders) + " |")
+    print("|---|" + "---|" * len(encoders))
+    for name in names:
+        print(f"| {name} | " + " | ".join(f"{rows[e][name]:.3g}" for e in encoders) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The paper's test protocol over trained agents: `python -m experiments.test_agent with 'runs=[21,22,23]'`.
+
+Seed 002, Appendix A.2.3: the best checkpointed policy of each run (3 runs in the paper) plays `episodes` greedy
+episodes on each of `seeds` unseen test seeds; reported: mean (std) over policies of the median over seeds of the
+mean over a seed's episodes (rl/evaluation.py), next to the random policy on the same seeds. Every run must be of
+the same game and noise. Artifacts: test_scores.csv (every episode) and test.md.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from data.atari import MAX_EPISODE_FRAMES
+from experiments.agents import agent_env, load_agent
+from experiments.common import experiment
+from rl.envs import make_agent_env
+from rl.evaluation import Policy, QPolicy, RandomPolicy, policy_scores, protocol_summary
+
+ex = experiment("test_agent")
+
+TEST_SEED = 100_000
+"""Test environment seeds are TEST_SEED + i, i < seeds: unseen by training (seed) and validation (10,000 + seed)."""
+
+
+@ex.config
+def config():
+    runs = []  # agent runs (ids under runs/, or folders holding agent.json): one policy each
+    seeds = 10
+    episodes = 10
+    max_episode_frames = MAX_EPISODE_FRAMES
+    random_baseline = True
+    progress = True
+
+
+def score_policies(
+    policies: dict[str, Policy], envs: dict[str, Any], seeds: list[int], episodes: int, progress: bool
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Every policy on the same seeds: the long table of episode scores and the array [policies, seeds, episodes]."""
+    rows, arrays = [], []
+    for name, policy in policies.items():
+        scores = policy_scores(envs[name], policy, seeds, episodes, progress, name)
+        arrays.append(scores)
+        rows += [
+            {"policy": name, "seed": seed, "episode": e, "score": scores[i, e]}
+            for i, seed in enumerate(seeds)
+            for e in range(episodes)
+        ]
+    return pd.DataFrame(rows), np.stack(arrays)
+
+
+def summary_markdown(summaries: dict[str, dict], command: str, seeds: int, episodes: int) -> str:
+    lines = [
+        f"Test protocol: {seeds} unseen seeds x {episodes} episodes, greedy; score = mean (std) over policies of the "
+        "median over seeds of the mean over episodes.",
+        "",
+        "| policies | score | per-policy medians |",
+        "|---|---|---|",
+    ]
+    for name, s in summaries.items():
+        medians = ", ".join(f"{m:.1f}" for m in s["medians"])
+        lines.append(f"| {name} | {s['mean']:.1f} ({s['std']:.1f}) | {medians} |")
+    return "\n".join(lines + ["", f"Command: `{command}`", ""])
+
+
+@ex.automain
+def main(_config, _run):
+    c = _config
+    if not c["runs"]:
+        raise ValueError("No agents given: pass runs=[<train_agent run id or folder>, ...] (one policy per run).")
+    agents = [load_agent(run) for run in c["runs"]]
+    games = {(info["game"], info["noise"]) for info, _, _ in agents}
+    if len(games) != 1:
+        raise ValueError(f"The runs mix games or noise settings {sorted(games)}: test one game and noise at a time.")
+    game, noise = games.pop()
+    seeds = [TEST_SEED + i for i in range(c["seeds"])]
+    arrays, tables = [], []
+    for i, (_, network, keypointer) in enumerate(agents):
+        env = agent_env(game, keypointer, network, train=False, noise=noise, max_episode_frames=c["max_episode_frames"])
+        table, scores = score_policies(
+            {f"agent{i}": QPolicy(network)}, {f"agent{i}": env}, seeds, c["episodes"], c["progress"]
+        )
+        tables.append(table.assign(run=str(c["runs"][i])))
+        arrays.append(scores[0])
+    summaries = {"agents": protocol_summary(np.stack(arrays))}
+    if c["random_baseline"]:
+        plain = make_agent_env(game, train=False, distractors=noise, max_episode_frames=c["max_episode_frames"])
+        num_actions = int(plain.action_space.n)  # type: ignore[attr-defined]
+        table, scores = score_policies(
+            {"random": RandomPolicy(num_actions)}, {"random": plain}, seeds, c["episodes"], c["progress"]
+        )
+        tables.append(table.assign(run="random"))
+        summaries["random"] = protocol_summary(scores)
+    for name, s in summaries.items():
+        _run.log_scalar(f"test.{name}.mean", s["mean"])
+        _run.log_scalar(f"test.{name}.std", s["std"])
+    _run.info["test"] = summaries
+    command = f"python -m experiments.test_agent with 'runs={list(map(str, c['runs']))}'"
+    with tempfile.TemporaryDirectory() as tmp:
+        pd.concat(tables).to_csv(Path(tmp) / "test_scores.csv", index=False)
+        (Path(tmp) / "test.md").write_text(summary_markdown(summaries, command, c["seeds"], c["episodes"]))
+        for name in ("test_scores.csv", "test.md"):
+            _run.add_artifact(str(Path(tmp) / name))
+    return {name: s["mean"] for name, s in summaries.items()}
