@@ -1,0 +1,188 @@
+"""Run a benchmark grid on Ray: `python -m experiments.benchmark --grid table1 --preset quick --seeds 0,1,2`.
+
+Every job (experiments/grids.py) is one Sacred run, started as its own process by a Ray task that asks for
+`--cpus-per-job` CPUs (so local Ray runs one job per core by default) and sets TensorFlow's thread pools to match.
+Ray runs locally on this machine's cores unless RAY_ADDRESS names a cluster (`ray start --head` on one machine,
+`ray start --address=...` on the others, then RAY_ADDRESS=<head>:6379 here; every machine needs this checkout and a
+shared runs/ and work/ folder, or MONGO_URL for the run records).
+
+Restarting: a job whose tagged run (Sacred comment `<grid>/<job>`) COMPLETED in runs/ is skipped; a failed or
+interrupted one is run again, and the experiments resume from their work folders. A job whose dependency failed is
+reported as blocked, never run. Progress shows jobs done/running/failed; at the end each failed job is listed with
+its run id and log file. Sacred's FileStorageObserver creates run folders with mkdir and retries on a clash, so
+parallel jobs writing into one runs/ never share or lose a run (tests/test_benchmark.py checks it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from experiments.grids import GRIDS, Job, expand
+
+REPO = str(Path(__file__).resolve().parents[1])
+"""The checkout's root: the job processes and Ray's workers import the project from here (on a cluster, every
+machine needs the checkout at the same path)."""
+
+
+def tagged_runs(runs_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """{tag: [{"id", "status"}, ...] in id order} of the runs in a FileStorage folder that carry a comment."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return found
+    for folder in root.iterdir():
+        if not folder.name.isdigit():
+            continue
+        try:
+            run = json.loads((folder / "run.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # a run being created, or a broken record: not a completed job either way
+        tag = (run.get("meta") or {}).get("comment")
+        if tag:
+            found.setdefault(tag, []).append({"id": int(folder.name), "status": run.get("status")})
+    for runs in found.values():
+        runs.sort(key=lambda r: r["id"])
+    return found
+
+
+def job_status(job: Job, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, int | None]:
+    """("completed" | "failed" | "interrupted" | "missing", latest run id): COMPLETED in any of its runs counts."""
+    mine = runs.get(job.tag, [])
+    if any(r["status"] == "COMPLETED" for r in mine):
+        return "completed", max(r["id"] for r in mine if r["status"] == "COMPLETED")
+    if not mine:
+        return "missing", None
+    last = mine[-1]
+    return ("failed" if last["status"] == "FAILED" else "interrupted"), last["id"]
+
+
+def plan(jobs: list[Job], runs_dir: str | Path) -> dict[str, list[Job]]:
+    """Which jobs are skipped (completed) and which run (missing, failed, interrupted)."""
+    runs = tagged_runs(runs_dir)
+    out: dict[str, list[Job]] = {"skip": [], "run": []}
+    for job in jobs:
+        out["skip" if job_status(job, runs)[0] == "completed" else "run"].append(job)
+    return out
+
+
+def run_job(command: list[str], log: str, threads: int, env: dict[str, str]) -> int:
+    """Runs one job's process (its output into `log`) and returns its exit code."""
+    environment = {**os.environ, **env, "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1"}
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        return subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=environment)
+
+
+def run_grid(
+    jobs: list[Job],
+    runs_dir: str,
+    logs_dir: str,
+    cpus_per_job: int = 1,
+    workers: int | None = None,
+    python: str = sys.executable,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Runs the jobs not yet completed on Ray, dependencies first. Returns {"skipped", "completed", "failed",
+    "blocked"} job names and, per failed job, its run id and log."""
+    import ray
+
+    todo = plan(jobs, runs_dir)
+    skipped = {job.name for job in todo["skip"]}
+    result: dict[str, Any] = {"skipped": sorted(skipped), "completed": [], "failed": {}, "blocked": []}
+    if not todo["run"]:
+        return result
+    if not ray.is_initialized():
+        runtime = {"env_vars": {"PYTHONPATH": REPO}}
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime, log_to_driver=False)
+        else:
+            ray.init(
+                num_cpus=workers or os.cpu_count(), runtime_env=runtime, include_dashboard=False, log_to_driver=False
+            )
+    task = ray.remote(num_cpus=cpus_per_job)(run_job)
+    env = {"RUNS_DIR": os.path.abspath(runs_dir), "PYTHONPATH": REPO}
+    pending = {job.name: job for job in todo["run"]}
+    running: dict[Any, Job] = {}
+    done: set[str] = set(skipped)
+    failed: set[str] = set()
+    bar = tqdm(total=len(pending), desc="jobs", disable=not progress)
+
+    def launch_ready() -> None:
+        for name, job in list(pending.items()):
+            if any(d in failed or d in result["blocked"] for d in job.depends):
+                result["blocked"].append(name)
+                del pending[name]
+                bar.update(1)
+            elif all(d in done for d in job.depends):
+                log = str(Path(logs_dir) / (job.tag.replace("/", "_") + ".log"))
+                running[task.remote(job.command(python), log, cpus_per_job, env)] = job
+                del pending[name]
+
+    launch_ready()
+    while running:
+        bar.set_postfix(done=len(result["completed"]), running=len(running), failed=len(failed))
+        ready, _ = ray.wait(list(running), num_returns=1)
+        job = running.pop(ready[0])
+        code = ray.get(ready[0])
+        status, run_id = job_status(job, tagged_runs(runs_dir))
+        if code == 0 and status == "completed":
+            done.add(job.name)
+            result["completed"].append(job.name)
+        else:
+            failed.add(job.name)
+            log = str(Path(logs_dir) / (job.tag.replace("/", "_") + ".log"))
+            result["failed"][job.name] = {"run": run_id, "exit_code": code, "log": log}
+        bar.update(1)
+        launch_ready()
+    bar.close()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grid", default="table1", choices=sorted(GRIDS))
+    parser.add_argument("--preset", default="quick", choices=["quick", "paper"])
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated agent seeds")
+    parser.add_argument("--games", default="", help="comma-separated subset of the grid's games (table1, table2)")
+    parser.add_argument("--runs", default=os.environ.get("RUNS_DIR", "runs"), help="Sacred FileStorage folder")
+    parser.add_argument("--logs", default="logs/grid", help="one log file per job")
+    parser.add_argument("--cpus-per-job", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None, help="local Ray CPUs (default: all cores)")
+    parser.add_argument("--dry-run", action="store_true", help="list the jobs and what would run, run nothing")
+    args = parser.parse_args(argv)
+    options: dict[str, Any] = {}
+    if args.games:
+        options["games"] = args.games.split(",")
+    jobs = expand(args.grid, args.preset, [int(s) for s in args.seeds.split(",") if s], **options)
+    todo = plan(jobs, args.runs)
+    print(f"{args.grid} ({args.preset}): {len(jobs)} jobs, {len(todo['skip'])} completed, {len(todo['run'])} to run")
+    if args.dry_run:
+        for job in jobs:
+            mark = "skip" if job in todo["skip"] else "run "
+            print(f"  {mark} {job.tag:45s} {' '.join(job.command()[2:])}")
+        return 0
+    start = time.perf_counter()
+    result = run_grid(jobs, args.runs, args.logs, args.cpus_per_job, args.workers)
+    minutes = (time.perf_counter() - start) / 60
+    print(
+        f"done in {minutes:.1f} min: {len(result['completed'])} completed, {len(result['skipped'])} skipped, "
+        f"{len(result['failed'])} failed, {len(result['blocked'])} blocked"
+    )
+    for name, failure in result["failed"].items():
+        print(f"  FAILED {name}: run {failure['run']}, exit code {failure['exit_code']}, log {failure['log']}")
+    for name in result["blocked"]:
+        print(f"  BLOCKED {name}: a job it depends on failed")
+    return 1 if result["failed"] or result["blocked"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

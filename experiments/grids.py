@@ -1,0 +1,179 @@
+"""The benchmark grids of the papers' tables, as jobs (seed 002, section 5, Tables 1-3; reference.md section 5).
+
+A job is one Sacred run of one experiment: its module, named configs (the preset), config updates, the jobs it
+depends on, and a tag (`<grid>/<job name>`) passed as the run's Sacred comment, by which the runner recognises its
+runs (experiments/benchmark.py). Each job works in its own folder work/grid/<preset>/<job name>, so a keypointer job's
+result is known before it runs (<work>/best) and agent jobs can name it.
+
+Grids:
+  table1     games battlezone, ms_pacman, seaquest, frostbite x keypointers permakey, transporter x encoders cnn, gnn
+             x seeds (each game's keypointers trained once and shared by its agents);
+  table2     Noisy Atari: seaquest and ms_pacman with distractor bars, PKey + CNN and Transporter + CNN;
+  table3     the keypoint-count ablation on ms_pacman: K in {5, 7, 10}, PKey + CNN and Transporter + CNN;
+  keypoints  the keypoint-quality evaluation (tracking precision/recall) of each game's table1 keypointers.
+Transporter here is PermaKey's re-implementation (architecture pkey_reimpl), the baseline of Tables 1-3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+TABLE1_GAMES = ("battlezone", "ms_pacman", "seaquest", "frostbite")
+TABLE2_GAMES = ("seaquest", "ms_pacman")
+TABLE3_KEYPOINTS = (5, 7, 10)
+KEYPOINTERS = ("permakey", "transporter")
+ENCODERS = ("cnn", "gnn")
+NOISY = "both"  # "a coloured strip (either horizontal, vertical or both) at random locations" (seed 002, 5.2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    name: str
+    experiment: str
+    config: tuple[tuple[str, Any], ...]
+    named: tuple[str, ...] = ()
+    depends: tuple[str, ...] = ()
+    grid: str = ""
+
+    @property
+    def tag(self) -> str:
+        return f"{self.grid}/{self.name}"
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.config)
+
+    def command(self, python: str = "python") -> list[str]:
+        """The Sacred command line of this job (config values as Python literals)."""
+        updates = [f"{k}={v!r}" for k, v in self.config]
+        return [python, "-m", f"experiments.{self.experiment}", "with", *self.named, *updates, "--comment", self.tag]
+
+
+def _work(preset: str, name: str) -> str:
+    return f"work/grid/{preset}/{name.replace('/', '_')}"
+
+
+def _keypointer_job(grid: str, preset: str, game: str, kind: str, noise: str = "none", k: int | None = None) -> Job:
+    name = f"{game}/{kind}" + (f"-{noise}" if noise != "none" else "") + (f"-k{k}" if k is not None else "")
+    config: dict[str, Any] = {"game": game, "noise": noise, "work": _work(preset, name)}
+    if k is not None:
+        config["num_keypoints"] = k
+    if kind == "transporter":
+        config["architecture"] = "pkey_reimpl"
+    named = ("quick",) if preset == "quick" else ()
+    experiment = "train_permakey" if kind == "permakey" else "train_transporter"
+    return Job(name, experiment, tuple(sorted(config.items())), named, (), grid)
+
+
+def _agent_job(grid: str, preset: str, keypointer: Job, encoder: str, seed: int, noise: str = "none") -> Job:
+    name = f"{keypointer.name}/{encoder}-s{seed}"
+    config = {
+        "game": keypointer.settings["game"],
+        "keypointer": keypointer.settings["work"] + "/best",
+        "encoder": encoder,
+        "noise": noise,
+        "seed": seed,
+        "work": _work(preset, name),
+    }
+    named = ("quick",) if preset == "quick" else ()
+    return Job(name, "train_agent", tuple(sorted(config.items())), named, (keypointer.name,), grid)
+
+
+def table1(preset: str, seeds: Sequence[int], games: Sequence[str] = TABLE1_GAMES) -> list[Job]:
+    jobs = []
+    for game in games:
+        keypointers = [_keypointer_job("table1", preset, game, kind) for kind in KEYPOINTERS]
+        jobs += keypointers
+        jobs += [_agent_job("table1", preset, kp, e, s) for kp in keypointers for e in ENCODERS for s in seeds]
+    return jobs
+
+
+def table2(preset: str, seeds: Sequence[int], games: Sequence[str] = TABLE2_GAMES) -> list[Job]:
+    jobs = []
+    for game in games:
+        keypointers = [_keypointer_job("table2", preset, game, kind, noise=NOISY) for kind in KEYPOINTERS]
+        jobs += keypointers
+        jobs += [_agent_job("table2", preset, kp, "cnn", s, noise=NOISY) for kp in keypointers for s in seeds]
+    return jobs
+
+
+def table3(preset: str, seeds: Sequence[int], keypoints: Sequence[int] = TABLE3_KEYPOINTS) -> list[Job]:
+    jobs = []
+    for k in keypoints:
+        keypointers = [_keypointer_job("table3", preset, "ms_pacman", kind, k=k) for kind in KEYPOINTERS]
+        jobs += keypointers
+        jobs += [_agent_job("table3", preset, kp, "cnn", s) for kp in keypointers for s in seeds]
+    return jobs
+
+
+def keypoints(preset: str, seeds: Sequence[int], games: Sequence[str] = TABLE1_GAMES) -> list[Job]:
+    """Each game's table1 keypointers, trained here (the same work folders, so table1 reuses them), then evaluated."""
+    jobs = []
+    for game in games:
+        keypointers = [_keypointer_job("keypoints", preset, game, kind) for kind in KEYPOINTERS]
+        config: dict[str, Any] = {
+            "game": game,
+            "runs": [kp.settings["work"] + "/best" for kp in keypointers],
+            "labels": list(KEYPOINTERS),
+        }
+        if preset == "quick":
+            config["frames"] = 500
+        evaluation = Job(
+            f"{game}/eval",
+            "eval_keypoints",
+            tuple(sorted(config.items())),
+            (),
+            tuple(kp.name for kp in keypointers),
+            "keypoints",
+        )
+        jobs += [*keypointers, evaluation]
+    return jobs
+
+
+GRIDS: dict[str, Callable[..., list[Job]]] = {
+    "table1": table1,
+    "table2": table2,
+    "table3": table3,
+    "keypoints": keypoints,
+}
+
+
+def expand(grid: str, preset: str = "quick", seeds: Sequence[int] = (0, 1, 2), **options: Any) -> list[Job]:
+    """The jobs of a named grid in an order where every job comes after the jobs it depends on.
+
+    `options` narrow the grid (games=..., keypoints=...)."""
+    if grid not in GRIDS:
+        raise ValueError(f"Unknown grid {grid!r}; choose one of {sorted(GRIDS)}.")
+    if preset not in ("quick", "paper"):
+        raise ValueError(f"Unknown preset {preset!r}; choose quick or paper.")
+    if not seeds:
+        raise ValueError("No seeds: give at least one (SEEDS=0,1,2).")
+    return dependency_order(GRIDS[grid](preset, list(seeds), **options))
+
+
+def dependency_order(jobs: list[Job]) -> list[Job]:
+    """Topological order (stable); a missing dependency or a cycle is an error naming the job."""
+    by_name = {job.name: job for job in jobs}
+    if len(by_name) != len(jobs):
+        raise ValueError("Two jobs of the grid share a name.")
+    ordered: list[Job] = []
+    state: dict[str, str] = {}
+
+    def visit(job: Job) -> None:
+        if state.get(job.name) == "done":
+            return
+        if state.get(job.name) == "visiting":
+            raise ValueError(f"Job {job.name} depends on itself through {job.depends}.")
+        state[job.name] = "visiting"
+        for dep in job.depends:
+            if dep not in by_name:
+                raise ValueError(f"Job {job.name} depends on {dep}, which is not in the grid.")
+            visit(by_name[dep])
+        state[job.name] = "done"
+        ordered.append(job)
+
+    for job in jobs:
+        visit(job)
+    return ordered

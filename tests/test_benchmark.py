@@ -1,0 +1,113 @@
+"""The benchmark grid: expansion, dependency order, skip/rerun decisions on run folders, concurrent run creation,
+and a tiny grid run on local Ray with real Sacred experiments."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from experiments.benchmark import job_status, plan, run_grid, tagged_runs
+from experiments.grids import Job, dependency_order, expand
+
+
+def test_table1_expands_to_shared_keypointers_then_agents():
+    jobs = expand("table1", "quick", seeds=[0, 1, 2])
+    assert len(jobs) == 4 * (2 + 2 * 2 * 3)  # per game: 2 keypointers + 2 keypointers x 2 encoders x 3 seeds
+    position = {job.name: i for i, job in enumerate(jobs)}
+    agents = [job for job in jobs if job.experiment == "train_agent"]
+    assert all(position[job.depends[0]] < position[job.name] for job in agents)
+    kp = {job.name: job for job in jobs}["ms_pacman/permakey"]
+    users = [job for job in agents if job.depends == ("ms_pacman/permakey",)]
+    assert len(users) == 2 * 3 and all(job.settings["keypointer"] == kp.settings["work"] + "/best" for job in users)
+    assert all("quick" in job.named for job in jobs)
+    assert len({job.settings["work"] for job in jobs}) == len(jobs)  # every job works in its own folder
+
+
+def test_other_grids_and_bad_requests():
+    assert {j.settings["noise"] for j in expand("table2", "paper", [0]) if j.experiment == "train_agent"} == {"both"}
+    ks = {j.settings.get("num_keypoints") for j in expand("table3", "quick", [0]) if j.experiment != "train_agent"}
+    assert ks == {5, 7, 10}
+    evaluation = [j for j in expand("keypoints", "quick", [0], games=["pong"]) if j.experiment == "eval_keypoints"]
+    assert len(evaluation) == 1 and len(evaluation[0].depends) == 2
+    with pytest.raises(ValueError, match="Unknown grid"):
+        expand("table9")
+    with pytest.raises(ValueError, match="preset"):
+        expand("table1", "huge")
+
+
+def test_dependency_order_puts_dependencies_first_and_names_problems():
+    a, b, c = Job("a", "x", ()), Job("b", "x", (), depends=("c",)), Job("c", "x", (), depends=("a",))
+    assert [j.name for j in dependency_order([b, c, a])] == ["a", "c", "b"]
+    with pytest.raises(ValueError, match="not in the grid"):
+        dependency_order([Job("d", "x", (), depends=("zz",))])
+    with pytest.raises(ValueError, match="depends on itself"):
+        dependency_order([Job("e", "x", (), depends=("f",)), Job("f", "x", (), depends=("e",))])
+
+
+def _record(runs, run_id, tag, status):
+    folder = runs / str(run_id)
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"status": status, "meta": {"comment": tag}}))
+
+
+def test_restart_skips_completed_and_reruns_failed_or_interrupted(tmp_path):
+    runs = tmp_path / "runs"
+    jobs = [Job(n, "x", (), grid="g") for n in ("done", "failed", "killed", "new", "retried")]
+    _record(runs, 1, "g/done", "COMPLETED")
+    _record(runs, 2, "g/failed", "FAILED")
+    _record(runs, 3, "g/killed", "RUNNING")  # the process died without saying so
+    _record(runs, 4, "g/retried", "FAILED")
+    _record(runs, 5, "g/retried", "COMPLETED")
+    (runs / "6").mkdir()  # a run being created: no run.json yet
+    found = tagged_runs(runs)
+    assert [job_status(j, found) for j in jobs] == [
+        ("completed", 1),
+        ("failed", 2),
+        ("interrupted", 3),
+        ("missing", None),
+        ("completed", 5),
+    ]
+    todo = plan(jobs, runs)
+    assert [j.name for j in todo["skip"]] == ["done", "retried"]
+    assert [j.name for j in todo["run"]] == ["failed", "killed", "new"]
+
+
+def test_two_processes_creating_runs_at_once_lose_nothing(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        from sacred import Experiment
+        from sacred.observers import FileStorageObserver
+        ex = Experiment("race", save_git_info=False, interactive=True)
+        ex.observers.append(FileStorageObserver({str(tmp_path / "runs")!r}))
+        ex.main(lambda: None)
+        for _ in range(15):
+            ex.run()
+        """
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(2)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    folders = [p for p in (tmp_path / "runs").iterdir() if p.name.isdigit()]
+    assert len(folders) == 30
+    assert all(json.loads((f / "run.json").read_text())["status"] == "COMPLETED" for f in folders)
+
+
+def test_tiny_grid_runs_on_local_ray_and_restarts_without_redoing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = ("frames", 30), ("progress", False), ("workers", 1), ("shard_frames", 30)
+    jobs = [
+        Job("pong", "generate_data", (("game", "pong"), ("out", str(tmp_path / "d1")), *data), grid="tiny"),
+        Job("after", "generate_data", (("game", "pong"), ("out", str(tmp_path / "d2")), *data), (), ("pong",), "tiny"),
+        Job("bad", "generate_data", (("game", "tetris"), ("out", str(tmp_path / "d3")), *data), grid="tiny"),
+        Job("blocked", "generate_data", (("game", "pong"),), (), ("bad",), "tiny"),
+    ]
+    runs, logs = str(tmp_path / "runs"), str(tmp_path / "logs")
+    first = run_grid(jobs, runs, logs, workers=2, progress=False)
+    assert sorted(first["completed"]) == ["after", "pong"]
+    assert list(first["failed"]) == ["bad"] and first["failed"]["bad"]["exit_code"] != 0
+    assert "tetris" in open(first["failed"]["bad"]["log"]).read()  # the log says why
+    assert first["blocked"] == ["blocked"]
+    second = run_grid(jobs, runs, logs, workers=2, progress=False)
+    assert sorted(second["skipped"]) == ["after", "pong"] and not second["completed"]
+    assert list(second["failed"]) == ["bad"]
