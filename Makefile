@@ -16,10 +16,14 @@ PRESET ?=
 MODEL ?= transporter
 ARCH ?=
 ENC ?= gnn
+GRID ?= table1
+SEEDS ?= 0,1,2
+GAMES ?=
+RUNS_DIR ?= runs
 KP ?=
 
 .PHONY: install test demo data bench-data lint format help train-permakey bench-permakey train-transporter \
-	bench-transporter eval-keypoints train-agent test-agent bench-agent
+	bench-transporter eval-keypoints train-agent test-agent bench-agent rl-benchmark compare
 
 help:
 	@echo "make demo                       small end-to-end run (fresh machine: installs first)"
@@ -30,6 +34,9 @@ help:
 	@echo "make eval-keypoints GAME=pong RUNS=9,10 [REPORT=docs/x.md]   tracking precision/recall vs ground truth"
 	@echo "make train-agent GAME=ms_pacman KP=<keypointer run id> [ENC=gnn|cnn|keyqn] [PRESET=quick] [NOISE=...]"
 	@echo "make test-agent RUNS=21,22,23   the paper's test protocol over agent runs, beside the random policy"
+	@echo "make rl-benchmark [GRID=table1|table2|table3|keypoints] [PRESET=quick|paper] [SEEDS=0,1,2] [GAMES=ms_pacman]"
+	@echo "                                 the papers' grids on Ray (local cores; a cluster via RAY_ADDRESS), resumable"
+	@echo "make compare [RUNS_DIR=runs] [GRID=table1]   tables (ours beside the papers'), curves, aggregate"
 	@echo "make bench-data                 data generation and reading throughput table"
 	@echo "make bench-permakey             PermaKey training/inference throughput, float32 vs bfloat16"
 	@echo "make bench-transporter          Transporter/IMM training/inference throughput, both architectures"
@@ -75,9 +82,10 @@ demo: install
 	$(PY) -m experiments.eval_keypoints with game=pong frames=500 labels='["permakey","transporter"]' \
 		runs='["work/permakey/pong-quick-none-s0/best","work/transporter/pong-quick-pkey_reimpl-none-s0/best"]'
 	$(PY) -m experiments.train_agent with quick game=pong keypointer=work/permakey/pong-quick-none-s0/best encoder=gnn
+	$(PY) -m experiments.compare with out=reports/demo
 	@echo "Pictures (ground_truth.png, keypoints.png, error_maps.png, reconstructions.png, transport_energy.png,"
 	@echo "tracking.png, episode_*.gif, learning_curve.png, test_episode.gif) and tables (tracking.md,"
-	@echo "test_scores.csv) are in the newest runs/ folders."
+	@echo "test_scores.csv) are in the newest runs/ folders; the comparison is in reports/demo/compare.md."
 
 train-permakey: install
 	$(PY) -m experiments.train_permakey with game=$(GAME) seed=$(SEED) $(PRESET) $(if $(NOISE),noise=$(NOISE))
@@ -108,3 +116,11 @@ test-agent: install
 
 bench-agent: install
 	$(PY) -m bench.bench_agent
+
+rl-benchmark: install
+	$(PY) -m experiments.benchmark --grid $(GRID) --preset $(or $(PRESET),quick) --seeds $(SEEDS) --runs $(RUNS_DIR) \
+		$(if $(GAMES),--games $(GAMES))
+
+compare: install
+	$(PY) -m experiments.compare with runs_dir=$(RUNS_DIR) $(if $(filter command line,$(origin GRID)),grid=$(GRID)) \
+		preset=$(or $(PRESET),quick) 'seeds=[$(SEEDS)]'

@@ -1,0 +1,412 @@
+"""Compare recorded runs: `python -m experiments.compare with [runs_dir=runs] [grid=table1 preset=quick]`.
+
+Loads every Sacred run of a FileStorage folder (or of MongoDB, `mongo_url=...`) into a pandas table of config,
+status and results, and writes (into `out`, and as artifacts of this run):
+  - compare.md: Tables 1-3 in the paper's layout (game x method, mean (std) over policies of each policy's median
+    test score over seeds, seed 002 Appendix A.2.3), our numbers beside the published ones (reference.md section 5)
+    and our random policy on the same seeds; the keypoint-quality table; an aggregate across games and seeds;
+  - runs.csv (one row per run), agents.csv (one row per agent run);
+  - learning_curves.png (validation score by agent step, per game and method, mean over seeds);
+  - aggregate.png (interquartile mean of human-normalised test scores with 95% stratified-bootstrap intervals).
+With `grid=`, every job of that grid appears: a job without a completed run is shown as missing, failed or
+interrupted with its run id, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from experiments.benchmark import job_status, tagged_runs
+from experiments.common import RUNS_DIR, experiment
+from experiments.grids import expand
+
+ex = experiment("compare")
+
+# Seed 002, Tables 1-3 (reference.md section 5): mean (std) over 3 policies; None where the paper gives no std.
+PUBLISHED: dict[str, dict[tuple[str, str], tuple[float | None, float | None]]] = {
+    "table1": {
+        ("battlezone", "PKey+CNN"): (10266.7, 3272.1),
+        ("battlezone", "PKey+GNN"): (12566.7, 3297.9),
+        ("battlezone", "Transporter+CNN"): (None, None),  # "N/A": no progress over random
+        ("ms_pacman", "PKey+CNN"): (1038.5, 417.1),
+        ("ms_pacman", "PKey+GNN"): (906.3, 382.2),
+        ("ms_pacman", "Transporter+CNN"): (983.0, 806.3),
+        ("ms_pacman", "Transporter+GNN"): (838.3, None),
+        ("seaquest", "PKey+CNN"): (520.0, 159.9),
+        ("seaquest", "PKey+GNN"): (375.3, None),
+        ("seaquest", "Transporter+CNN"): (455.3, 160.6),
+        ("seaquest", "Transporter+GNN"): (296.0, None),
+        ("frostbite", "PKey+CNN"): (310.7, 150.1),
+        ("frostbite", "PKey+GNN"): (657.3, 556.8),
+        ("frostbite", "Transporter+CNN"): (263.7, None),
+        ("frostbite", "Transporter+GNN"): (465.0, None),
+    },
+    "table2": {
+        ("seaquest", "Transporter+CNN"): (357.3, 99.10),
+        ("seaquest", "PKey+CNN"): (562.0, 114.78),
+        ("ms_pacman", "Transporter+CNN"): (470.0, None),  # the std is illegible in our copy of the paper
+        ("ms_pacman", "PKey+CNN"): (574.7, 290.07),
+    },
+    "table3": {
+        ("K=5", "Transporter+CNN"): (923.0, 433.95),
+        ("K=7", "Transporter+CNN"): (983.0, 806.3),
+        ("K=10", "Transporter+CNN"): (907.0, 317.41),
+        ("K=5", "PKey+CNN"): (1004.3, 319.15),
+        ("K=7", "PKey+CNN"): (1038.5, 417.1),
+        ("K=10", "PKey+CNN"): (1003.3, 313.57),
+    },
+}
+
+# Human and random reference scores (Mnih et al. 2015, as tabulated by Badia et al. 2020); the random ones agree
+# with reference.md section 5. Used only to normalise scores across games for the aggregate.
+HUMAN_RANDOM = {
+    "battlezone": (37187.5, 2360.0),
+    "ms_pacman": (6951.6, 307.3),
+    "seaquest": (42054.7, 68.4),
+    "frostbite": (4334.7, 65.2),
+    "pong": (14.6, -20.7),
+    "breakout": (30.5, 1.7),
+}
+
+KIND_NAMES = {"permakey": "PKey", "transporter": "Transporter"}
+
+
+@ex.config
+def config():
+    runs_dir = RUNS_DIR  # a Sacred FileStorage folder
+    mongo_url = ""  # or MongoDB (with mongo_db), the many-machine option
+    mongo_db = "keypoints"
+    grid = ""  # table1 / table2 / table3 / keypoints: show every job of the grid, missing ones included
+    preset = "quick"
+    seeds = [0, 1, 2]
+    out = "reports/compare"
+    bootstrap = 2000
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    """A pipe table (pandas' to_markdown needs the tabulate package)."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, float):
+            return "-" if np.isnan(value) else f"{value:.{digits}g}"
+        return str(value)
+
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = ["| " + " | ".join(text(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def load_file_runs(runs_dir: str | Path) -> pd.DataFrame:
+    """One row per run: id, experiment, status, tag (Sacred comment), config, result, info, metrics (dicts)."""
+    rows = []
+    root = Path(runs_dir)
+    for folder in sorted((p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+        run = _read_json(folder / "run.json")
+        if run is None:
+            continue
+        rows.append(
+            {
+                "id": int(folder.name),
+                "experiment": run.get("experiment", {}).get("name"),
+                "status": run.get("status"),
+                "tag": (run.get("meta") or {}).get("comment"),
+                "config": _read_json(folder / "config.json") or {},
+                "result": run.get("result"),
+                "info": _read_json(folder / "info.json") or {},
+                "metrics": _read_json(folder / "metrics.json") or {},
+            }
+        )
+    return pd.DataFrame(rows, columns=["id", "experiment", "status", "tag", "config", "result", "info", "metrics"])
+
+
+def load_mongo_runs(url: str, db: str) -> pd.DataFrame:
+    try:
+        import pymongo
+    except ImportError as error:
+        raise ImportError("Reading runs from MongoDB needs pymongo: pip install pymongo.") from error
+    database = pymongo.MongoClient(url)[db]
+    rows = []
+    for run in database.runs.find():
+        metrics = {
+            m["name"]: {"steps": m["steps"], "values": m["values"]}
+            for m in database.metrics.find({"run_id": run["_id"]})
+        }
+        rows.append(
+            {
+                "id": run["_id"],
+                "experiment": run.get("experiment", {}).get("name"),
+                "status": run.get("status"),
+                "tag": (run.get("meta") or {}).get("comment"),
+                "config": run.get("config", {}),
+                "result": run.get("result"),
+                "info": run.get("info", {}),
+                "metrics": metrics,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _keypointer_facts(path: str) -> tuple[str, int | None]:
+    saved = _read_json(Path(path) / "keypointer.json") or {}
+    return saved.get("kind", "unknown"), (saved.get("config") or {}).get("num_keypoints")
+
+
+def agent_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per completed train_agent run: game, method, noise, K, seed, test scores, tag."""
+    rows = []
+    for _, r in runs[(runs.experiment == "train_agent") & (runs.status == "COMPLETED")].iterrows():
+        c, test = r["config"], (r["info"] or {}).get("test", {})
+        kind, k = _keypointer_facts(c.get("keypointer", ""))
+        rows.append(
+            {
+                "id": r.id,
+                "tag": r.tag,
+                "game": c.get("game"),
+                "method": f"{KIND_NAMES.get(kind, kind)}+{str(c.get('encoder', '?')).upper()}",
+                "noise": c.get("noise", "none"),
+                "K": k,
+                "seed": c.get("seed"),
+                "steps": c.get("steps"),
+                "score": (test.get("agent") or {}).get("mean"),
+                "random": (test.get("random") or {}).get("mean"),
+            }
+        )
+    columns = ["id", "tag", "game", "method", "noise", "K", "seed", "steps", "score", "random"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _cell(values: pd.Series) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "-"
+    std = f" ({values.std(ddof=0):.1f})" if len(values) > 1 else ""
+    return f"{values.mean():.1f}{std} [n={len(values)}]"
+
+
+def _published(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "N/A"
+    return f"{mean:.1f}" + (f" ({std:.1f})" if std is not None else "")
+
+
+def score_table(agents: pd.DataFrame, table: str, missing: dict[tuple[str, str], list[str]]) -> pd.DataFrame:
+    """Rows (game or K) x methods: ours, published, and our random policy; `missing` adds the jobs without a
+    completed run to their cell."""
+    key = "K" if table == "table3" else "game"
+    frame = agents.copy()
+    if table == "table3":
+        frame["K"] = frame["K"].map(lambda k: f"K={k}")
+    published = PUBLISHED.get(table, {})
+    rows = sorted(
+        {k for k, _ in published} | set(frame[key].dropna()) | {k for k, _ in missing},
+        key=lambda k: (len(k), k),  # K=5, K=7, K=10; game names alphabetically within a length
+    )
+    methods = sorted({m for _, m in published} | set(frame["method"]) | {m for _, m in missing})
+    out = []
+    for row in rows:
+        line: dict[str, Any] = {key: row}
+        mine = frame[frame[key] == row]
+        for method in methods:
+            cell = _cell(mine[mine["method"] == method]["score"])
+            if (row, method) in missing:
+                cell += " " + "; ".join(missing[(row, method)])
+            line[f"{method} (ours)"] = cell
+            known = (row, method) in published
+            line[f"{method} (paper)"] = _published(*published[(row, method)]) if known else ""
+        line["random (ours)"] = _cell(mine.drop_duplicates("seed")["random"]) if len(mine) else "-"
+        out.append(line)
+    return pd.DataFrame(out)
+
+
+def grid_gaps(runs_dir: str, grid: str, preset: str, seeds: list[int]) -> dict[tuple[str, str], list[str]]:
+    """For each agent job of the grid without a completed run: '(seed s: missing | failed run N | ...)' by cell."""
+    found = tagged_runs(runs_dir)
+    gaps: dict[tuple[str, str], list[str]] = {}
+    for job in expand(grid, preset, seeds):
+        if job.experiment != "train_agent":
+            continue
+        status, run_id = job_status(job, found)
+        if status == "completed":
+            continue
+        s = job.settings
+        kind = "permakey" if "/permakey" in job.name else "transporter"
+        row = s["game"] if grid != "table3" else "K=" + job.name.split("-k")[1].split("/")[0]
+        method = f"{KIND_NAMES[kind]}+{s['encoder'].upper()}"
+        gaps.setdefault((row, method), []).append(
+            f"(seed {s['seed']}: {status}{f' run {run_id}' if run_id is not None else ''})"
+        )
+    return gaps
+
+
+def human_normalised(agents: pd.DataFrame) -> pd.DataFrame:
+    frame = agents[agents["game"].isin(list(HUMAN_RANDOM)) & agents["score"].notna()].copy()
+    human = frame["game"].map(lambda g: HUMAN_RANDOM[g][0])
+    random = frame["game"].map(lambda g: HUMAN_RANDOM[g][1])
+    frame["normalised"] = (frame["score"] - random) / (human - random)
+    return frame
+
+
+def iqm_with_ci(groups: list[np.ndarray], reps: int, seed: int = 0) -> tuple[float, float, float]:
+    """Interquartile mean over all runs, with a 95% stratified bootstrap interval (runs resampled within each game)."""
+    everything = np.concatenate(groups)
+    point = float(stats.trim_mean(everything, 0.25))
+    rng = np.random.default_rng(seed)
+    samples = [
+        stats.trim_mean(np.concatenate([g[rng.integers(len(g), size=len(g))] for g in groups]), 0.25)
+        for _ in range(reps)
+    ]
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return point, float(low), float(high)
+
+
+def aggregate(agents: pd.DataFrame, reps: int) -> pd.DataFrame:
+    frame = human_normalised(agents)
+    rows = []
+    for method, mine in frame.groupby("method"):
+        groups = [g["normalised"].to_numpy() for _, g in mine.groupby("game")]
+        point, low, high = iqm_with_ci(groups, reps)
+        rows.append({"method": method, "runs": len(mine), "games": len(groups), "IQM": point, "low": low, "high": high})
+    return pd.DataFrame(rows, columns=["method", "runs", "games", "IQM", "low", "high"])
+
+
+def keypoint_table(runs: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in runs[(runs.experiment == "eval_keypoints") & (runs.status == "COMPLETED")].iterrows():
+        for name, value in (r["result"] or {}).items():
+            model, noise, measure = name.split("/")
+            metric, length = measure.split("@")
+            rows.append(
+                {
+                    "run": r.id,
+                    "game": r["config"].get("game"),
+                    "model": model,
+                    "noise": noise,
+                    "L": int(length),
+                    metric: value,
+                }
+            )
+    if not rows:
+        return pd.DataFrame(columns=["run", "game", "model", "noise", "L", "precision", "recall"])
+    frame = pd.DataFrame(rows)
+    return frame.groupby(["run", "game", "model", "noise", "L"], as_index=False).first()
+
+
+def plot_learning_curves(runs: pd.DataFrame, agents: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    games = sorted(agents["game"].dropna().unique()) or ["(no agent runs)"]
+    fig, axes = plt.subplots(1, len(games), figsize=(4.5 * len(games), 3.4), squeeze=False)
+    metrics = runs.set_index("id")["metrics"]
+    for ax, game in zip(axes[0], games, strict=True):
+        for method, mine in agents[agents["game"] == game].groupby("method"):
+            curves = [metrics[i].get("validation.score") for i in mine["id"]]
+            curves = [c for c in curves if c]
+            if not curves:
+                continue
+            steps = sorted({s for c in curves for s in c["steps"]})
+            values = [[dict(zip(c["steps"], c["values"], strict=True)).get(s, np.nan) for s in steps] for c in curves]
+            ax.plot(steps, np.nanmean(np.array(values, float), axis=0), "o-", label=f"{method} (n={len(curves)})")
+        ax.set(title=game, xlabel="agent step", ylabel="validation score")
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_aggregate(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 0.5 + 0.5 * max(1, len(table))))
+    for i, r in enumerate(table.itertuples()):
+        ax.errorbar(r.IQM, i, xerr=[[r.IQM - r.low], [r.high - r.IQM]], fmt="o", capsize=4)
+    ax.set_yticks(range(len(table)), list(table["method"]))
+    ax.set(xlabel="IQM human-normalised test score (95% CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def report(runs: pd.DataFrame, c: dict) -> tuple[str, dict[str, pd.DataFrame]]:
+    agents = agent_table(runs)
+    if c["grid"]:
+        agents = agents[agents["tag"].fillna("").str.startswith(c["grid"] + "/")]
+    tables = {}
+    lines = [f"# Comparison of {len(runs)} runs ({c['mongo_url'] or c['runs_dir']})", ""]
+    status = runs.groupby(["experiment", "status"]).size().rename("runs").reset_index()
+    lines += ["## Runs by experiment and status", "", markdown_table(status), ""]
+    wanted = [c["grid"]] if c["grid"] in PUBLISHED else (list(PUBLISHED) if not c["grid"] else [])
+    for table in wanted:
+        gaps = grid_gaps(c["runs_dir"], table, c["preset"], list(c["seeds"])) if c["grid"] else {}
+        if table == "table1":
+            mine = agents[agents["noise"] == "none"]
+        elif table == "table2":
+            mine = agents[agents["noise"] != "none"]
+        else:
+            mine = agents[(agents["game"] == "ms_pacman") & agents["K"].notna()]
+        tables[table] = score_table(mine, table, gaps)
+        lines += [
+            f"## {table}: test score, mean (std) over policies [n policies]",
+            "",
+            markdown_table(tables[table]),
+            "",
+        ]
+    keypoints = keypoint_table(runs)
+    tables["keypoints"] = keypoints
+    if len(keypoints):
+        lines += ["## Keypoint tracking precision / recall", "", markdown_table(keypoints), ""]
+    tables["aggregate"] = aggregate(agents, c["bootstrap"]) if len(agents) else pd.DataFrame()
+    if len(tables["aggregate"]):
+        lines += [
+            "## Aggregate: IQM of human-normalised test scores (95% stratified bootstrap CI)",
+            "",
+            markdown_table(tables["aggregate"]),
+            "",
+        ]
+    tables["agents"] = agents
+    return "\n".join(lines), tables
+
+
+@ex.automain
+def main(_config, _run):
+    c = _config
+    runs = load_mongo_runs(c["mongo_url"], c["mongo_db"]) if c["mongo_url"] else load_file_runs(c["runs_dir"])
+    runs = runs[runs.experiment != "compare"]
+    if runs.empty:
+        raise ValueError(f"No runs found in {c['mongo_url'] or c['runs_dir']}: run some experiments first.")
+    text, tables = report(runs, c)
+    out = Path(c["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "compare.md").write_text(text)
+        runs.drop(columns=["metrics"]).to_csv(folder / "runs.csv", index=False)
+        tables["agents"].to_csv(folder / "agents.csv", index=False)
+        plot_learning_curves(runs, tables["agents"], folder / "learning_curves.png")
+        if len(tables["aggregate"]):
+            plot_aggregate(tables["aggregate"], folder / "aggregate.png")
+        for path in sorted(folder.iterdir()):
+            _run.add_artifact(str(path))
+            (out / path.name).write_bytes(path.read_bytes())
+    return {"runs": len(runs), "agent_runs": len(tables["agents"])}
