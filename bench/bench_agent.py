@@ -39,23 +39,11 @@ def make_keypointer(name: str):
 
         return PermaKeyKeypointer(build_permakey(dataclasses.replace(PAPER, norm="layer", num_keypoints=7)))
     if name == "transporter":
-        from experiments.train_transporter import ARCHITECTURES
+        from bench.bench_transporter import benchmark_config
         from transporter.keypointer import TransporterKeypointer
-        from transporter.model import TransporterConfig, build_transporter
+        from transporter.model import build_transporter
 
-        arch = ARCHITECTURES["pkey_reimpl"]
-        config = TransporterConfig(
-            model="transporter",
-            num_keypoints=7,
-            image_shape=(84, 84, 3),
-            input_size=arch["input_size"],
-            filters=tuple(arch["filters"]),
-            kernels=tuple(arch["kernels"]),
-            strides=tuple(arch["strides"]),
-            norm="layer",
-            sigma=0.1,
-            transport="features",
-        )
+        config = benchmark_config("pkey_reimpl", norm="layer")
         return TransporterKeypointer(build_transporter(config))
     return load_keypointer(name)
 

@@ -20,22 +20,27 @@ from transporter.keypointer import TransporterKeypointer
 from transporter.model import TransporterConfig, build_transporter
 
 
-def measure(architecture: str, model_name: str, precision: str, seconds: float, frames: tf.Tensor) -> dict:
-    keras.mixed_precision.set_global_policy(precision)
-    keras.utils.set_random_seed(0)
+def benchmark_config(architecture: str, model: str = "transporter", norm: str = "batch") -> TransporterConfig:
+    """A K=7 model of a named architecture on the protocol's 84x84 frames (the cost does not depend on the weights)."""
     arch = ARCHITECTURES[architecture]
-    config = TransporterConfig(
-        model=model_name,
+    return TransporterConfig(
+        model=model,
         num_keypoints=7,
         image_shape=(84, 84, 3),
         input_size=arch["input_size"],
         filters=tuple(arch["filters"]),
         kernels=tuple(arch["kernels"]),
         strides=tuple(arch["strides"]),
-        norm="batch",
+        norm=norm,
         sigma=0.1,
         transport="features",
     )
+
+
+def measure(architecture: str, model_name: str, precision: str, seconds: float, frames: tf.Tensor) -> dict:
+    keras.mixed_precision.set_global_policy(precision)
+    keras.utils.set_random_seed(0)
+    config = benchmark_config(architecture, model_name)
     model = build_transporter(config)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     train = tf.function(model.train_step)
