@@ -36,6 +36,7 @@ class SequenceReplay:
         self._episode = 0
         self._step = 0
         self._rng = np.random.default_rng(seed)
+        self._valid: dict[int, np.ndarray] = {}  # per window length: which rows start a complete window
 
     @property
     def nbytes(self) -> int:
@@ -62,6 +63,10 @@ class SequenceReplay:
         self._next = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
         self._step += 1
+        for w, valid in self._valid.items():  # only windows that contain row i change
+            valid[(i - np.arange(w)) % self.capacity] = False  # they now reach past the newest row
+            start = (i - w) % self.capacity
+            valid[start] = self.episode[start] == self.episode[i] and self.step[i] == self.step[start] + w
 
     def add(self, observation: dict, action: int, reward: float, terminated: bool, truncated: bool) -> None:
         """Observation s_t and the transition taken from it."""
@@ -80,7 +85,17 @@ class SequenceReplay:
         self._step = 0
 
     def valid_starts(self, transitions: int) -> np.ndarray:
-        """Row indices i whose rows i..i+W (W = transitions) hold W transitions of one episode in time order."""
+        """Row indices i whose rows i..i+W (W = transitions) hold W transitions of one episode in time order.
+
+        Computed once per W, then kept up to date row by row as rows are written (sampling stays cheap at 100k rows).
+        """
+        if transitions not in self._valid:
+            valid = np.zeros(self.capacity, bool)
+            valid[self._scan(transitions)] = True
+            self._valid[transitions] = valid
+        return np.flatnonzero(self._valid[transitions])
+
+    def _scan(self, transitions: int) -> np.ndarray:
         rows = np.arange(self.size)
         last = (rows + transitions) % self.capacity
         ok = (
@@ -130,3 +145,4 @@ class SequenceReplay:
             for name in self._STATE:
                 getattr(self, name)[...] = saved[name]
             self.size, self._next, self._episode, self._step = (int(x) for x in saved["counters"])
+        self._valid.clear()

@@ -92,3 +92,19 @@ def test_abandoned_episode_keeps_its_complete_windows_only():
     for start in replay.valid_starts(3):
         rows = start + np.arange(4)
         assert len(set(replay.episode[rows])) == 1
+
+
+def test_kept_up_window_starts_equal_a_full_scan_through_overwrites():
+    rng = np.random.default_rng(0)
+    replay = SequenceReplay(23, FIELDS, seed=0)
+    obs = {"frame": np.zeros((4, 4, 3), np.uint8), "keypoints": np.zeros((2, 2), np.float32)}
+    replay.valid_starts(3), replay.valid_starts(5)  # start keeping both up to date from the empty replay
+    for _ in range(12):
+        for _ in range(int(rng.integers(1, 9))):
+            replay.add(obs, 0, 0.0, False, False)
+        if rng.random() < 0.3:
+            replay.abandon_episode()
+        else:
+            replay.end_episode(obs)
+        for w in (3, 5):
+            np.testing.assert_array_equal(replay.valid_starts(w), np.sort(replay._scan(w)))
