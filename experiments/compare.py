@@ -26,6 +26,7 @@ from scipy import stats
 from experiments.benchmark import job_status, tagged_runs
 from experiments.common import RUNS_DIR, experiment
 from experiments.grids import expand
+from experiments.keypointers import keypointer_folder
 
 ex = experiment("compare")
 
@@ -161,17 +162,22 @@ def load_mongo_runs(url: str, db: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _keypointer_facts(path: str) -> tuple[str, int | None]:
-    saved = _read_json(Path(path) / "keypointer.json") or {}
+def _keypointer_facts(keypointer: Any, runs_dir: str | None) -> tuple[str, int | None]:
+    """(kind, K) of an agent's keypointer, given as a run id (in runs_dir) or a folder."""
+    try:
+        folder = keypointer_folder(str(keypointer), runs_dir)
+    except FileNotFoundError:
+        return "unknown", None
+    saved = _read_json(folder / "keypointer.json") or {}
     return saved.get("kind", "unknown"), (saved.get("config") or {}).get("num_keypoints")
 
 
-def agent_table(runs: pd.DataFrame) -> pd.DataFrame:
+def agent_table(runs: pd.DataFrame, runs_dir: str | None = None) -> pd.DataFrame:
     """One row per completed train_agent run: game, method, noise, K, seed, test scores, tag."""
     rows = []
     for _, r in runs[(runs.experiment == "train_agent") & (runs.status == "COMPLETED")].iterrows():
         c, test = r["config"], (r["info"] or {}).get("test", {})
-        kind, k = _keypointer_facts(c.get("keypointer", ""))
+        kind, k = _keypointer_facts(c.get("keypointer", ""), runs_dir)
         rows.append(
             {
                 "id": r.id,
@@ -349,7 +355,7 @@ def plot_aggregate(table: pd.DataFrame, path: Path) -> None:
 
 
 def report(runs: pd.DataFrame, c: dict) -> tuple[str, dict[str, pd.DataFrame]]:
-    agents = agent_table(runs)
+    agents = agent_table(runs, None if c["mongo_url"] else c["runs_dir"])
     if c["grid"]:
         agents = agents[agents["tag"].fillna("").str.startswith(c["grid"] + "/")]
     tables = {}

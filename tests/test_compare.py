@@ -53,6 +53,17 @@ def test_compare_renders_tables_curves_and_aggregate_with_gaps_shown(tmp_path):
         config={"game": "ms_pacman"},
         result={"permakey/none/precision@1": 0.5, "permakey/none/recall@1": 0.25},
     )
+    _write_run(runs, 5, "train_transporter", "COMPLETED")  # a keypointer run, named by its id below
+    (runs / "5" / "keypointer.json").write_text(json.dumps({"kind": "transporter", "config": {"num_keypoints": 7}}))
+    _write_run(
+        runs,
+        6,
+        "train_agent",
+        "COMPLETED",
+        tag="table1/seaquest/transporter/cnn-s0",
+        config={"game": "seaquest", "keypointer": 5, "encoder": "cnn", "noise": "none", "seed": 0},
+        info={"test": {"agent": {"mean": 400.0}, "random": {"mean": 70.0}}},
+    )
 
     from experiments import compare
 
@@ -62,7 +73,7 @@ def test_compare_renders_tables_curves_and_aggregate_with_gaps_shown(tmp_path):
     run = ex.run(
         config_updates={"runs_dir": str(runs), "grid": "table1", "seeds": [0, 1], "out": str(out), "bootstrap": 200}
     )
-    assert run.status == "COMPLETED" and run.result == {"runs": 4, "agent_runs": 2}
+    assert run.status == "COMPLETED" and run.result == {"runs": 6, "agent_runs": 3}
     text = (out / "compare.md").read_text()
     pacman = next(line for line in text.splitlines() if line.startswith("| ms_pacman"))
     assert "900.0 (100.0) [n=2]" in pacman  # mean (std) over the two policies
@@ -70,6 +81,9 @@ def test_compare_renders_tables_curves_and_aggregate_with_gaps_shown(tmp_path):
     assert "(seed 0: failed run 3)" in pacman and "(seed 1: missing)" in pacman  # never silently dropped
     assert "300.0 (0.0) [n=2]" in pacman  # our random policy, one per agent run
     assert "| 4 | ms_pacman | permakey | none | 1 | 0.5 | 0.25 |" in text
+    seaquest = next(line for line in text.splitlines() if line.startswith("| seaquest"))
+    # the keypointer is named by its run id (5) and found in runs_dir
+    assert "| 400.0 [n=1] (seed 1: missing) | 455.3 (160.6) |" in seaquest
     assert "## Aggregate" in text
     for name in ("learning_curves.png", "aggregate.png", "runs.csv", "agents.csv"):
         assert (out / name).stat().st_size > 100, name
