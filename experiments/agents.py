@@ -13,6 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from data.atari import FRAME_SHAPE
 from experiments.keypointers import keypointer_folder, load_keypointer
 from rl.agent import RecurrentQNetwork
 from rl.envs import KeypointObservation, make_agent_env
@@ -33,7 +34,7 @@ def agent_env(
 def build_network(info: dict[str, Any], keypointer: Any) -> RecurrentQNetwork:
     """A Q-network for `info` (agent.json's fields) with its variables created by one call on the keypointer's view."""
     network = RecurrentQNetwork(info["num_actions"], info["encoder"], info["units"], info["encoder_options"])
-    out = keypointer(np.zeros((1, 84, 84, 3), np.uint8))
+    out = keypointer(np.zeros((1, *FRAME_SHAPE), np.uint8))
     view = network.view(out.coordinates, out.heatmaps, out.features)
     network({k: v[:, None] for k, v in view.items()})
     return network

@@ -116,6 +116,9 @@ def run_grid(
     failed: set[str] = set()
     bar = tqdm(total=len(pending), desc="jobs", disable=not progress)
 
+    def log_of(job: Job) -> str:
+        return str(Path(logs_dir) / (job.tag.replace("/", "_") + ".log"))
+
     def launch_ready() -> None:
         for name, job in list(pending.items()):
             if any(d in failed or d in result["blocked"] for d in job.depends):
@@ -123,8 +126,7 @@ def run_grid(
                 del pending[name]
                 bar.update(1)
             elif all(d in done for d in job.depends):
-                log = str(Path(logs_dir) / (job.tag.replace("/", "_") + ".log"))
-                running[task.remote(job.command(python), log, cpus_per_job, env)] = job
+                running[task.remote(job.command(python), log_of(job), cpus_per_job, env)] = job
                 del pending[name]
 
     launch_ready()
@@ -139,8 +141,7 @@ def run_grid(
             result["completed"].append(job.name)
         else:
             failed.add(job.name)
-            log = str(Path(logs_dir) / (job.tag.replace("/", "_") + ".log"))
-            result["failed"][job.name] = {"run": run_id, "exit_code": code, "log": log}
+            result["failed"][job.name] = {"run": run_id, "exit_code": code, "log": log_of(job)}
         bar.update(1)
         launch_ready()
     bar.close()

@@ -117,13 +117,13 @@ def check_settings(work: Path, settings: dict) -> None:
         write_json_atomic(settings_path, settings)
 
 
-def load_state(work: Path, checkpoint: tf.train.Checkpoint, settings: dict) -> dict:
-    """The saved training state, after restoring the last checkpoint into `checkpoint`; a fresh state if none
-    (`check_settings` first)."""
+def load_state(work: Path, checkpoint: tf.train.Checkpoint, settings: dict, fresh: dict | None = None) -> dict:
+    """The saved training state (work/state.json), after restoring the last checkpoint into `checkpoint`; `fresh`
+    (default: an epoch-training start) if none was saved. `check_settings` first."""
     check_settings(work, settings)
     state_path = work / "state.json"
     if not state_path.exists():
-        return {"epoch": 0, "best": math.inf, "wait": 0, "best_epoch": 0}
+        return fresh if fresh is not None else {"epoch": 0, "best": math.inf, "wait": 0, "best_epoch": 0}
     latest = tf.train.latest_checkpoint(str(work / "last"))
     if latest is None:
         raise FileNotFoundError(

@@ -30,7 +30,7 @@ from data.distractors import check_mode
 from data.games import get_game
 from data.storage import write_json_atomic
 from experiments.agents import AGENT_FILE, AGENT_WEIGHTS, agent_env, build_network, save_agent
-from experiments.checkpointing import check_settings
+from experiments.checkpointing import load_state
 from experiments.common import experiment
 from experiments.keypointers import keypointer_folder, load_keypointer
 from experiments.test_agent import TEST_SEED, score_policies
@@ -160,7 +160,7 @@ def encoder_options(c: dict) -> dict[str, Any]:
 
 
 @ex.automain
-def main(_config, _run, _seed):
+def main(_config, _run):
     c = _config
     if not c["keypointer"]:
         raise ValueError(
@@ -173,7 +173,6 @@ def main(_config, _run, _seed):
     keypointer = load_keypointer(c["keypointer"])
     work = Path(c["work"])
     work.mkdir(parents=True, exist_ok=True)
-    check_settings(work, json.loads(json.dumps({k: v for k, v in c.items() if k not in UNTRAINED})))
 
     num_actions = int(make_agent_env(game.name, train=False, max_episode_frames=400).action_space.n)  # type: ignore[attr-defined]
     info = {
@@ -234,12 +233,11 @@ def main(_config, _run, _seed):
     )
     checkpoint = tf.train.Checkpoint(online=online, target=target, optimizer=learner.optimizer)
     state = {"best": -np.inf, "best_step": 0}
-    if (work / "state.json").exists():
-        saved = json.loads((work / "state.json").read_text())
-        latest = tf.train.latest_checkpoint(str(work / "last"))
-        if latest is None or not (work / "replay.npz").exists():
-            raise FileNotFoundError(f"{work}/state.json exists but its checkpoint or replay is missing; delete {work}.")
-        checkpoint.restore(latest).assert_existing_objects_matched()
+    settings = json.loads(json.dumps({k: v for k, v in c.items() if k not in UNTRAINED}))
+    saved = load_state(work, checkpoint, settings, fresh={})
+    if saved:
+        if not (work / "replay.npz").exists():
+            raise FileNotFoundError(f"{work}/state.json exists but its replay is missing; delete {work} to restart.")
         replay.load(work / "replay.npz")
         trainer.restore(saved["trainer"])
         curves, state = saved["curves"], saved["best"]
@@ -264,8 +262,7 @@ def main(_config, _run, _seed):
             manager.save(checkpoint_number=trainer.step)
             replay.save(work / "replay.npz")
             write_json_atomic(work / "state.json", {"trainer": trainer.state(), "curves": curves, "best": state})
-    timing = trainer.timing.as_dict()
-    _run.info["timing_seconds"] = timing
+    _run.info["timing_seconds"] = trainer.timing.as_dict()
     _run.info["best_validation"] = state
 
     # The test protocol: the best policy and the random policy on the same unseen seeds.
