@@ -23,7 +23,7 @@ RUNS_DIR ?= runs
 KP ?=
 
 .PHONY: install test demo data bench-data lint format help train-permakey bench-permakey train-transporter \
-	bench-transporter eval-keypoints train-agent test-agent bench-agent rl-benchmark compare
+	bench-transporter eval-keypoints train-agent test-agent bench-agent bench-grid rl-benchmark compare
 
 help:
 	@echo "make demo                       small end-to-end run (fresh machine: installs first)"
@@ -41,6 +41,7 @@ help:
 	@echo "make bench-permakey             PermaKey training/inference throughput, float32 vs bfloat16"
 	@echo "make bench-transporter          Transporter/IMM training/inference throughput, both architectures"
 	@echo "make bench-agent                agent steps/s per encoder, time shares, projected 100k-step wall time"
+	@echo "make bench-grid                 wall time of the Ray grid runner by workers x threads per job"
 	@echo "make lint                       ruff + mypy"
 
 install: $(STAMP)
@@ -116,6 +117,9 @@ test-agent: install
 
 bench-agent: install
 	$(PY) -m bench.bench_agent
+
+bench-grid: install
+	$(PY) -m bench.bench_grid
 
 rl-benchmark: install
 	$(PY) -m experiments.benchmark --grid $(GRID) --preset $(or $(PRESET),quick) --seeds $(SEEDS) --runs $(RUNS_DIR) \
