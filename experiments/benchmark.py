@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -74,12 +75,28 @@ def plan(jobs: list[Job], runs_dir: str | Path) -> dict[str, list[Job]]:
     return out
 
 
+def _interrupt_with_parent() -> None:
+    """In the job's process, before it starts: ask Linux to send it SIGINT when the Ray worker that started it dies.
+
+    Ray's workers run in their own process groups, so a Ctrl-C at the terminal reaches the runner, which shuts Ray
+    down, but not the jobs: without this they would run on, orphaned, beside the jobs of a restarted grid. SIGINT
+    lets Sacred record the run as INTERRUPTED, which a restart runs again (resuming from its work folder)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # not ignored, even if the runner was started in the background
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGINT)  # 1 = PR_SET_PDEATHSIG
+
+
 def run_job(command: list[str], log: str, threads: int, env: dict[str, str]) -> int:
-    """Runs one job's process (its output into `log`) and returns its exit code."""
+    """Runs one job's process (its output into `log`) and returns its exit code. The process is interrupted if this
+    worker dies (the grid was stopped)."""
     environment = {**os.environ, **env, "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1"}
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
-        return subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=environment)
+        return subprocess.call(
+            command, stdout=out, stderr=subprocess.STDOUT, env=environment, preexec_fn=_interrupt_with_parent
+        )
 
 
 def run_grid(
@@ -171,8 +188,17 @@ def main(argv: list[str] | None = None) -> int:
             mark = "skip" if job in todo["skip"] else "run "
             print(f"  {mark} {job.tag:45s} {' '.join(job.command()[2:])}")
         return 0
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, even when started in the background
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`, a scheduler's time limit: the same
     start = time.perf_counter()
-    result = run_grid(jobs, args.runs, args.logs, args.cpus_per_job, args.workers)
+    try:
+        result = run_grid(jobs, args.runs, args.logs, args.cpus_per_job, args.workers)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted after {(time.perf_counter() - start) / 60:.1f} min: the running jobs are stopped and "
+            "recorded as interrupted. Run the same command again to skip what completed and resume the rest."
+        )
+        return 130
     minutes = (time.perf_counter() - start) / 60
     print(
         f"done in {minutes:.1f} min: {len(result['completed'])} completed, {len(result['skipped'])} skipped, "

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -111,3 +112,29 @@ def test_tiny_grid_runs_on_local_ray_and_restarts_without_redoing(tmp_path, monk
     second = run_grid(jobs, runs, logs, workers=2, progress=False)
     assert sorted(second["skipped"]) == ["after", "pong"] and not second["completed"]
     assert list(second["failed"]) == ["bad"]
+
+
+def test_a_job_is_interrupted_when_the_worker_that_started_it_dies(tmp_path):
+    """Ray workers have their own process groups, so a Ctrl-C never reaches the jobs: they must stop with their
+    worker. A stand-in worker starts a job through run_job's preexec hook and is killed; the job must see SIGINT
+    (KeyboardInterrupt, which Sacred records as INTERRUPTED), even though its worker ignored SIGINT."""
+    marker = tmp_path / "interrupted"
+    job = f"import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    open({str(marker)!r}, 'w').close()\n"
+    worker = textwrap.dedent(
+        f"""
+        import signal, subprocess, sys, time
+        from experiments.benchmark import _interrupt_with_parent
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as when started in the background
+        subprocess.Popen([sys.executable, "-c", {job!r}], preexec_fn=_interrupt_with_parent)
+        time.sleep(60)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", worker])
+    time.sleep(3)  # the job has started and sleeps
+    parent.kill()
+    parent.wait()
+    for _ in range(100):
+        if marker.exists():
+            break
+        time.sleep(0.1)
+    assert marker.exists()
