@@ -79,8 +79,10 @@ def _interrupt_with_parent() -> None:
     """In the job's process, before it starts: ask Linux to send it SIGINT when the Ray worker that started it dies.
 
     Ray's workers run in their own process groups, so a Ctrl-C at the terminal reaches the runner, which shuts Ray
-    down, but not the jobs: without this they would run on, orphaned, beside the jobs of a restarted grid. SIGINT
-    lets Sacred record the run as INTERRUPTED, which a restart runs again (resuming from its work folder)."""
+    down, but not the jobs: without this they would run on, orphaned, beside the jobs of a restarted grid. The job
+    runs in a session of its own (Ray's shutdown SIGKILLs its workers' groups, which would give the job no chance to
+    say so), and SIGINT lets Sacred record the run as INTERRUPTED, which a restart runs again (resuming from its work
+    folder)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # not ignored, even if the runner was started in the background
     if sys.platform.startswith("linux"):
         import ctypes
@@ -95,7 +97,12 @@ def run_job(command: list[str], log: str, threads: int, env: dict[str, str]) -> 
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
         return subprocess.call(
-            command, stdout=out, stderr=subprocess.STDOUT, env=environment, preexec_fn=_interrupt_with_parent
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,  # out of the worker's group, which Ray kills with SIGKILL on shutdown
+            preexec_fn=_interrupt_with_parent,
         )
 
 
@@ -146,9 +153,11 @@ def run_grid(
                 running[task.remote(job.command(python), log_of(job), cpus_per_job, env)] = job
                 del pending[name]
 
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus_per_job)  # jobs Ray runs at once
     launch_ready()
     while running:
-        bar.set_postfix(done=len(result["completed"]), running=len(running), failed=len(failed))
+        active = min(len(running), slots)
+        bar.set_postfix(done=len(result["completed"]), running=active, queued=len(running) - active, failed=len(failed))
         ready, _ = ray.wait(list(running), num_returns=1)
         job = running.pop(ready[0])
         code = ray.get(ready[0])

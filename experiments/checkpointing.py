@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,25 @@ UNTRAINED = ("epochs", "patience", "progress", "log_every", "picture_frames", "p
 
 class NaNLossError(FloatingPointError):
     pass
+
+
+class KeypointMotion(keras.callbacks.Callback):
+    """At each epoch's end, logs how the keypoints behave on a fixed clip of test frames:
+    `epoch.keypoint_motion` (mean over keypoints of the std of its position, normalised [-1, 1] units; near 0 means
+    the keypoints sit still whatever the frame shows, the failure of an undertrained Transporter) and
+    `epoch.keypoint_distinct` (distinct spots per frame, K when none coincide). keypoints.metrics.collapse_statistics.
+    """
+
+    def __init__(self, run: Any, keypointer: Callable[[Any], Any], frames: Any):
+        super().__init__()
+        self.run, self.keypointer, self.frames = run, keypointer, frames
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from keypoints.metrics import collapse_statistics
+
+        stats = collapse_statistics(self.keypointer(self.frames).coordinates.numpy())
+        self.run.log_scalar("epoch.keypoint_motion", stats["motion"], epoch + 1)
+        self.run.log_scalar("epoch.keypoint_distinct", stats["distinct"], epoch + 1)
 
 
 class SacredLogger(keras.callbacks.Callback):
@@ -142,10 +161,12 @@ def train_resumably(
     run: Any,
     train: tf.data.Dataset,
     validation: tf.data.Dataset,
+    more_callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict:
     """Fits a compiled keypoint model from where its work folder `c["work"]` left off (`epochs`, `patience`,
     `steps_per_epoch`, `log_every`, `progress` from the config), logging to the Sacred `run`, checkpointing every epoch
-    and keeping the best one by `monitor` through `save_best`. Returns the training state (best epoch and value)."""
+    and keeping the best one by `monitor` through `save_best`; `more_callbacks` run after the logging ones. Returns the
+    training state (best epoch and value)."""
     work = Path(c["work"])
     work.mkdir(parents=True, exist_ok=True)
     trained = {k: v for k, v in c.items() if k not in UNTRAINED}
@@ -155,6 +176,7 @@ def train_resumably(
     callbacks = [
         NaNGuard(work),
         SacredLogger(run, c["log_every"]),
+        *more_callbacks,
         EpochCheckpoint(work, checkpoint, save_best, monitor, c["patience"], state),
     ]
     if state["epoch"] < c["epochs"] and state["wait"] < c["patience"]:

@@ -19,12 +19,16 @@ import tensorflow as tf
 from data.games import get_game
 from data.readers import pairs_dataset, read_episodes
 from data.visualize import grid, save_png
-from experiments.checkpointing import record_best, train_resumably
+from experiments.checkpointing import KeypointMotion, record_best, train_resumably
 from experiments.common import experiment
-from experiments.generate_data import ensure_dataset
+from experiments.generate_data import ensure_dataset, picture_frames
 from keypoints.draw import draw_keypoints
+from keypoints.metrics import collapse_statistics
 from transporter.keypointer import TransporterKeypointer
 from transporter.model import TransporterConfig, build_transporter
+
+MOTION_FRAMES = 64
+"""Test frames (spread over the first test episode) on which each epoch logs how much the keypoints move."""
 
 ex = experiment("train_transporter")
 
@@ -203,13 +207,19 @@ def main(_config, _run, _seed):
     model.compile(optimizer=optimizer(c))
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     keypointer = TransporterKeypointer(model)
-    state = train_resumably(model, checkpoint, keypointer.save, "val_loss", c, _run, train, validation)
+    clip = picture_frames(c["dataset"], c["game"], MOTION_FRAMES)
+    motion = KeypointMotion(_run, keypointer, clip)
+    state = train_resumably(
+        model, checkpoint, keypointer.save, "val_loss", c, _run, train, validation, more_callbacks=[motion]
+    )
 
     work = Path(c["work"])
     best = TransporterKeypointer.load(work / "best")
     best.model.compile(optimizer=optimizer(c))
     pairs = picture_pairs(c["dataset"], c["game"], c["picture_frames"], c["picture_offset"])
     results = record_best(_run, best.model, test, lambda folder: save_pictures(best, *pairs, folder), work / "best")
+    results["keypoint_motion"] = collapse_statistics(best(clip).coordinates.numpy())["motion"]
+    _run.log_scalar("test.keypoint_motion", results["keypoint_motion"])
     return {"best_epoch": state["best_epoch"], "best_val_loss": state["best"], **results}
 
 

@@ -2,6 +2,8 @@
 and a tiny grid run on local Ray with real Sacred experiments."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -115,23 +117,23 @@ def test_tiny_grid_runs_on_local_ray_and_restarts_without_redoing(tmp_path, monk
 
 
 def test_a_job_is_interrupted_when_the_worker_that_started_it_dies(tmp_path):
-    """Ray workers have their own process groups, so a Ctrl-C never reaches the jobs: they must stop with their
-    worker. A stand-in worker starts a job through run_job's preexec hook and is killed; the job must see SIGINT
-    (KeyboardInterrupt, which Sacred records as INTERRUPTED), even though its worker ignored SIGINT."""
-    marker = tmp_path / "interrupted"
+    """Ray workers have their own process groups, so a Ctrl-C never reaches the jobs, and Ray's shutdown SIGKILLs
+    each worker's group. A stand-in worker (its own group, SIGINT ignored as when started in the background) runs a
+    job through run_job and its group is killed like Ray does; the job must get SIGINT (KeyboardInterrupt, which
+    Sacred records as INTERRUPTED) and not die silently or run on."""
+    marker, log = tmp_path / "interrupted", tmp_path / "job.log"
     job = f"import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    open({str(marker)!r}, 'w').close()\n"
     worker = textwrap.dedent(
         f"""
-        import signal, subprocess, sys, time
-        from experiments.benchmark import _interrupt_with_parent
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as when started in the background
-        subprocess.Popen([sys.executable, "-c", {job!r}], preexec_fn=_interrupt_with_parent)
-        time.sleep(60)
+        import signal, sys
+        from experiments.benchmark import run_job
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        run_job([sys.executable, "-c", {job!r}], {str(log)!r}, 1, {{}})
         """
     )
-    parent = subprocess.Popen([sys.executable, "-c", worker])
+    parent = subprocess.Popen([sys.executable, "-c", worker], start_new_session=True)
     time.sleep(3)  # the job has started and sleeps
-    parent.kill()
+    os.killpg(parent.pid, signal.SIGKILL)
     parent.wait()
     for _ in range(100):
         if marker.exists():

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from sacred.observers import FileStorageObserver
 
 from data.readers import frames_dataset
@@ -79,6 +80,8 @@ def test_train_permakey_records_metrics_pictures_and_a_reloadable_keypointer(tmp
     metrics = json.loads((folder / "metrics.json").read_text())
     for name in ("epoch.val_total_loss", "epoch.vae_loss", "epoch.lspn_loss", "epoch.pointnet_loss", "test.total_loss"):
         assert name in metrics, name
+    for name in ("epoch.keypoint_motion", "epoch.keypoint_distinct", "test.keypoint_motion"):
+        assert np.isfinite(metrics[name]["values"]).all(), name
     for picture in ("keypoints.png", "error_maps.png", "reconstructions.png"):
         assert (folder / picture).stat().st_size > 1000
     keypointer = PermaKeyKeypointer.load(folder)
@@ -147,6 +150,8 @@ def test_train_transporter_records_metrics_pictures_and_a_reloadable_keypointer(
     metrics = json.loads((folder / "metrics.json").read_text())
     for name in ("epoch.loss", "epoch.val_loss", "step.loss", "test.loss"):
         assert name in metrics, name
+    for name in ("epoch.keypoint_motion", "epoch.keypoint_distinct", "test.keypoint_motion"):
+        assert np.isfinite(metrics[name]["values"]).all(), name
     for picture in ("reconstructions.png", "keypoints.png", "transport_energy.png"):
         assert (folder / picture).stat().st_size > 1000
     keypointer = TransporterKeypointer.load(folder)
@@ -212,3 +217,27 @@ def test_eval_keypoints_unknown_run_id_is_named(tmp_path, pong_dataset, monkeypa
         _eval_run(tmp_path, pong_dataset, [999])
     with pytest.raises(ValueError, match="No keypointers given"):
         _eval_run(tmp_path, pong_dataset, [])
+
+
+def test_keypoint_motion_tells_still_keypoints_from_moving_ones():
+    from types import SimpleNamespace
+
+    from experiments.checkpointing import KeypointMotion
+
+    class Run:
+        def __init__(self):
+            self.logged = {}
+
+        def log_scalar(self, name, value, step):
+            self.logged[name] = (value, step)
+
+    frames = np.linspace(-0.5, 0.5, 16, dtype=np.float32)  # stands in for 16 frames
+    still = lambda f: SimpleNamespace(coordinates=tf.zeros((len(f), 2, 2)))  # noqa: E731
+    moving = lambda f: SimpleNamespace(coordinates=tf.stack([tf.stack([f, -f], -1), tf.stack([-f, f], -1)], 1))  # noqa: E731
+    results = []
+    for keypointer in (still, moving):
+        run = Run()
+        KeypointMotion(run, keypointer, frames).on_epoch_end(2)
+        results.append(run.logged)
+    assert results[0]["epoch.keypoint_motion"] == (0.0, 3) and results[0]["epoch.keypoint_distinct"][0] == 1.0
+    assert results[1]["epoch.keypoint_motion"][0] > 0.2
