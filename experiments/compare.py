@@ -14,6 +14,7 @@ interrupted with its run id, never silently dropped.
 
 from __future__ import annotations
 
+import datetime
 import json
 import tempfile
 from pathlib import Path
@@ -112,6 +113,23 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+STALE_HEARTBEAT_S = 300
+"""Sacred beats every 10 s: a RUNNING run silent for longer than this was killed without saying so."""
+
+
+def run_status(run: dict, now: datetime.datetime | None = None) -> str:
+    """The run's Sacred status, with a RUNNING run whose heartbeat (UTC) is stale shown as PROBABLY_DEAD."""
+    status = run.get("status")
+    beat = run.get("heartbeat") or run.get("start_time")  # killed before its first beat: its start
+    if status == "RUNNING" and beat:
+        if isinstance(beat, str):
+            beat = datetime.datetime.fromisoformat(beat)
+        now = now or datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        if (now - beat.replace(tzinfo=None)).total_seconds() > STALE_HEARTBEAT_S:
+            return "PROBABLY_DEAD"
+    return status
+
+
 def load_file_runs(runs_dir: str | Path) -> pd.DataFrame:
     """One row per run: id, experiment, status, tag (Sacred comment), config, result, info, metrics (dicts)."""
     rows = []
@@ -124,7 +142,7 @@ def load_file_runs(runs_dir: str | Path) -> pd.DataFrame:
             {
                 "id": int(folder.name),
                 "experiment": run.get("experiment", {}).get("name"),
-                "status": run.get("status"),
+                "status": run_status(run),
                 "tag": (run.get("meta") or {}).get("comment"),
                 "config": _read_json(folder / "config.json") or {},
                 "result": run.get("result"),
@@ -151,7 +169,7 @@ def load_mongo_runs(url: str, db: str) -> pd.DataFrame:
             {
                 "id": run["_id"],
                 "experiment": run.get("experiment", {}).get("name"),
-                "status": run.get("status"),
+                "status": run_status(run),
                 "tag": (run.get("meta") or {}).get("comment"),
                 "config": run.get("config", {}),
                 "result": run.get("result"),

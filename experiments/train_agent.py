@@ -244,6 +244,8 @@ def main(_config, _run):
         trainer.restore(saved["trainer"])
         curves, state = saved["curves"], saved["best"]
         _run.info["resumed_from_step"] = trainer.step
+        for step, score in curves["validation"]:  # this run's record holds the whole validation curve
+            _run.log_scalar("validation.score", score, step)
     manager = tf.train.CheckpointManager(checkpoint, str(work / "last"), max_to_keep=1)
 
     validator = QPolicy(online, epsilon=0.0)

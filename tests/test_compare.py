@@ -98,3 +98,16 @@ def test_iqm_interval_contains_the_point_and_trims_outliers():
     point, low, high = iqm_with_ci(groups, reps=500)
     assert low <= point <= high
     assert 0.1 < point < 0.35  # the outliers are trimmed
+
+
+def test_a_running_run_with_a_stale_heartbeat_is_shown_as_probably_dead():
+    import datetime
+
+    from experiments.compare import run_status
+
+    now = datetime.datetime(2026, 1, 1, 12, 0, 0)
+    fresh = {"status": "RUNNING", "heartbeat": "2026-01-01T11:59:50.000000"}
+    stale = {"status": "RUNNING", "heartbeat": "2026-01-01T11:30:00.000000"}
+    assert run_status(fresh, now) == "RUNNING"
+    assert run_status(stale, now) == "PROBABLY_DEAD"
+    assert run_status({"status": "COMPLETED", "heartbeat": "2026-01-01T11:30:00"}, now) == "COMPLETED"

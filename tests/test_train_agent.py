@@ -71,6 +71,8 @@ def test_interrupted_agent_run_resumes_where_it_stopped(tmp_path, tiny_keypointe
     second = _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24)
     info = json.loads((tmp_path / "runs" / str(second._id) / "info.json").read_text())
     assert info["resumed_from_step"] == 24
+    metrics = json.loads((tmp_path / "runs" / str(second._id) / "metrics.json").read_text())
+    assert metrics["validation.score"]["steps"] == [24]  # the earlier curve is in the resumed run's record too
     with pytest.raises(ValueError, match="other settings"):
         _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24, learning_rate=1e-3)
 
