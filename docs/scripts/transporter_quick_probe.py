@@ -29,6 +29,7 @@ from transporter.model import TransporterConfig, build_transporter, reconstructi
 
 
 def model(norm: str, sigma: float, lr: float):
+    keras.utils.set_random_seed(0)
     arch = ARCHITECTURES["pkey_reimpl"]
     config = TransporterConfig(
         "transporter", 3, (84, 84, 3), 84, tuple(arch["filters"]), tuple(arch["kernels"]), tuple(arch["strides"]),
