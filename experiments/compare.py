@@ -119,7 +119,7 @@ STALE_HEARTBEAT_S = 300
 
 def run_status(run: dict, now: datetime.datetime | None = None) -> str:
     """The run's Sacred status, with a RUNNING run whose heartbeat (UTC) is stale shown as PROBABLY_DEAD."""
-    status = run.get("status")
+    status = str(run.get("status"))
     beat = run.get("heartbeat") or run.get("start_time")  # killed before its first beat: its start
     if status == "RUNNING" and beat:
         if isinstance(beat, str):
