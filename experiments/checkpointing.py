@@ -31,6 +31,10 @@ class NaNLossError(FloatingPointError):
     pass
 
 
+MOTION_FRAMES = 64
+"""Test frames (spread over the first test episode) on which each epoch logs how much the keypoints move."""
+
+
 class KeypointMotion(keras.callbacks.Callback):
     """At each epoch's end, logs how the keypoints behave on a fixed clip of test frames:
     `epoch.keypoint_motion` (mean over keypoints of the std of its position, normalised [-1, 1] units; near 0 means
@@ -42,12 +46,21 @@ class KeypointMotion(keras.callbacks.Callback):
         super().__init__()
         self.run, self.keypointer, self.frames = run, keypointer, frames
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+    def statistics(self, keypointer: Callable[[Any], Any]) -> dict[str, float]:
         from keypoints.metrics import collapse_statistics
 
-        stats = collapse_statistics(self.keypointer(self.frames).coordinates.numpy())
+        return collapse_statistics(keypointer(self.frames).coordinates.numpy())
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        stats = self.statistics(self.keypointer)
         self.run.log_scalar("epoch.keypoint_motion", stats["motion"], epoch + 1)
         self.run.log_scalar("epoch.keypoint_distinct", stats["distinct"], epoch + 1)
+
+    def log_test(self, keypointer: Callable[[Any], Any]) -> float:
+        """`test.keypoint_motion` of the final (best) keypointer on the same clip; returns it."""
+        motion = self.statistics(keypointer)["motion"]
+        self.run.log_scalar("test.keypoint_motion", motion)
+        return motion
 
 
 class SacredLogger(keras.callbacks.Callback):

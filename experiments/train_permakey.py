@@ -18,16 +18,12 @@ import tensorflow as tf
 from data.games import get_game
 from data.readers import frames_dataset
 from data.visualize import grid, save_png
-from experiments.checkpointing import KeypointMotion, record_best, train_resumably
+from experiments.checkpointing import MOTION_FRAMES, KeypointMotion, record_best, train_resumably
 from experiments.common import experiment
 from experiments.generate_data import ensure_dataset, picture_frames
 from keypoints.draw import draw_keypoints
-from keypoints.metrics import collapse_statistics
 from permakey.keypointer import PermaKeyKeypointer, build_permakey
 from permakey.model import MODULES, PermaKeyConfig
-
-MOTION_FRAMES = 64
-"""Test frames (spread over the first test episode) on which each epoch logs how much the keypoints move."""
 
 ex = experiment("train_permakey")
 
@@ -177,8 +173,7 @@ def main(_config, _run, _seed):
     best.model.compile(optimizers=optimizers(c))
     frames = picture_frames(c["dataset"], c["game"], c["picture_frames"])
     results = record_best(_run, best.model, test, lambda folder: save_pictures(best, frames, folder), work / "best")
-    results["keypoint_motion"] = collapse_statistics(best(clip).coordinates.numpy())["motion"]
-    _run.log_scalar("test.keypoint_motion", results["keypoint_motion"])
+    results["keypoint_motion"] = motion.log_test(best)
     return {"best_epoch": state["best_epoch"], "best_val_total_loss": state["best"], **results}
 
 

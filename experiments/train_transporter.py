@@ -19,16 +19,12 @@ import tensorflow as tf
 from data.games import get_game
 from data.readers import pairs_dataset, read_episodes
 from data.visualize import grid, save_png
-from experiments.checkpointing import KeypointMotion, record_best, train_resumably
+from experiments.checkpointing import MOTION_FRAMES, KeypointMotion, record_best, train_resumably
 from experiments.common import experiment
 from experiments.generate_data import ensure_dataset, picture_frames
 from keypoints.draw import draw_keypoints
-from keypoints.metrics import collapse_statistics
 from transporter.keypointer import TransporterKeypointer
 from transporter.model import TransporterConfig, build_transporter
-
-MOTION_FRAMES = 64
-"""Test frames (spread over the first test episode) on which each epoch logs how much the keypoints move."""
 
 ex = experiment("train_transporter")
 
@@ -218,8 +214,7 @@ def main(_config, _run, _seed):
     best.model.compile(optimizer=optimizer(c))
     pairs = picture_pairs(c["dataset"], c["game"], c["picture_frames"], c["picture_offset"])
     results = record_best(_run, best.model, test, lambda folder: save_pictures(best, *pairs, folder), work / "best")
-    results["keypoint_motion"] = collapse_statistics(best(clip).coordinates.numpy())["motion"]
-    _run.log_scalar("test.keypoint_motion", results["keypoint_motion"])
+    results["keypoint_motion"] = motion.log_test(best)
     return {"best_epoch": state["best_epoch"], "best_val_loss": state["best"], **results}
 
 

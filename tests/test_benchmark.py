@@ -120,7 +120,7 @@ def test_a_job_is_interrupted_when_the_worker_that_started_it_dies(tmp_path):
     """Ray workers have their own process groups, so a Ctrl-C never reaches the jobs, and Ray's shutdown SIGKILLs
     each worker's group. A stand-in worker (its own group, SIGINT ignored as when started in the background) runs a
     job through run_job and its group is killed like Ray does; the job must get SIGINT (KeyboardInterrupt, which
-    Sacred records as INTERRUPTED) and not die silently or run on."""
+    would let Sacred record INTERRUPTED) and not die silently or run on."""
     marker, log = tmp_path / "interrupted", tmp_path / "job.log"
     job = f"import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    open({str(marker)!r}, 'w').close()\n"
     worker = textwrap.dedent(
