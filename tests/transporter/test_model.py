@@ -110,6 +110,43 @@ def test_loss_goes_down_on_tiny_data(changes):
     assert last < 0.7 * first, (first, last)
 
 
+def _square_pairs(rng, n, side=32, square=8):
+    """A yellow square on black that jumps up to a quarter of the frame between source and target; returns the pair
+    and the target square's centre as (y, x) in [-1, 1]."""
+    source = np.zeros((n, side, side, 3), np.float32)
+    target = np.zeros_like(source)
+    centres = np.zeros((n, 2))
+    for i in range(n):
+        y, x = rng.integers(0, side - square, 2)
+        ty, tx = np.clip([y, x] + rng.integers(-side // 4, side // 4 + 1, 2), 0, side - square)
+        source[i, y : y + square, x : x + square] = (1.0, 0.8, 0.2)
+        target[i, ty : ty + square, tx : tx + square] = (1.0, 0.8, 0.2)
+        centres[i] = (np.array([ty, tx]) + (square - 1) / 2) / (side - 1) * 2 - 1
+    return (tf.constant(source), tf.constant(target)), centres
+
+
+def test_a_keypoint_learns_to_follow_a_moving_square():
+    """The method end to end: reconstruction alone must pull the keypoint onto the only moving object. With layer
+    norm this happens within 100-200 steps for seeds 0-2 (scratch runs); an untrained keypoint is nowhere near."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    config = tiny_config(
+        num_keypoints=1, image_shape=(32, 32, 3), input_size=32, filters=(8, 8, 16, 16), norm="layer", sigma=0.15
+    )
+    model = _compiled(config, lr=2e-3)
+    held_out, centres = _square_pairs(np.random.default_rng(99), 64)
+
+    def distances():
+        keypoints = model(held_out)["target_keypoints"].numpy()[:, 0]
+        return np.linalg.norm(keypoints - centres, axis=-1)
+
+    assert np.mean(distances() < 0.15) < 0.3
+    step = tf.function(model.train_step)
+    for _ in range(300):
+        step(_square_pairs(rng, 16)[0])
+    assert np.mean(distances() < 0.15) > 0.9, np.median(distances())
+
+
 def test_eager_and_compiled_steps_agree():
     eager, compiled = _compiled(tiny_config()), _compiled(tiny_config())
     compiled.set_weights(eager.get_weights())
