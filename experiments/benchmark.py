@@ -75,34 +75,18 @@ def plan(jobs: list[Job], runs_dir: str | Path) -> dict[str, list[Job]]:
     return out
 
 
-def _interrupt_with_parent() -> None:
-    """In the job's process, before it starts: ask Linux to send it SIGINT when the Ray worker that started it dies.
-
-    Ray's workers run in their own process groups, so a Ctrl-C at the terminal reaches the runner, which shuts Ray
-    down, but not the jobs: without this they would run on, orphaned, beside the jobs of a restarted grid. The job
-    runs in a session of its own (Ray's shutdown SIGKILLs its workers' groups, which would give the job no chance to
-    say so), and SIGINT would let Sacred record the run as INTERRUPTED. Measured on a local grid: Ray still kills
-    the jobs outright as its workers exit, so their runs stay RUNNING; a restart reruns them either way."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # not ignored, even if the runner was started in the background
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGINT)  # 1 = PR_SET_PDEATHSIG
-
-
 def run_job(command: list[str], log: str, threads: int, env: dict[str, str]) -> int:
-    """Runs one job's process (its output into `log`) and returns its exit code. The process is interrupted if this
-    worker dies (the grid was stopped)."""
+    """Runs one job's process (its output into `log`) under experiments.job_guard and returns its exit code. When the
+    grid is stopped and Ray's worker exits, the guard dies with it and the job gets SIGINT (its run: INTERRUPTED)."""
     environment = {**os.environ, **env, "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1"}
+    environment["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, environment.get("PYTHONPATH")) if p)
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
         return subprocess.call(
-            command,
+            [sys.executable, "-m", "experiments.job_guard", *command],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=environment,
-            start_new_session=True,  # out of the worker's group, which Ray kills with SIGKILL on shutdown
-            preexec_fn=_interrupt_with_parent,
         )
 
 
@@ -205,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(
             f"\ninterrupted after {(time.perf_counter() - start) / 60:.1f} min: the running jobs are stopped (their "
-            "runs may still say RUNNING). Run the same command again to skip what completed and resume the rest."
+            "runs record INTERRUPTED). Run the same command again to skip what completed and resume the rest."
         )
         return 130
     minutes = (time.perf_counter() - start) / 60

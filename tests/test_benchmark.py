@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from experiments.benchmark import job_status, plan, run_grid, tagged_runs
+from experiments.benchmark import REPO, job_status, plan, run_grid, tagged_runs
 from experiments.grids import Job, dependency_order, expand
 
 
@@ -116,11 +116,20 @@ def test_tiny_grid_runs_on_local_ray_and_restarts_without_redoing(tmp_path, monk
     assert list(second["failed"]) == ["bad"]
 
 
+def _wait_for(condition, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
 def test_a_job_is_interrupted_when_the_worker_that_started_it_dies(tmp_path):
-    """Ray workers have their own process groups, so a Ctrl-C never reaches the jobs, and Ray's shutdown SIGKILLs
-    each worker's group. A stand-in worker (its own group, SIGINT ignored as when started in the background) runs a
-    job through run_job and its group is killed like Ray does; the job must get SIGINT (KeyboardInterrupt, which
-    would let Sacred record INTERRUPTED) and not die silently or run on."""
+    """A stand-in Ray worker: its own process group, SIGINT ignored and blocked (Ray's workers block it, and the mask
+    is inherited through fork and exec). It runs a job through run_job and its group is SIGKILLed, as Ray's shutdown
+    does; the job must get SIGINT (KeyboardInterrupt, which lets Sacred record INTERRUPTED), not die silently or run
+    on. Without job_guard's unblocking the job never sees the signal."""
     marker, log = tmp_path / "interrupted", tmp_path / "job.log"
     job = f"import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    open({str(marker)!r}, 'w').close()\n"
     worker = textwrap.dedent(
@@ -128,6 +137,7 @@ def test_a_job_is_interrupted_when_the_worker_that_started_it_dies(tmp_path):
         import signal, sys
         from experiments.benchmark import run_job
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGINT}})
         run_job([sys.executable, "-c", {job!r}], {str(log)!r}, 1, {{}})
         """
     )
@@ -135,8 +145,37 @@ def test_a_job_is_interrupted_when_the_worker_that_started_it_dies(tmp_path):
     time.sleep(3)  # the job has started and sleeps
     os.killpg(parent.pid, signal.SIGKILL)
     parent.wait()
-    for _ in range(100):
-        if marker.exists():
-            break
-        time.sleep(0.1)
-    assert marker.exists()
+    assert _wait_for(marker.exists, 10)
+
+
+def test_a_stopped_grid_on_ray_records_its_running_job_as_interrupted(tmp_path):
+    """The real path: a runner on local Ray, started in its own process group, runs a long generate_data job; a
+    SIGINT to the group (a Ctrl-C at the terminal) stops the runner, Ray shuts down, and the job's Sacred run must
+    end INTERRUPTED (not stay RUNNING), with the runner exiting 130."""
+    runs = tmp_path / "runs"
+    data = ("frames", 200_000), ("progress", False), ("workers", 1), ("out", str(tmp_path / "data"))
+    runner = textwrap.dedent(
+        f"""
+        import signal, sys
+        from experiments.benchmark import run_grid
+        from experiments.grids import Job
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        job = Job("long", "generate_data", (("game", "pong"), *{data!r}), grid="stop")
+        try:
+            run_grid([job], {str(runs)!r}, {str(tmp_path / "logs")!r}, workers=1, progress=False)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": REPO}
+    process = subprocess.Popen([sys.executable, "-c", runner], start_new_session=True, cwd=tmp_path, env=env)
+
+    def status() -> str | None:
+        found = tagged_runs(runs).get("stop/long", [])
+        return found[-1]["status"] if found else None
+
+    assert _wait_for(lambda: status() == "RUNNING", 120), "the job did not start"
+    time.sleep(2)
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    assert _wait_for(lambda: status() == "INTERRUPTED", 30), status()
