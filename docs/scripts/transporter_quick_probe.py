@@ -9,9 +9,10 @@ every `--every` steps prints the loss, frame-level precision/recall at epsilon 0
 distinct spots on 300 frames of datasets/pong_eval (`make eval-keypoints GAME=pong` makes it). `gradient` trains
 400 steps (batch 8, layer norm) and prints the copy-the-source loss beside the model's, the gradient of the loss with
 respect to the target keypoints, and how peaked the keypoint softmax is. `squares` trains the same quick-sized model
-(K=3, layer norm, batch 8) on synthetic pairs, three 8x8 squares of distinct colours that jump up to 15 pixels on a
-brown background, and every 100 steps prints, per square, how far the nearest keypoint is (median over 64 pairs):
-Pong's objects with the pixel count turned up, to see whether and when keypoints find moving objects at all.
+(K=3, layer norm, batch 8) on synthetic pairs, three squares (`--size`, default 8 pixels) of distinct colours that
+jump up to 15 pixels on a brown background, and every 100 steps prints, per square, how far the nearest keypoint is
+(median over 64 pairs): Pong's objects with the pixel count turned up, to see whether and when keypoints find moving
+objects at all.
 """
 
 from __future__ import annotations
@@ -110,10 +111,10 @@ def square_pairs(rng: np.random.Generator, n: int, size: int = 8):
 
 def squares(a: argparse.Namespace) -> None:
     m = model("layer", 0.1, 1e-3)
-    rng, held_out = np.random.default_rng(0), square_pairs(np.random.default_rng(99), 64)
+    rng, held_out = np.random.default_rng(0), square_pairs(np.random.default_rng(99), 64, a.size)
     train_step, start = tf.function(m.train_step), time.time()
     for step in range(1, a.steps + 1):
-        out = train_step(square_pairs(rng, 8)[0])
+        out = train_step(square_pairs(rng, 8, a.size)[0])
         if step % 100 == 0:
             keypoints = m(held_out[0])["target_keypoints"].numpy()  # [64, K, 2]
             distance = np.linalg.norm(held_out[1][:, :, None] - keypoints[:, None], axis=-1).min(-1)  # [64, squares]
@@ -139,6 +140,7 @@ def main() -> None:
     sub.add_parser("gradient")
     q = sub.add_parser("squares")
     q.add_argument("--steps", type=int, default=600)
+    q.add_argument("--size", type=int, default=8, help="side of the squares in pixels")
     a = parser.parse_args()
     {"train": train, "gradient": gradient, "squares": squares}[a.command](a)
 
