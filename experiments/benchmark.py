@@ -117,7 +117,7 @@ def run_grid(
                 num_cpus=workers or os.cpu_count(), runtime_env=runtime, include_dashboard=False, log_to_driver=False
             )
     task = ray.remote(num_cpus=cpus_per_job)(run_job)
-    env = {"RUNS_DIR": os.path.abspath(runs_dir), "PYTHONPATH": REPO}
+    env = {"RUNS_DIR": os.path.abspath(runs_dir)}  # run_job puts the checkout on PYTHONPATH
     pending = {job.name: job for job in todo["run"]}
     running: dict[Any, Job] = {}
     done: set[str] = set(skipped)
