@@ -25,6 +25,7 @@ import datetime
 import json
 import multiprocessing as mp
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -339,24 +340,31 @@ def build_manifest(config: GenerationConfig, jobs: list[_Job], entries: dict[int
 def generate(config: GenerationConfig, out: str | Path, *, workers: int, progress: bool = True) -> dict[str, Any]:
     """Writes the dataset to `out` and returns its manifest.
 
-    If `out` already holds a dataset made with the same config, it is returned as is; a different one is an error.
-    An unfinished generation of the same config in `<out>.partial` is resumed; of another config, discarded.
+    What `out` already holds is checked before any work: a dataset of the same config is returned after every shard is
+    verified, its corrupt or missing shards made again (the intact ones kept); a dataset whose manifest cannot be read
+    is made again; another config's dataset, or files that are not a dataset, are an error. An unfinished generation
+    of the same config in `<out>.partial` is resumed; of another config, discarded. The generation holds the lock of
+    `<out>.partial` while it runs, so a second one into the same `out` is refused (storage.FolderInUseError).
     """
     out = Path(out)
-    if (out / storage.MANIFEST).exists():
-        manifest = storage.read_manifest(out)
-        if manifest["generator"] != _jsonable(dataclasses.asdict(config)):
-            raise storage.DatasetError(
-                f"{out} already holds a dataset generated with other settings ({manifest['generator']}); "
-                "choose another OUT= or delete it."
-            )
-        return manifest
     partial = out.with_name(out.name + ".partial")
+    created = not partial.exists()
+    with storage.hold_folder(partial):
+        _discard_other_config(partial, config)
+        manifest = _take_over(out, partial, config)
+        if manifest is not None:
+            if created:
+                shutil.rmtree(partial)
+            return manifest
+        manifest = _generate_into(partial, config, workers, progress)
+        os.replace(partial, out)
+    (out / storage.LOCK).unlink()
+    return manifest
+
+
+def _generate_into(partial: Path, config: GenerationConfig, workers: int, progress: bool) -> dict[str, Any]:
+    """Makes the shards `partial` lacks and writes the manifest there."""
     config_path = partial / "generator.json"
-    if partial.exists():
-        if not config_path.exists() or json.loads(config_path.read_text()) != _jsonable(dataclasses.asdict(config)):
-            shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
     storage.write_json_atomic(config_path, dataclasses.asdict(config))
 
     jobs = plan_jobs(config)
@@ -369,8 +377,60 @@ def generate(config: GenerationConfig, out: str | Path, *, workers: int, progres
         (partial / (storage.shard_name(job.split, job.index) + ".json")).unlink()
     config_path.unlink()
     storage.write_json_atomic(partial / storage.MANIFEST, manifest)
-    os.replace(partial, out)
     return manifest
+
+
+def _discard_other_config(partial: Path, config: GenerationConfig) -> None:
+    """Empties `partial` (but its lock) unless it holds an unfinished generation of `config`."""
+    config_path = partial / "generator.json"
+    if config_path.exists() and json.loads(config_path.read_text()) == _jsonable(dataclasses.asdict(config)):
+        return
+    for path in partial.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.name != storage.LOCK:
+            path.unlink()
+
+
+_DATASET_FILE = re.compile(r"(manifest\.json|(train|validation|test)-\d{5}\.tfrecord\.gz(\.json)?)(\.tmp\d*)?|\.lock")
+
+
+def _take_over(out: Path, partial: Path, config: GenerationConfig) -> dict[str, Any] | None:
+    """The manifest of `out` when it holds this config's dataset intact. Otherwise clears the way for a generation
+    into `partial`: the intact shards of a damaged dataset of this config move there (kept, not made again), and `out`
+    is removed. Raises when `out` holds another config's dataset or files that are not a dataset's."""
+    if not out.exists():
+        return None
+    foreign = sorted(p.name for p in out.iterdir() if not _DATASET_FILE.fullmatch(p.name))
+    if foreign:
+        raise storage.DatasetError(
+            f"{out} exists and holds files that are not a dataset's ({', '.join(foreign[:5])}); choose another OUT= "
+            "or move them away."
+        )
+    try:
+        manifest = storage.read_manifest(out)
+    except storage.DatasetError:
+        manifest = None  # no readable manifest: nothing in the folder can be verified
+    if manifest is not None:
+        asked = _jsonable(dataclasses.asdict(config))
+        changed = sorted(
+            k for k in set(asked) | set(manifest["generator"]) if manifest["generator"].get(k) != asked.get(k)
+        )
+        if changed:
+            differences = "; ".join(f"{k}: {manifest['generator'].get(k)!r}, asked {asked.get(k)!r}" for k in changed)
+            raise storage.DatasetError(
+                f"{out} already holds a dataset generated with other settings ({differences}); choose another OUT= "
+                "or delete it."
+            )
+        shards = [shard for split in manifest["splits"].values() for shard in split["shards"]]
+        intact = [shard for shard in shards if storage.shard_intact(out, shard)]
+        if len(intact) == len(shards):
+            return manifest
+        for shard in intact:
+            os.replace(out / shard["file"], partial / shard["file"])
+            storage.write_json_atomic(partial / (shard["file"] + ".json"), shard)
+    shutil.rmtree(out)
+    return None
 
 
 def _jsonable(obj: Any) -> Any:
@@ -392,23 +452,59 @@ def _run_jobs(
         disable=not progress,
         mininterval=2.0,
     )
+    try:
+        results = _run_jobs_with(config, jobs, folder, workers, bar)
+    finally:
+        bar.close()
+    return results
+
+
+class GenerationError(RuntimeError):
+    """A shard's generation failed; the message names the shard and the cause."""
+
+
+def _failed(job: _Job, error: BaseException) -> GenerationError:
+    return GenerationError(
+        f"Generating shard {storage.shard_name(job.split, job.index)} failed: {type(error).__name__}: {error}"
+    )
+
+
+def _exception(outcome: Any) -> BaseException:
+    """The exception of a failed pool job, taken outside an `except` block: raising from inside one would chain the
+    worker's RemoteTraceback, whose missing frames make Sacred's traceback filter fail (IndexError), burying the
+    cause."""
+    try:
+        outcome.get()
+    except Exception as e:
+        return e
+    raise AssertionError("the job succeeded")
+
+
+def _run_jobs_with(
+    config: GenerationConfig, jobs: list[_Job], folder: Path, workers: int, bar: Any
+) -> dict[int, dict[str, Any]]:
     results: dict[int, dict[str, Any]] = {}
     if workers <= 1:
         _init_worker(None)
         for job in jobs:
-            results[job.number] = _run_job(config, job, str(folder))
+            try:
+                results[job.number] = _run_job(config, job, str(folder))
+            except Exception as e:
+                raise _failed(job, e) from e
             bar.update(_progress_total(config, [job]))
-        bar.close()
         return results
     ctx = mp.get_context("spawn")
     counter = ctx.Value("q", 0)
+    by_number = {job.number: job for job in jobs}
     with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(counter,)) as pool:
         pending = {job.number: pool.apply_async(_run_job, (config, job, str(folder))) for job in jobs}
         while pending:
             for number in [n for n, r in pending.items() if r.ready()]:
-                results[number] = pending.pop(number).get()
+                outcome = pending.pop(number)
+                if not outcome.successful():
+                    raise _failed(by_number[number], _exception(outcome))
+                results[number] = outcome.get()
             bar.update(min(counter.value, bar.total) - bar.n)
             time.sleep(0.5)
     bar.update(bar.total - bar.n)
-    bar.close()
     return results

@@ -17,14 +17,18 @@ One record (tf.train.Example) per agent step:
 
 Atomicity: generation writes into `<game>.partial/`, each shard under a temporary name renamed when complete, and
 renames the folder to `<game>/` only after the manifest is written. An interrupted run leaves only `.partial`, which
-the next run with the same settings resumes, keeping the finished shards.
+the next run with the same settings resumes, keeping the finished shards. A generation holds the lock of its
+`.partial/` folder (`hold_folder`) while it runs, so a second one into the same folder is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +40,44 @@ FORMAT_VERSION = 1
 SPLITS = ("train", "validation", "test")
 
 
+LOCK = ".lock"
+REPAIR = (
+    "rerun the `make data` command that made the dataset (the same settings): it checks every shard and makes the "
+    "damaged ones again."
+)
+"""What a corrupt-dataset error advises."""
+
+
 class DatasetError(ValueError):
     """A dataset is missing, incomplete, corrupt or not the one the caller expects."""
+
+
+class FolderInUseError(RuntimeError):
+    """Another process holds the lock of a folder this process means to write."""
+
+
+@contextlib.contextmanager
+def hold_folder(folder: Path) -> Iterator[Path]:
+    """Holds an exclusive lock on `folder`/.lock (the folder is created when missing) until the block ends, so that
+    two processes never write one folder; the operating system drops it when the holder dies. The lock file records
+    the holder's pid, which the error of a second process names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise FolderInUseError(
+                f"{folder} is in use by another process (pid {holder}); wait for it to finish or stop it, or choose "
+                "another folder."
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield path
 
 
 def shard_name(split: str, index: int) -> str:
@@ -108,11 +148,11 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
         with open(path) as f:
             manifest = json.load(f)
     except json.JSONDecodeError as e:
-        raise DatasetError(f"{path} is not valid JSON ({e}); regenerate the dataset.") from e
+        raise DatasetError(f"{path} is not valid JSON ({e}); {REPAIR}") from e
     if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
         raise DatasetError(
             f"{path} has format {manifest.get('format')!r} version {manifest.get('version')!r}; "
-            f"this code reads {FORMAT!r} version {FORMAT_VERSION}. Regenerate the dataset."
+            f"this code reads {FORMAT!r} version {FORMAT_VERSION}; {REPAIR}"
         )
     return manifest
 
@@ -142,10 +182,14 @@ def verify_shards(root: str | Path, manifest: dict[str, Any], split: str) -> lis
     for shard in manifest["splits"][split]["shards"]:
         path = root / shard["file"]
         if not path.exists():
-            raise DatasetError(f"Shard {path} listed in the manifest is missing; regenerate the dataset.")
-        if path.stat().st_size != shard["bytes"] or sha256(path) != shard["sha256"]:
-            raise DatasetError(
-                f"Shard {path} is corrupt (size or checksum differs from the manifest); regenerate the dataset."
-            )
+            raise DatasetError(f"Shard {path} listed in the manifest is missing; {REPAIR}")
+        if not shard_intact(root, shard):
+            raise DatasetError(f"Shard {path} is corrupt (size or checksum differs from the manifest); {REPAIR}")
         paths.append(path)
     return paths
+
+
+def shard_intact(root: Path, shard: dict[str, Any]) -> bool:
+    """Whether the shard a manifest entry describes exists with its recorded size and checksum."""
+    path = root / shard["file"]
+    return path.exists() and path.stat().st_size == shard["bytes"] and sha256(path) == shard["sha256"]

@@ -1,4 +1,9 @@
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,9 +76,128 @@ def test_interrupted_generation_looks_unfinished_and_resumes(tmp_path, monkeypat
     assert not list(out.glob("*.json.tmp*")) and not list(out.glob("*.tfrecord.gz.json"))
 
 
-def test_existing_dataset_with_other_settings_is_refused(pong_dataset):
-    with pytest.raises(storage.DatasetError, match="other settings"):
+def test_existing_dataset_with_other_settings_is_refused_naming_the_differing_fields(pong_dataset):
+    with pytest.raises(storage.DatasetError, match=r"other settings \(seed: 0, asked 5\); choose") as error:
         gen.generate(tiny_config(seed=5), pong_dataset, workers=1, progress=False)
+    assert "shard_frames" not in str(error.value)
+
+
+def _copy(dataset: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "pong"
+    shutil.copytree(dataset, out)
+    return out
+
+
+def _never_run(config, job, folder):
+    raise AssertionError(f"{storage.shard_name(job.split, job.index)} was made again")
+
+
+def test_rerunning_the_generation_remakes_a_corrupt_shard_and_keeps_the_intact_ones(
+    pong_dataset, tmp_path, monkeypatch
+):
+    out = _copy(pong_dataset, tmp_path)
+    bad, good = out / storage.shard_name("train", 1), out / storage.shard_name("train", 0)
+    data = bytearray(bad.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    mtime = good.stat().st_mtime_ns
+    with pytest.raises(storage.DatasetError, match="corrupt.*rerun the `make data` command"):
+        storage.verify_shards(out, storage.read_manifest(out), "train")
+
+    real_run_job = gen._run_job
+    remade = []
+
+    def counting(config, job, folder):
+        remade.append(storage.shard_name(job.split, job.index))
+        return real_run_job(config, job, folder)
+
+    monkeypatch.setattr(gen, "_run_job", counting)
+    manifest = gen.generate(tiny_config(), out, workers=1, progress=False)
+    assert remade == [bad.name]
+    assert _shard_hashes(manifest) == _shard_hashes(storage.read_manifest(pong_dataset))
+    for split in storage.SPLITS:
+        storage.verify_shards(out, storage.read_manifest(out), split)
+    assert good.stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in pong_dataset.iterdir())
+    assert not (tmp_path / "pong.partial").exists()
+
+
+def test_rerunning_the_generation_replaces_a_dataset_whose_manifest_is_corrupt(pong_dataset, tmp_path):
+    out = _copy(pong_dataset, tmp_path)
+    (out / storage.MANIFEST).write_text('{"format": "atari-keypoint-frames", "vers')
+    with pytest.raises(storage.DatasetError, match="not valid JSON.*rerun the `make data` command"):
+        storage.read_manifest(out)
+    manifest = gen.generate(tiny_config(), out, workers=1, progress=False)
+    assert _shard_hashes(manifest) == _shard_hashes(storage.read_manifest(pong_dataset))
+
+
+def test_an_intact_dataset_is_verified_and_returned_without_work(pong_dataset, tmp_path, monkeypatch):
+    out = _copy(pong_dataset, tmp_path)
+    monkeypatch.setattr(gen, "_run_job", _never_run)
+    assert gen.generate(tiny_config(), out, workers=1, progress=False) == storage.read_manifest(pong_dataset)
+    assert not (tmp_path / "pong.partial").exists()
+
+
+def test_an_out_folder_with_other_files_is_refused_before_any_work(tmp_path, monkeypatch):
+    out = tmp_path / "pong"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    monkeypatch.setattr(gen, "_run_job", _never_run)
+    with pytest.raises(storage.DatasetError, match=r"holds files that are not a dataset's \(notes.txt\)"):
+        gen.generate(tiny_config(), out, workers=1, progress=False)
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from data import storage
+with storage.hold_folder(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_generation_into_the_same_folder_is_refused(tmp_path, monkeypatch):
+    """A second process holds the generation's lock, as a running `make data` into the same OUT does."""
+    out = tmp_path / "pong"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(tmp_path / "pong.partial")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(gen, "_run_job", _never_run)
+        with pytest.raises(
+            storage.FolderInUseError, match=f"pong.partial is in use by another process \\(pid {holder.pid}\\)"
+        ):
+            gen.generate(tiny_config(seed=3), out, workers=1, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (tmp_path / "pong.partial" / storage.LOCK).exists()  # the other generation's folder is left alone
+
+
+def test_a_worker_failure_ends_with_its_cause_disk_full(tmp_path):
+    """`make data` into a 16 kB tmpfs (mounted in a user namespace of the test's own): the last line names the shard
+    and the full disk, and the run is recorded FAILED."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) to mount a small tmpfs without root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    command = (
+        f"mount -t tmpfs -o size=16k tmpfs {disk} && exec {sys.executable} -m experiments.generate_data with "
+        f"game=pong frames=300 shard_frames=100 workers=2 out={disk}/pong"
+    )
+    env = {**os.environ, "RUNS_DIR": str(tmp_path / "runs"), "PYTHONPATH": str(Path(__file__).parents[2])}
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", command], capture_output=True, text=True, env=env, timeout=300)
+    if "mount" in done.stderr and "Operation not permitted" in done.stderr:
+        pytest.skip(f"user namespaces are not allowed here: {done.stderr.strip()}")
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert "Generating shard" in last and "No space left on device" in last, done.stderr[-3000:]
+    assert "IndexError" not in done.stderr
+    record = json.loads(next((tmp_path / "runs").glob("*/run.json")).read_text())
+    assert record["status"] == "FAILED"
 
 
 def test_diverse_pairs_are_two_frames_half_a_trajectory_apart(tmp_path):
