@@ -5,6 +5,8 @@ Layout of a work folder:
   last/        tf.train.Checkpoint of the model and every optimizer after the last finished epoch (for resuming)
   best/        the keypointer of the best validation epoch (keypointer.json + keypointer.weights.h5)
   state.json   {"epoch": last finished epoch, "best": best validation loss, "wait": epochs since it improved}
+  runs.json    the ids of the runs that trained here, in order (a killed run, then the run that resumed it)
+  .lock        held by the run training here (data.storage.hold_folder): a second one is refused
 Every file is written under a temporary name and renamed, so an interruption never leaves a half-written one.
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from data.storage import write_json_atomic
+from data.storage import hold_folder, write_json_atomic
 from keypoints.protocol import CONFIG_FILE, WEIGHTS_FILE
 
 # Config entries that do not change what is trained: a resumed run may change them.
@@ -79,6 +81,29 @@ class SacredLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         for name, value in (logs or {}).items():
             self.run.log_scalar(f"epoch.{name}", float(value), epoch + 1)
+
+
+class EmptyEpochGuard(keras.callbacks.Callback):
+    """Stops with a clear error when an epoch ends without a training step, before it can be checkpointed or kept as
+    the best (a training split smaller than one batch gives no batch: the remainder is dropped)."""
+
+    def __init__(self, batch_size: int):
+        super().__init__()
+        self.batch_size, self.steps = batch_size, 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.steps = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.steps += 1
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if not self.steps:
+            raise ValueError(
+                f"Epoch {epoch + 1} ran no training step: the training data gave no batch of batch_size="
+                f"{self.batch_size} (a training split smaller than one batch drops it). Generate a larger dataset or "
+                "lower batch_size."
+            )
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -165,6 +190,17 @@ def load_state(work: Path, checkpoint: tf.train.Checkpoint, settings: dict, fres
     return json.loads(state_path.read_text())
 
 
+def link_runs(work: Path, run: Any) -> None:
+    """Adds the run's id to work/runs.json and records the ids of the earlier runs that trained in `work` as
+    `run.info["previous_runs"]`, so a killed run and the run that resumed it point at each other's records."""
+    path = work / "runs.json"
+    previous = json.loads(path.read_text()) if path.exists() else []
+    if previous:
+        run.info["previous_runs"] = previous
+    if run._id is not None:
+        write_json_atomic(path, [*previous, run._id])
+
+
 def train_resumably(
     model: keras.Model,
     checkpoint: tf.train.Checkpoint,
@@ -177,31 +213,34 @@ def train_resumably(
     more_callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict:
     """Fits a compiled keypoint model from where its work folder `c["work"]` left off (`epochs`, `patience`,
-    `steps_per_epoch`, `log_every`, `progress` from the config), logging to the Sacred `run`, checkpointing every epoch
-    and keeping the best one by `monitor` through `save_best`; `more_callbacks` run after the logging ones. Returns the
-    training state (best epoch and value)."""
+    `steps_per_epoch`, `batch_size`, `log_every`, `progress` from the config), logging to the Sacred `run`,
+    checkpointing every epoch and keeping the best one by `monitor` through `save_best`; `more_callbacks` run after
+    the logging ones. The work folder is locked while it trains, and an epoch without a training step is an error.
+    Returns the training state (best epoch and value)."""
     work = Path(c["work"])
-    work.mkdir(parents=True, exist_ok=True)
-    trained = {k: v for k, v in c.items() if k not in UNTRAINED}
-    state = load_state(work, checkpoint, json.loads(json.dumps(trained)))
-    if state["epoch"]:
-        run.info["resumed_from_epoch"] = state["epoch"]
-    callbacks = [
-        NaNGuard(work),
-        SacredLogger(run, c["log_every"]),
-        *more_callbacks,
-        EpochCheckpoint(work, checkpoint, save_best, monitor, c["patience"], state),
-    ]
-    if state["epoch"] < c["epochs"] and state["wait"] < c["patience"]:
-        model.fit(
-            train,
-            validation_data=validation,
-            epochs=c["epochs"],
-            initial_epoch=state["epoch"],
-            steps_per_epoch=c["steps_per_epoch"],
-            callbacks=callbacks,
-            verbose=1 if c["progress"] else 0,
-        )
+    with hold_folder(work):
+        trained = {k: v for k, v in c.items() if k not in UNTRAINED}
+        state = load_state(work, checkpoint, json.loads(json.dumps(trained)))
+        link_runs(work, run)
+        if state["epoch"]:
+            run.info["resumed_from_epoch"] = state["epoch"]
+        callbacks = [
+            EmptyEpochGuard(c["batch_size"]),
+            NaNGuard(work),
+            SacredLogger(run, c["log_every"]),
+            *more_callbacks,
+            EpochCheckpoint(work, checkpoint, save_best, monitor, c["patience"], state),
+        ]
+        if state["epoch"] < c["epochs"] and state["wait"] < c["patience"]:
+            model.fit(
+                train,
+                validation_data=validation,
+                epochs=c["epochs"],
+                initial_epoch=state["epoch"],
+                steps_per_epoch=c["steps_per_epoch"],
+                callbacks=callbacks,
+                verbose=1 if c["progress"] else 0,
+            )
     return state
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,15 @@ def keypointer_folder(run: str | int, runs_dir: str | None = None) -> Path:
             )
         return folder
     return Path(text)
+
+
+def keypointer_tag(run: str | int, runs_dir: str | None = None) -> str:
+    """A short name that tells keypointers apart, for naming work folders: the last two parts of the keypointer
+    folder's path and a hash of the whole resolved path (every work/.../best folder ends in `best`), e.g.
+    `pong-quick-none-s0-best-1a2b3c4d`."""
+    folder = keypointer_folder(run, runs_dir).resolve()
+    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:8]
+    return f"{folder.parent.name}-{folder.name}-{digest}"
 
 
 def load_keypointer(run: str | int, runs_dir: str | None = None) -> Keypointer:

@@ -28,11 +28,11 @@ from tqdm.auto import tqdm
 from data.atari import MAX_EPISODE_FRAMES
 from data.distractors import check_mode
 from data.games import get_game
-from data.storage import write_json_atomic
+from data.storage import hold_folder, write_json_atomic
 from experiments.agents import AGENT_FILE, AGENT_WEIGHTS, agent_env, build_network, save_agent
-from experiments.checkpointing import load_state
+from experiments.checkpointing import link_runs, load_state
 from experiments.common import experiment
-from experiments.keypointers import keypointer_folder, load_keypointer
+from experiments.keypointers import keypointer_folder, keypointer_tag, load_keypointer
 from experiments.test_agent import TEST_SEED, score_policies
 from keypoints.draw import draw_keypoints
 from rl.actor import Schedule, Trainer, replay_fields
@@ -45,7 +45,7 @@ ex = experiment("train_agent")
 
 VALIDATION_SEED = 10_000
 # Config entries that do not change what is trained: a resumed run may change them.
-UNTRAINED = ("progress", "test_seeds", "test_episodes", "video_steps", "log_every", "preset")
+UNTRAINED = ("progress", "test_seeds", "test_episodes", "video_steps", "log_every", "preset", "keypointer_name")
 
 
 @ex.config
@@ -82,7 +82,7 @@ def config():
     video_steps = 1500  # agent steps of the test-episode video
     log_every = 100  # updates between logged losses
     progress = True
-    keypointer_name = keypointer_folder(keypointer).name if keypointer else "none"
+    keypointer_name = keypointer_tag(keypointer) if keypointer else "none"  # unique per keypointer folder
     work = f"work/agent/{get_game(game).name}-kp{keypointer_name}-{encoder}-{noise}-s{seed}"
 
 
@@ -236,36 +236,40 @@ def main(_config, _run):
     checkpoint = tf.train.Checkpoint(online=online, target=target, optimizer=learner.optimizer)
     state = {"best": -np.inf, "best_step": 0}
     settings = json.loads(json.dumps({k: v for k, v in c.items() if k not in UNTRAINED}))
-    saved = load_state(work, checkpoint, settings, fresh={})
-    if saved:
-        if not (work / "replay.npz").exists():
-            raise FileNotFoundError(f"{work}/state.json exists but its replay is missing; delete {work} to restart.")
-        replay.load(work / "replay.npz")
-        trainer.restore(saved["trainer"])
-        curves, state = saved["curves"], saved["best"]
-        _run.info["resumed_from_step"] = trainer.step
-        for step, score in curves["validation"]:  # this run's record holds the whole validation curve
-            _run.log_scalar("validation.score", score, step)
-    manager = tf.train.CheckpointManager(checkpoint, str(work / "last"), max_to_keep=1)
+    with hold_folder(work):  # a second run into this work folder is refused
+        saved = load_state(work, checkpoint, settings, fresh={})
+        link_runs(work, _run)
+        if saved:
+            if not (work / "replay.npz").exists():
+                raise FileNotFoundError(
+                    f"{work}/state.json exists but its replay is missing; delete {work} to restart."
+                )
+            replay.load(work / "replay.npz")
+            trainer.restore(saved["trainer"])
+            curves, state = saved["curves"], saved["best"]
+            _run.info["resumed_from_step"] = trainer.step
+            for step, score in curves["validation"]:  # this run's record holds the whole validation curve
+                _run.log_scalar("validation.score", score, step)
+        manager = tf.train.CheckpointManager(checkpoint, str(work / "last"), max_to_keep=1)
 
-    validator = QPolicy(online, epsilon=0.0)
-    with tqdm(total=c["steps"], initial=trainer.step, desc="agent steps", disable=not c["progress"]) as bar:
-        while trainer.step < c["steps"]:
-            until = min(c["steps"], (trainer.step // c["validate_every"] + 1) * c["validate_every"])
-            trainer.run(until, bar)
-            # The same validation episodes every time (seed, then its stream), so checkpoints compare fairly.
-            score = float(
-                np.mean(play(validation_env, validator, VALIDATION_SEED + c["seed"], c["validation_episodes"]))
-            )
-            curves["validation"].append([trainer.step, score])
-            _run.log_scalar("validation.score", score, trainer.step)
-            bar.set_postfix(validation=score, best=max(score, state["best"]))
-            if score > state["best"]:
-                state = {"best": score, "best_step": trainer.step}
-                save_agent(work / "best", {**info, "step": trainer.step, "validation": score}, online)
-            manager.save(checkpoint_number=trainer.step)
-            replay.save(work / "replay.npz")
-            write_json_atomic(work / "state.json", {"trainer": trainer.state(), "curves": curves, "best": state})
+        validator = QPolicy(online, epsilon=0.0)
+        with tqdm(total=c["steps"], initial=trainer.step, desc="agent steps", disable=not c["progress"]) as bar:
+            while trainer.step < c["steps"]:
+                until = min(c["steps"], (trainer.step // c["validate_every"] + 1) * c["validate_every"])
+                trainer.run(until, bar)
+                # The same validation episodes every time (seed, then its stream), so checkpoints compare fairly.
+                score = float(
+                    np.mean(play(validation_env, validator, VALIDATION_SEED + c["seed"], c["validation_episodes"]))
+                )
+                curves["validation"].append([trainer.step, score])
+                _run.log_scalar("validation.score", score, trainer.step)
+                bar.set_postfix(validation=score, best=max(score, state["best"]))
+                if score > state["best"]:
+                    state = {"best": score, "best_step": trainer.step}
+                    save_agent(work / "best", {**info, "step": trainer.step, "validation": score}, online)
+                manager.save(checkpoint_number=trainer.step)
+                replay.save(work / "replay.npz")
+                write_json_atomic(work / "state.json", {"trainer": trainer.state(), "curves": curves, "best": state})
     _run.info["timing_seconds"] = trainer.timing.as_dict()
     _run.info["best_validation"] = state
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import subprocess
+import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,3 +41,26 @@ def pong_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("datasets") / "pong"
     generate(tiny_config(), root, workers=1, progress=False)
     return root
+
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from data import storage
+with storage.hold_folder(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+@contextlib.contextmanager
+def held_by_another_process(folder: Path) -> Iterator[int]:
+    """A second process holds `folder`'s lock (as a running generation or training does) for the block; yields its
+    pid."""
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()

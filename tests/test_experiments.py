@@ -7,7 +7,9 @@ import pytest
 import tensorflow as tf
 from sacred.observers import FileStorageObserver
 
+from data.generate import generate
 from data.readers import frames_dataset
+from tests.conftest import held_by_another_process, tiny_config
 
 
 def test_generate_data_run_records_everything(tmp_path):
@@ -160,13 +162,35 @@ def test_train_transporter_records_metrics_pictures_and_a_reloadable_keypointer(
 
 
 def test_train_transporter_resumes_and_refuses_other_settings(tmp_path, pong_dataset):
-    _transporter_run(tmp_path, pong_dataset, epochs=1)
+    first = _transporter_run(tmp_path, pong_dataset, epochs=1)
     second = _transporter_run(tmp_path, pong_dataset, epochs=2)
     assert second.info["resumed_from_epoch"] == 1
+    assert second.info["previous_runs"] == [first._id]  # the run it resumed, found through the work folder
     metrics = json.loads((tmp_path / "runs" / str(second._id) / "metrics.json").read_text())
     assert metrics["epoch.loss"]["steps"] == [2]
     with pytest.raises(ValueError, match="other settings.*sigma"):
         _transporter_run(tmp_path, pong_dataset, epochs=3, sigma=0.2)
+
+
+def test_a_training_split_smaller_than_one_batch_fails_and_keeps_no_keypointer(tmp_path):
+    """Two training frames give one pair, less than a batch of 4: no step can run, so the run must fail (it used to
+    end COMPLETED with an untrained keypointer as best/). The check is train_resumably's, shared with PermaKey."""
+    dataset = tmp_path / "small"
+    generate(tiny_config(split_frames={"train": 2, "validation": 30, "test": 30}), dataset, workers=1, progress=False)
+    with pytest.raises(ValueError, match="Epoch 1 ran no training step.*batch_size=4"):
+        _transporter_run(tmp_path, dataset, epochs=1)
+    assert not (tmp_path / "work" / "best").exists()
+    (record,) = (tmp_path / "runs").glob("*/run.json")
+    assert json.loads(record.read_text())["status"] == "FAILED"
+
+
+def test_a_second_training_into_the_same_work_folder_is_refused(tmp_path, pong_dataset):
+    from data.storage import FolderInUseError
+
+    with held_by_another_process(tmp_path / "work") as pid:
+        with pytest.raises(FolderInUseError, match=rf"work is in use by another process \(pid {pid}\)"):
+            _transporter_run(tmp_path, pong_dataset, epochs=1)
+    assert not (tmp_path / "work" / "state.json").exists()
 
 
 def test_train_transporter_unknown_architecture_lists_the_known_ones(tmp_path, pong_dataset):

@@ -6,6 +6,7 @@ import json
 import pytest
 from sacred.observers import FileStorageObserver
 
+from tests.conftest import held_by_another_process
 from tests.transporter.test_model import tiny_config
 from transporter.keypointer import TransporterKeypointer
 from transporter.model import build_transporter
@@ -71,10 +72,35 @@ def test_interrupted_agent_run_resumes_where_it_stopped(tmp_path, tiny_keypointe
     second = _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24)
     info = json.loads((tmp_path / "runs" / str(second._id) / "info.json").read_text())
     assert info["resumed_from_step"] == 24
+    assert info["previous_runs"] == [first._id]  # the run it resumed, found through the work folder
     metrics = json.loads((tmp_path / "runs" / str(second._id) / "metrics.json").read_text())
     assert metrics["validation.score"]["steps"] == [24]  # the earlier curve is in the resumed run's record too
     with pytest.raises(ValueError, match="other settings"):
         _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24, learning_rate=1e-3)
+
+
+def test_agent_work_folders_differ_for_keypointers_in_different_best_folders(tmp_path, tiny_keypointer):
+    """Every keypoint-model run keeps its keypointer in a folder named `best`; the default work folders of agents on
+    two of them must differ (they were both `pong-kpbest-...`, so the second was refused)."""
+    import shutil
+
+    from experiments import train_agent
+
+    works = []
+    for name in ("pong-quick-none-s0", "pong-quick-none-s1"):
+        folder = tmp_path / "work" / name / "best"
+        shutil.copytree(tiny_keypointer, folder)
+        works.append(train_agent.ex._create_run(config_updates={"game": "pong", "keypointer": str(folder)}).config["work"])
+    assert works[0] != works[1]
+    assert all(work.startswith("work/agent/pong-kppong-quick-none-s") for work in works), works
+
+
+def test_a_second_agent_run_into_the_same_work_folder_is_refused(tmp_path, tiny_keypointer):
+    from data.storage import FolderInUseError
+
+    with held_by_another_process(tmp_path / "work") as pid:
+        with pytest.raises(FolderInUseError, match=rf"work is in use by another process \(pid {pid}\)"):
+            _agent_run(tmp_path, tiny_keypointer)
 
 
 def test_train_agent_without_a_keypointer_says_what_to_pass(tmp_path):

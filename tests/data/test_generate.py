@@ -11,7 +11,7 @@ import pytest
 from data import generate as gen
 from data import storage
 from data.readers import read_episodes
-from tests.conftest import tiny_config
+from tests.conftest import held_by_another_process, tiny_config
 
 
 def _shard_hashes(manifest):
@@ -148,32 +148,11 @@ def test_an_out_folder_with_other_files_is_refused_before_any_work(tmp_path, mon
     assert (out / "notes.txt").read_text() == "mine"
 
 
-_HOLD = """
-import sys, time
-from pathlib import Path
-from data import storage
-with storage.hold_folder(Path(sys.argv[1])):
-    print("held", flush=True)
-    time.sleep(120)
-"""
-
-
 def test_a_second_generation_into_the_same_folder_is_refused(tmp_path, monkeypatch):
-    """A second process holds the generation's lock, as a running `make data` into the same OUT does."""
-    out = tmp_path / "pong"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(tmp_path / "pong.partial")], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        monkeypatch.setattr(gen, "_run_job", _never_run)
-        with pytest.raises(
-            storage.FolderInUseError, match=f"pong.partial is in use by another process \\(pid {holder.pid}\\)"
-        ):
-            gen.generate(tiny_config(seed=3), out, workers=1, progress=False)
-    finally:
-        holder.kill()
-        holder.wait()
+    monkeypatch.setattr(gen, "_run_job", _never_run)
+    with held_by_another_process(tmp_path / "pong.partial") as pid:
+        with pytest.raises(storage.FolderInUseError, match=rf"pong.partial is in use by another process \(pid {pid}\)"):
+            gen.generate(tiny_config(seed=3), tmp_path / "pong", workers=1, progress=False)
     assert (tmp_path / "pong.partial" / storage.LOCK).exists()  # the other generation's folder is left alone
 
 
