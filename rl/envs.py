@@ -46,16 +46,23 @@ class LifeLossTerminal(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
 
 class DistractorBars(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
-    """Noisy Atari bars drawn on every observation, seeded by the episode seed and the step."""
+    """Noisy Atari bars drawn on every observation, seeded by the episode seed and the step. An episode reset without
+    a seed draws its seed from a stream seeded at the last seeded reset (as the environment continues its own), so a
+    seeded run reproduces every episode's bars."""
 
     def __init__(self, env: gym.Env, mode: str):
         gym.utils.RecordConstructorArgs.__init__(self, mode=mode)
         gym.ObservationWrapper.__init__(self, env)
         self.mode = check_mode(mode)
         self._seed, self._step = 0, 0
+        self._seeds = np.random.default_rng()  # unseeded until the first seeded reset, like the environment
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        self._seed = int(seed) if seed is not None else int(np.random.default_rng().integers(2**31))
+        if seed is not None:
+            self._seeds = np.random.default_rng(seed)
+            self._seed = int(seed)
+        else:
+            self._seed = int(self._seeds.integers(2**31))
         self._step = 0
         return super().reset(seed=seed, options=options)
 

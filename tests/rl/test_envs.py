@@ -35,6 +35,24 @@ def test_distractor_bars_are_drawn_on_agent_frames():
     assert bar.any(axis=0).sum() == 5  # one 5-pixel-wide vertical bar
 
 
+def test_distractor_bars_of_unseeded_resets_follow_the_first_seed():
+    """Later episodes reset without a seed (Trainer._reset, play): their bars must still follow from the first seed,
+    or runs with noise do not reproduce."""
+
+    def bars(first_seed: int) -> list[np.ndarray]:
+        env = make_agent_env("pong", train=False, distractors="vertical", max_episode_frames=400)
+        columns = []
+        for seed in (first_seed, None, None):
+            obs, _ = env.reset(seed=seed)
+            columns.append(np.all(obs == np.array([128, 0, 255], np.uint8), axis=-1).any(axis=0))
+        return columns
+
+    same, again, other = bars(0), bars(0), bars(1)
+    for a, b in zip(same[1:], again[1:], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(same[1:], other[1:], strict=True))
+
+
 def test_keypoint_observations_carry_the_encoder_view():
     from rl.encoders import CNNEncoder, GNNEncoder
 
