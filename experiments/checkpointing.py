@@ -186,7 +186,12 @@ def load_state(work: Path, checkpoint: tf.train.Checkpoint, settings: dict, fres
         raise FileNotFoundError(
             f"{state_path} exists but {work / 'last'} holds no checkpoint; delete {work} to restart."
         )
-    checkpoint.restore(latest).assert_existing_objects_matched()
+    status = checkpoint.restore(latest)
+    status.assert_existing_objects_matched()
+    # What stays unmatched is a Keras optimizer's list of the variables it trains, restored through the model already
+    # (the optimizer's own variables are restored when it builds them); without this, every resume prints one
+    # "Value in checkpoint could not be found" warning per trained variable.
+    status.expect_partial()
     return json.loads(state_path.read_text())
 
 
@@ -240,6 +245,7 @@ def train_resumably(
                 steps_per_epoch=c["steps_per_epoch"],
                 callbacks=callbacks,
                 verbose=1 if c["progress"] else 0,
+                shuffle=False,  # the datasets shuffle themselves (Keras warns that it ignores shuffle=True for them)
             )
     return state
 

@@ -1,6 +1,8 @@
 """Every documented command runs end to end at a tiny size, through Sacred with a real FileStorageObserver."""
 
+import gc
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -90,11 +92,14 @@ def test_train_permakey_records_metrics_pictures_and_a_reloadable_keypointer(tmp
     assert keypointer(np.zeros((1, 84, 84, 3), np.uint8)).coordinates.shape == (1, 3, 2)
 
 
-def test_train_permakey_resumes_from_the_last_epoch(tmp_path, pong_dataset):
+def test_train_permakey_resumes_from_the_last_epoch(tmp_path, pong_dataset, caplog):
     first = _permakey_run(tmp_path, pong_dataset, epochs=1)
     state = json.loads((tmp_path / "work" / "state.json").read_text())
     assert state["epoch"] == 1
-    second = _permakey_run(tmp_path, pong_dataset, epochs=2)
+    with caplog.at_level(logging.WARNING):
+        second = _permakey_run(tmp_path, pong_dataset, epochs=2)
+        gc.collect()  # an unfinished restore warns when its status object is collected
+    assert "Value in checkpoint could not be found" not in caplog.text  # one line per trained variable, before
     assert second.info["resumed_from_epoch"] == 1
     assert json.loads((tmp_path / "work" / "state.json").read_text())["epoch"] == 2
     metrics = json.loads((tmp_path / "runs" / str(second._id) / "metrics.json").read_text())
