@@ -12,10 +12,12 @@ Every file is written under a temporary name and renamed, so an interruption nev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import tempfile
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +208,16 @@ def link_runs(work: Path, run: Any) -> None:
         write_json_atomic(path, [*previous, run._id])
 
 
+@contextlib.contextmanager
+def passes_end_quietly() -> Iterator[None]:
+    """Hides Keras's "Your input ran out of data; interrupting training" warning, which it gives at the end of every
+    pass over a dataset of unknown length (each validation and test pass, each one-pass epoch): the normal end here.
+    A training stream that runs dry is EmptyEpochGuard's error."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        yield
+
+
 def train_resumably(
     model: keras.Model,
     checkpoint: tf.train.Checkpoint,
@@ -237,16 +249,17 @@ def train_resumably(
             EpochCheckpoint(work, checkpoint, save_best, monitor, c["patience"], state),
         ]
         if state["epoch"] < c["epochs"] and state["wait"] < c["patience"]:
-            model.fit(
-                train,
-                validation_data=validation,
-                epochs=c["epochs"],
-                initial_epoch=state["epoch"],
-                steps_per_epoch=c["steps_per_epoch"],
-                callbacks=callbacks,
-                verbose=1 if c["progress"] else 0,
-                shuffle=False,  # the datasets shuffle themselves (Keras warns that it ignores shuffle=True for them)
-            )
+            with passes_end_quietly():
+                model.fit(
+                    train,
+                    validation_data=validation,
+                    epochs=c["epochs"],
+                    initial_epoch=state["epoch"],
+                    steps_per_epoch=c["steps_per_epoch"],
+                    callbacks=callbacks,
+                    verbose=1 if c["progress"] else 0,
+                    shuffle=False,  # the datasets shuffle themselves (Keras warns it ignores shuffle=True for them)
+                )
     return state
 
 
@@ -255,7 +268,8 @@ def record_best(
 ) -> dict[str, float]:
     """Test losses of the best epoch's (compiled) model as `test.*` metrics, and its pictures (written by
     `pictures(folder)`) and keypointer files as artifacts of the run. Returns the test losses."""
-    results = {name: float(value) for name, value in model.evaluate(test, return_dict=True, verbose=0).items()}
+    with passes_end_quietly():
+        results = {name: float(value) for name, value in model.evaluate(test, return_dict=True, verbose=0).items()}
     for name, value in results.items():
         run.log_scalar(f"test.{name}", value)
     with tempfile.TemporaryDirectory() as tmp:

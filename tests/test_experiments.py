@@ -3,6 +3,7 @@
 import gc
 import json
 import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -168,7 +169,11 @@ def test_train_transporter_records_metrics_pictures_and_a_reloadable_keypointer(
 
 def test_train_transporter_resumes_and_refuses_other_settings(tmp_path, pong_dataset):
     first = _transporter_run(tmp_path, pong_dataset, epochs=1)
-    second = _transporter_run(tmp_path, pong_dataset, epochs=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        second = _transporter_run(tmp_path, pong_dataset, epochs=2)
+    messages = "\n".join(str(w.message) for w in caught)
+    assert "ran out of data" not in messages and "shuffle=True" not in messages  # Keras's noise on a normal run
     assert second.info["resumed_from_epoch"] == 1
     assert second.info["previous_runs"] == [first._id]  # the run it resumed, found through the work folder
     metrics = json.loads((tmp_path / "runs" / str(second._id) / "metrics.json").read_text())
