@@ -12,12 +12,16 @@ NORMS = ("batch", "instance", "layer", "none")
 
 
 def _normalisation(norm: str, filters: int, name: str) -> keras.layers.Layer:
+    """Every option has one scale and one offset per channel, so the stack stays translation equivariant."""
     if norm == "batch":
         return keras.layers.BatchNormalization(name=name)
     if norm == "instance":
         # One group per channel: statistics over (H, W) per sample and channel.
         return keras.layers.GroupNormalization(groups=filters, name=name)
-    return keras.layers.LayerNormalization(axis=[-3, -2, -1], name=name)
+    # Layer norm as Sonnet's (the official Transporter): statistics over (H, W, C) per sample, parameters per channel.
+    # keras.layers.LayerNormalization(axis=[-3, -2, -1]) would learn a scale and offset per pixel ([H, W, C]), which
+    # breaks translation equivariance and lets a network paint fixed maps (reference.md section 1).
+    return keras.layers.GroupNormalization(groups=1, name=name)
 
 
 def conv_stack(
@@ -33,8 +37,8 @@ def conv_stack(
 
     Args:
       filters, kernels, strides: per-layer output channels, square kernel sizes and strides; equal lengths.
-      norm: "batch", "instance" (GroupNormalization with one group per channel), "layer" (LayerNormalization over
-        H, W and C) or "none".
+      norm: "batch", "instance" (statistics over H, W per channel), "layer" (statistics over H, W and C, as
+        Sonnet's LayerNorm) or "none"; the normalisations have one scale and offset per channel.
       name: name of the Sequential; its layers are named f"{name}_conv{i}", f"{name}_norm{i}", f"{name}_relu{i}".
     Returns:
       A keras.Sequential mapping [B, H, W, C] to [B, H / prod(strides), W / prod(strides), filters[-1]] (rounded up).

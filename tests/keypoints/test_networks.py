@@ -72,3 +72,35 @@ def test_keynet_saves_and_loads(tmp_path):
     loaded = keras.models.load_model(path)
     images = _images()
     np.testing.assert_allclose(loaded(images).numpy(), model(images).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance", "layer"])
+def test_every_norm_has_one_scale_and_offset_per_channel(norm):
+    stack = conv_stack([4, 6], [3, 3], [1, 1], norm, name=f"params_{norm}")
+    stack(tf.zeros([1, 16, 16, 3]))
+    norms = [layer for layer in stack.layers if not isinstance(layer, keras.layers.Conv2D | keras.layers.ReLU)]
+    for layer, channels in zip(norms, [4, 6], strict=True):
+        assert sorted(tuple(w.shape) for w in layer.trainable_weights) == [(channels,), (channels,)]
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance", "layer", "none"])
+def test_conv_stack_is_translation_equivariant(norm):
+    """Moving an object moves the feature maps with it (away from the borders): no norm may learn per-pixel
+    parameters, which would let a network paint fixed maps. The norms' parameters are perturbed first, so a norm with
+    per-pixel parameters fails even though they start equal everywhere."""
+    stack = conv_stack([4, 6], [3, 3], [1, 1], norm, name=f"equivariant_{norm}")
+    image = np.zeros([1, 32, 32, 3], np.float32)
+    image[0, 8:12, 6:11] = [0.9, 0.2, 0.5]
+    stack(tf.constant(image))
+    rng = np.random.default_rng(0)
+    for layer in stack.layers:
+        if not isinstance(layer, keras.layers.Conv2D):
+            for weight in layer.trainable_weights:
+                weight.assign(weight.numpy() + rng.normal(0, 0.5, weight.shape).astype(np.float32))
+    shifted = np.roll(image, (9, 12), axis=(1, 2))
+    a = stack(tf.constant(image), training=False).numpy()
+    b = stack(tf.constant(shifted), training=False).numpy()
+    # Compare away from the borders, where zero padding makes every map differ from the interior. The tolerance is
+    # float32 rounding (statistics summed in another order), relative to the outputs' scale; per-pixel parameters
+    # perturbed by 0.5 would differ by about that much.
+    np.testing.assert_allclose(a[:, 2:21, 2:18], b[:, 11:30, 14:30], atol=1e-3 * np.abs(a).max())
