@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keypoints.metrics import receptive_field
 from keypoints.ops import keypoints_to_maps, maps_to_keypoints
 from keypoints.protocol import SavedKeypointer, as_frames
 from permakey.model import PermaKey, PermaKeyConfig
@@ -23,13 +22,16 @@ class PermaKeyKeypointer(SavedKeypointer):
 
     @property
     def geometry(self) -> tuple[int, tuple[float, float]]:
-        """(keypoint grid size, (scale, offset)): grid cell i has its receptive-field centre at frame pixel
-        scale * i + offset (keypoints.metrics.receptive_field of PointNet's KeyNet)."""
+        """(keypoint grid size, (scale, offset)): grid cell i maps to frame pixel scale * i + offset, where PointNet's
+        loss draws that cell's Gaussian window (permakey.pointnet.summed_windows: nearest resizing puts cell i over
+        pixels [i s, (i + 1) s), centre (i + 0.5) s - 0.5). That is what the keypoints were trained to cover; the
+        KeyNet's receptive-field centre lies 2 px further on a 21x21 grid (reference.md section 3)."""
         c = self.config
         grid = c.image_shape[0]
         for s in c.pointnet_strides:
             grid = -(-grid // s)
-        return grid, receptive_field(c.image_shape[0], c.encoder_kernels, c.pointnet_strides)
+        scale = c.image_shape[0] / grid
+        return grid, (scale, 0.5 * scale - 0.5)
 
     def error_maps(self, frames: tf.Tensor | np.ndarray) -> tf.Tensor:
         """[B, 84, 84, M] normalised error maps of the chosen encoder layers, in [0, 1]."""

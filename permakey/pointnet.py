@@ -1,10 +1,11 @@
 """PointNet: keypoints from stacked error maps (seed 002, section 2 "Extracting Keypoints from Error Maps", equation
-3, Appendix A.2.1).
+3, Appendix A.2.1; reference.md section 3).
 
 A KeyNet (the VAE encoder's architecture plus a 1x1 regressor to K maps) turns the stacked error maps into K keypoints
-(softmax over marginals); K fixed-width Gaussian windows (sigma 0.1) at the keypoints, summed, are decoded by the
-encoder's transpose back to the M error maps. The reconstruction error (MSE) trains both; the bottleneck forces the
-keypoints onto the regions that explain most of the error.
+(softmax over marginals). K fixed-width Gaussian windows (sigma 0.1) at the keypoints are summed, resized (nearest) to
+the error maps' resolution and compared directly with every error-map channel (MSE, equation 3; the authors'
+ul_loss.py: `mean((heatmaps_sum - stacked_error_mask)^2)`). There is no decoder: the Gaussians are the bottleneck, so
+the only way to lower the loss is to move the keypoints onto the regions that carry the error.
 """
 
 from __future__ import annotations
@@ -16,17 +17,23 @@ import tensorflow as tf
 
 from keypoints.networks import KeyNet
 from keypoints.ops import keypoints_to_maps, maps_to_keypoints
-from permakey.vae import transposed_stack
+
+
+def summed_windows(heatmaps: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    """The K Gaussian windows [B, h, w, K] summed and resized (nearest) to `size`: [B, H, W, 1] float32, what the
+    loss compares with the error maps. Grid cell g covers frame pixels [g H/h, (g + 1) H/h), so its window is drawn
+    centred at frame pixel (g + 0.5) H/h - 0.5 (permakey.keypointer.PermaKeyKeypointer.geometry)."""
+    summed = tf.reduce_sum(tf.cast(heatmaps, tf.float32), axis=-1, keepdims=True)
+    return tf.image.resize(summed, size, method="nearest")
 
 
 class PointNet(keras.layers.Layer):
-    """call(error_maps [B, H, W, M] in [0, 1]) -> dict of keypoints [B, K, 2] (y, x) in [-1, 1], heatmaps
-    [B, h, w, K] (Gaussians at the keypoints, peak 1) and reconstruction [B, H, W, M] (float32)."""
+    """call(error_maps [B, H, W, M] in [0, 1]) -> dict of keypoints [B, K, 2] (y, x) in [-1, 1] and heatmaps
+    [B, h, w, K] (Gaussians at the keypoints on the KeyNet's grid, peak 1, float32)."""
 
     def __init__(
         self,
         num_keypoints: int,
-        num_maps: int,
         filters: Sequence[int],
         kernels: Sequence[int],
         strides: Sequence[int],
@@ -36,18 +43,25 @@ class PointNet(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.keynet = KeyNet(num_keypoints, filters, kernels, strides, norm, name="keynet")
-        self.decoder = transposed_stack(filters, kernels, strides, num_maps, norm, name="decoder")
         self.sigma = sigma
 
     def call(self, error_maps: tf.Tensor, training: bool = False) -> dict:
         maps = self.keynet(tf.stop_gradient(error_maps), training=training)  # [B, h, w, K]
         keypoints = maps_to_keypoints(maps)
         heatmaps = keypoints_to_maps(keypoints, maps.shape[1], maps.shape[2], self.sigma)
-        summed = tf.reduce_sum(heatmaps, axis=-1, keepdims=True)
-        reconstruction = tf.cast(self.decoder(tf.cast(summed, self.compute_dtype), training=training), tf.float32)
-        return {"keypoints": keypoints, "heatmaps": heatmaps, "reconstruction": reconstruction}
+        return {"keypoints": keypoints, "heatmaps": heatmaps}
 
 
-def reconstruction_loss(reconstruction: tf.Tensor, error_maps: tf.Tensor) -> tf.Tensor:
-    """Equation 3: mean squared error over maps, pixels and batch. Returns a float32 scalar."""
-    return tf.reduce_mean(tf.square(reconstruction - tf.stop_gradient(tf.cast(error_maps, tf.float32))))
+def window_loss(heatmaps: tf.Tensor, error_maps: tf.Tensor) -> tf.Tensor:
+    """Equation 3: mean squared error between the summed Gaussian windows (at the error maps' resolution) and every
+    error-map channel, over maps, pixels and batch. Returns a float32 scalar."""
+    error_maps = tf.stop_gradient(tf.cast(error_maps, tf.float32))
+    windows = summed_windows(heatmaps, (error_maps.shape[1], error_maps.shape[2]))  # [B, H, W, 1]
+    return tf.reduce_mean(tf.square(windows - error_maps))
+
+
+def shuffled_window_loss(heatmaps: tf.Tensor, error_maps: tf.Tensor) -> tf.Tensor:
+    """Equation 3's loss with each frame's windows compared with the next frame's error maps (the batch rolled by
+    one): what keypoints that ignore their frame would score. A PointNet whose loss is not below this has not learned
+    where each frame's errors are. Float32 scalar (a health check, not a training loss)."""
+    return window_loss(tf.roll(heatmaps, 1, axis=0), error_maps)
