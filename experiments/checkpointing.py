@@ -35,38 +35,6 @@ class NaNLossError(FloatingPointError):
     pass
 
 
-MOTION_FRAMES = 64
-"""Test frames (spread over the first test episode) on which each epoch logs how much the keypoints move."""
-
-
-class KeypointMotion(keras.callbacks.Callback):
-    """At each epoch's end, logs how the keypoints behave on a fixed clip of test frames:
-    `epoch.keypoint_motion` (mean over keypoints of the std of its position, normalised [-1, 1] units; near 0 means
-    the keypoints sit still whatever the frame shows, the failure of an undertrained Transporter) and
-    `epoch.keypoint_distinct` (distinct spots per frame, K when none coincide). keypoints.metrics.collapse_statistics.
-    """
-
-    def __init__(self, run: Any, keypointer: Callable[[Any], Any], frames: Any):
-        super().__init__()
-        self.run, self.keypointer, self.frames = run, keypointer, frames
-
-    def statistics(self, keypointer: Callable[[Any], Any]) -> dict[str, float]:
-        from keypoints.metrics import collapse_statistics
-
-        return collapse_statistics(keypointer(self.frames).coordinates.numpy())
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        stats = self.statistics(self.keypointer)
-        self.run.log_scalar("epoch.keypoint_motion", stats["motion"], epoch + 1)
-        self.run.log_scalar("epoch.keypoint_distinct", stats["distinct"], epoch + 1)
-
-    def log_test(self, keypointer: Callable[[Any], Any]) -> float:
-        """`test.keypoint_motion` of the final (best) keypointer on the same clip; returns it."""
-        motion = self.statistics(keypointer)["motion"]
-        self.run.log_scalar("test.keypoint_motion", motion)
-        return motion
-
-
 class SacredLogger(keras.callbacks.Callback):
     """log_scalar of every loss: training losses every `every` steps, all losses at each epoch's end."""
 

@@ -18,9 +18,11 @@ import tensorflow as tf
 from data.games import get_game
 from data.readers import frames_dataset
 from data.visualize import grid, save_png
-from experiments.checkpointing import MOTION_FRAMES, KeypointMotion, record_best, train_resumably
+from experiments.checkpointing import record_best, train_resumably
 from experiments.common import experiment
 from experiments.generate_data import ensure_dataset, picture_frames
+from experiments.health import CLIP_FRAMES, KeypointHealth, ground_truth_clip
+from experiments.precision import detect_precision
 from keypoints.draw import draw_keypoints
 from permakey.keypointer import PermaKeyKeypointer, build_permakey
 from permakey.model import MODULES, PermaKeyConfig
@@ -48,6 +50,7 @@ def config():
     error_metric = "rmse"  # paper-era code; "mse" in the authors' later code
     pointnet_strides = [1, 2, 2, 1]  # 21x21 heatmaps; [1, 1, 2, 1] gives the paper-era code's 42x42
     sigma = 0.1
+    pointnet_updates = 1  # PointNet updates per step on that step's error maps (the paper: 1)
     # Training (Appendix A.2.1).
     batch_size = 32
     epochs = 100
@@ -57,7 +60,7 @@ def config():
     decay_steps = 10_000
     decay_rate = 0.85
     steps_per_epoch = None  # None: one pass over the training split
-    precision = "float32"  # or "mixed_bfloat16": 0.15x the speed on CPUs without AMX (bench/bench_permakey.py)
+    precision = "auto"  # mixed_bfloat16 on GPUs and AMX/AVX512-BF16 CPUs, float32 elsewhere (experiments/precision.py)
     log_every = 50
     preset = "paper"
     # Data: generated with these settings when missing (the paper: 85k / 5k / 5k frames).
@@ -107,6 +110,7 @@ def model_config(c: dict) -> PermaKeyConfig:
         error_metric=c["error_metric"],
         pointnet_strides=tuple(c["pointnet_strides"]),
         sigma=c["sigma"],
+        pointnet_updates=c["pointnet_updates"],
     )
 
 
@@ -148,7 +152,9 @@ def save_pictures(keypointer: PermaKeyKeypointer, frames: np.ndarray, folder: Pa
 def main(_config, _run, _seed):
     c = _config
     keras.utils.set_random_seed(c["seed"])
-    keras.mixed_precision.set_global_policy(c["precision"])
+    policy, reason = detect_precision(c["precision"])
+    _run.info["precision"] = {"policy": policy, "reason": reason}
+    keras.mixed_precision.set_global_policy(policy)
     config = model_config(c)
     ensure_dataset(c["dataset"], c["game"], c["data_frames"], c["seed"], c["generate_missing"], c["progress"])
     read = {"batch_size": c["batch_size"], "game": get_game(c["game"]).name, "distractors": c["noise"]}
@@ -162,10 +168,11 @@ def main(_config, _run, _seed):
     model.compile(optimizers=optimizers(c))
     checkpoint = tf.train.Checkpoint(model=model, **model.module_optimizers)
     keypointer = PermaKeyKeypointer(model)
-    clip = picture_frames(c["dataset"], c["game"], MOTION_FRAMES)
-    motion = KeypointMotion(_run, keypointer, clip)
+    game = get_game(c["game"])
+    clip = ground_truth_clip(c["dataset"], game.name, CLIP_FRAMES, game.epsilon or 0.15)
+    health = KeypointHealth(_run, keypointer, clip, baseline=("val_pointnet_loss", "val_pointnet_shuffled_loss"))
     state = train_resumably(
-        model, checkpoint, keypointer.save, "val_total_loss", c, _run, train, validation, more_callbacks=[motion]
+        model, checkpoint, keypointer.save, "val_total_loss", c, _run, train, validation, more_callbacks=[health]
     )
 
     work = Path(c["work"])
@@ -173,7 +180,7 @@ def main(_config, _run, _seed):
     best.model.compile(optimizers=optimizers(c))
     frames = picture_frames(c["dataset"], c["game"], c["picture_frames"])
     results = record_best(_run, best.model, test, lambda folder: save_pictures(best, frames, folder), work / "best")
-    results["keypoint_motion"] = motion.log_test(best)
+    results.update(health.log_test(best))
     return {"best_epoch": state["best_epoch"], "best_val_total_loss": state["best"], **results}
 
 

@@ -19,9 +19,11 @@ import tensorflow as tf
 from data.games import get_game
 from data.readers import pairs_dataset, read_episodes
 from data.visualize import grid, save_png
-from experiments.checkpointing import MOTION_FRAMES, KeypointMotion, record_best, train_resumably
+from experiments.checkpointing import record_best, train_resumably
 from experiments.common import experiment
-from experiments.generate_data import ensure_dataset, picture_frames
+from experiments.generate_data import ensure_dataset
+from experiments.health import CLIP_FRAMES, KeypointHealth, ground_truth_clip
+from experiments.precision import detect_precision
 from keypoints.draw import draw_keypoints
 from transporter.keypointer import TransporterKeypointer
 from transporter.model import TransporterConfig, build_transporter
@@ -72,7 +74,7 @@ def config():
     steps_per_epoch = None  # None: one pass over the training pairs
     min_offset = 1
     max_offset = 20
-    precision = "float32"
+    precision = "auto"  # mixed_bfloat16 on GPUs and AMX/AVX512-BF16 CPUs, float32 elsewhere (experiments/precision.py)
     log_every = 50
     preset = "paper"
     data_frames = 95_000
@@ -183,7 +185,9 @@ def save_pictures(
 def main(_config, _run, _seed):
     c = _config
     keras.utils.set_random_seed(c["seed"])
-    keras.mixed_precision.set_global_policy(c["precision"])
+    policy, reason = detect_precision(c["precision"])
+    _run.info["precision"] = {"policy": policy, "reason": reason}
+    keras.mixed_precision.set_global_policy(policy)
     config = model_config(c)
     ensure_dataset(c["dataset"], c["game"], c["data_frames"], c["seed"], c["generate_missing"], c["progress"])
     read = {
@@ -203,10 +207,12 @@ def main(_config, _run, _seed):
     model.compile(optimizer=optimizer(c))
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     keypointer = TransporterKeypointer(model)
-    clip = picture_frames(c["dataset"], c["game"], MOTION_FRAMES)
-    motion = KeypointMotion(_run, keypointer, clip)
+    game = get_game(c["game"])
+    health = KeypointHealth(
+        _run, keypointer, ground_truth_clip(c["dataset"], game.name, CLIP_FRAMES, game.epsilon or 0.15)
+    )
     state = train_resumably(
-        model, checkpoint, keypointer.save, "val_loss", c, _run, train, validation, more_callbacks=[motion]
+        model, checkpoint, keypointer.save, "val_loss", c, _run, train, validation, more_callbacks=[health]
     )
 
     work = Path(c["work"])
@@ -214,7 +220,7 @@ def main(_config, _run, _seed):
     best.model.compile(optimizer=optimizer(c))
     pairs = picture_pairs(c["dataset"], c["game"], c["picture_frames"], c["picture_offset"])
     results = record_best(_run, best.model, test, lambda folder: save_pictures(best, *pairs, folder), work / "best")
-    results["keypoint_motion"] = motion.log_test(best)
+    results.update(health.log_test(best))
     return {"best_epoch": state["best_epoch"], "best_val_loss": state["best"], **results}
 
 

@@ -256,3 +256,28 @@ def collapse_statistics(keypoints: np.ndarray, radius: float = 0.05) -> dict[str
         "spread": float(np.linalg.norm(keypoints - centroid, axis=-1).mean()),
         "motion": float(keypoints.std(axis=0).mean()) if t > 1 else 0.0,
     }
+
+
+def mass_on_objects(maps: np.ndarray, boxes: Sequence[np.ndarray], size: int = FRAME_SIZE) -> np.ndarray:
+    """The share of each map's mass that lies on ground-truth objects: how much of an error map marks the objects.
+
+    Args:
+      maps: [T, size, size, M] non-negative maps on the frame (e.g. PermaKey's error maps).
+      boxes: per frame, [N_t, 4] (x, y, w, h) native-pixel boxes (pixel-edge) of the objects to count.
+      size: the maps' side in frame pixels.
+    Returns:
+      [M] float64: sum over frames of the mass inside the boxes (each box covers the frame pixels whose area it
+      touches, through the INTER_AREA geometry) / the total mass; 0 where there is no mass at all.
+    """
+    maps = np.asarray(maps, np.float64)
+    inside = np.zeros(maps.shape[-1])
+    scale = np.array([size / 160.0, size / 210.0])  # native (x, y) -> frame (col, row) pixel edges
+    for frame_maps, frame_boxes in zip(maps, boxes, strict=True):
+        mask = np.zeros((size, size), bool)
+        for x, y, w, h in np.asarray(frame_boxes, np.float64).reshape(-1, 4):
+            c0, r0 = np.floor(np.array([x, y]) * scale).astype(int)
+            c1, r1 = np.ceil(np.array([x + w, y + h]) * scale).astype(int)
+            mask[max(r0, 0) : max(r1, 0), max(c0, 0) : max(c1, 0)] = True
+        inside += frame_maps[mask].sum(axis=0)
+    total = maps.sum(axis=(0, 1, 2))
+    return np.where(total > 0, inside / np.maximum(total, 1e-300), 0.0)

@@ -85,8 +85,9 @@ def test_train_permakey_records_metrics_pictures_and_a_reloadable_keypointer(tmp
     metrics = json.loads((folder / "metrics.json").read_text())
     for name in ("epoch.val_total_loss", "epoch.vae_loss", "epoch.lspn_loss", "epoch.pointnet_loss", "test.total_loss"):
         assert name in metrics, name
-    for name in ("epoch.keypoint_motion", "epoch.keypoint_distinct", "test.keypoint_motion"):
+    for name in ("epoch.keypoint_motion", "epoch.keypoint_distinct", "test.keypoint_motion", "epoch.keypoint_recall"):
         assert np.isfinite(metrics[name]["values"]).all(), name
+    assert "epoch.error_mass_on_objects.1" in metrics
     for picture in ("keypoints.png", "error_maps.png", "reconstructions.png"):
         assert (folder / picture).stat().st_size > 1000
     keypointer = PermaKeyKeypointer.load(folder)
@@ -253,25 +254,50 @@ def test_eval_keypoints_unknown_run_id_is_named(tmp_path, pong_dataset, monkeypa
         _eval_run(tmp_path, pong_dataset, [])
 
 
-def test_keypoint_motion_tells_still_keypoints_from_moving_ones():
+def test_keypoint_health_tells_keypoints_on_objects_from_still_ones():
     from types import SimpleNamespace
 
-    from experiments.checkpointing import KeypointMotion
+    from experiments.health import GroundTruthClip, KeypointHealth
 
     class Run:
         def __init__(self):
-            self.logged = {}
+            self.logged, self.info = {}, {}
 
-        def log_scalar(self, name, value, step):
+        def log_scalar(self, name, value, step=None):
             self.logged[name] = (value, step)
 
-    frames = np.linspace(-0.5, 0.5, 16, dtype=np.float32)  # stands in for 16 frames
-    still = lambda f: SimpleNamespace(coordinates=tf.zeros((len(f), 2, 2)))  # noqa: E731
-    moving = lambda f: SimpleNamespace(coordinates=tf.stack([tf.stack([f, -f], -1), tf.stack([-f, f], -1)], 1))  # noqa: E731
+    # One object (a native 8x8 box) moving along the diagonal; keypoints mapped 1:1 (a 84-cell grid, geometry (1, 0)).
+    t = np.arange(16)
+    boxes = [np.array([[20.0 + 6 * i, 30.0 + 8 * i, 8.0, 8.0]]) for i in t]
+    clip = GroundTruthClip(np.zeros((16, 84, 84, 3), np.uint8), boxes, epsilon=0.2)
+    centres = np.concatenate(clip.truth())  # [16, 2] normalised (y, x)
+    rows = np.round((centres + 1) / 2 * 83).astype(int)
+
+    class Keypointer:
+        geometry = (84, (1.0, 0.0))
+
+        def __init__(self, coordinates):
+            self.coordinates = coordinates
+
+        def __call__(self, frames):
+            return SimpleNamespace(coordinates=tf.constant(self.coordinates[: len(frames)], tf.float32))
+
+    class WithErrorMaps(Keypointer):
+        def error_maps(self, frames):  # all the error on the object
+            maps = np.zeros((len(frames), 84, 84, 1), np.float32)
+            maps[np.arange(len(frames)), rows[: len(frames), 0], rows[: len(frames), 1]] = 1.0
+            return tf.constant(maps)
+
+    still, tracking = Keypointer(np.zeros((16, 2, 2))), WithErrorMaps(np.stack([centres, -centres], 1))
     results = []
-    for keypointer in (still, moving):
+    for k in (still, tracking):
         run = Run()
-        KeypointMotion(run, keypointer, frames).on_epoch_end(2)
-        results.append(run.logged)
-    assert results[0]["epoch.keypoint_motion"] == (0.0, 3) and results[0]["epoch.keypoint_distinct"][0] == 1.0
-    assert results[1]["epoch.keypoint_motion"][0] > 0.2
+        KeypointHealth(run, k, clip, baseline=("val_a", "val_b")).on_epoch_end(2, {"val_a": 1.0, "val_b": 0.5})
+        results.append(run)
+    assert results[0].logged["epoch.keypoint_motion"] == (0.0, 3)
+    assert results[0].logged["epoch.keypoint_distinct"][0] == 1.0
+    assert results[0].logged["epoch.keypoint_recall"][0] < 0.2
+    assert results[1].logged["epoch.keypoint_motion"][0] > 0.2
+    assert results[1].logged["epoch.keypoint_recall"][0] == 1.0
+    assert results[1].logged["epoch.error_mass_on_objects.0"][0] == 1.0
+    assert "no better than val_b" in results[0].info["warnings"][0]
