@@ -36,6 +36,17 @@ def tiny_config(**changes) -> GenerationConfig:
     return dataclasses.replace(base, **changes)
 
 
+@pytest.fixture(autouse=True)
+def float32_policy() -> Iterator[None]:
+    """Each test starts from Keras's float32 policy whatever ran before it in the process: an experiment sets the
+    process-wide policy (precision='auto' picks mixed_bfloat16 on CPUs with AMX or AVX512-BF16), and a later test
+    would build its models in bfloat16."""
+    yield
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 @pytest.fixture(scope="session")
 def pong_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("datasets") / "pong"
