@@ -348,13 +348,11 @@ def generate(config: GenerationConfig, out: str | Path, *, workers: int, progres
     """
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
-    created = not partial.exists()
     with storage.hold_folder(partial):
-        _discard_other_config(partial, config)
         manifest = _take_over(out, partial, config)
         if manifest is not None:
-            if created:
-                shutil.rmtree(partial)
+            if all(p.name == storage.LOCK for p in partial.iterdir()):
+                shutil.rmtree(partial)  # only the lock: this run made it
             return manifest
         manifest = _generate_into(partial, config, workers, progress)
         os.replace(partial, out)
@@ -397,8 +395,29 @@ _DATASET_FILE = re.compile(r"(manifest\.json|(train|validation|test)-\d{5}\.tfre
 
 def _take_over(out: Path, partial: Path, config: GenerationConfig) -> dict[str, Any] | None:
     """The manifest of `out` when it holds this config's dataset intact. Otherwise clears the way for a generation
-    into `partial`: the intact shards of a damaged dataset of this config move there (kept, not made again), and `out`
-    is removed. Raises when `out` holds another config's dataset or files that are not a dataset's."""
+    into `partial`: an unfinished generation of another config there is discarded, the intact shards of a damaged
+    dataset of this config in `out` move there (kept, not made again), and `out` is removed. Raises, before changing
+    anything, when `out` holds another config's dataset or files that are not a dataset's."""
+    manifest = _checked_manifest(out, config)
+    intact = []
+    if manifest is not None:
+        shards = [shard for split in manifest["splits"].values() for shard in split["shards"]]
+        intact = [shard for shard in shards if storage.shard_intact(out, shard)]
+        if len(intact) == len(shards):
+            return manifest
+    _discard_other_config(partial, config)
+    for shard in intact:
+        os.replace(out / shard["file"], partial / shard["file"])
+        storage.write_json_atomic(partial / (shard["file"] + ".json"), shard)
+    if out.exists():
+        shutil.rmtree(out)
+    return None
+
+
+def _checked_manifest(out: Path, config: GenerationConfig) -> dict[str, Any] | None:
+    """The manifest of the dataset of `config` in `out`; None when `out` is missing or holds no readable manifest
+    (then nothing in it can be verified). Raises when `out` holds another config's dataset or files that are not a
+    dataset's."""
     if not out.exists():
         return None
     foreign = sorted(p.name for p in out.iterdir() if not _DATASET_FILE.fullmatch(p.name))
@@ -410,27 +429,17 @@ def _take_over(out: Path, partial: Path, config: GenerationConfig) -> dict[str, 
     try:
         manifest = storage.read_manifest(out)
     except storage.DatasetError:
-        manifest = None  # no readable manifest: nothing in the folder can be verified
-    if manifest is not None:
-        asked = _jsonable(dataclasses.asdict(config))
-        changed = sorted(
-            k for k in set(asked) | set(manifest["generator"]) if manifest["generator"].get(k) != asked.get(k)
+        return None
+    asked = _jsonable(dataclasses.asdict(config))
+    made = manifest["generator"]
+    changed = sorted(k for k in set(asked) | set(made) if made.get(k) != asked.get(k))
+    if changed:
+        differences = "; ".join(f"{k}: {made.get(k)!r}, asked {asked.get(k)!r}" for k in changed)
+        raise storage.DatasetError(
+            f"{out} already holds a dataset generated with other settings ({differences}); choose another OUT= or "
+            "delete it."
         )
-        if changed:
-            differences = "; ".join(f"{k}: {manifest['generator'].get(k)!r}, asked {asked.get(k)!r}" for k in changed)
-            raise storage.DatasetError(
-                f"{out} already holds a dataset generated with other settings ({differences}); choose another OUT= "
-                "or delete it."
-            )
-        shards = [shard for split in manifest["splits"].values() for shard in split["shards"]]
-        intact = [shard for shard in shards if storage.shard_intact(out, shard)]
-        if len(intact) == len(shards):
-            return manifest
-        for shard in intact:
-            os.replace(out / shard["file"], partial / shard["file"])
-            storage.write_json_atomic(partial / (shard["file"] + ".json"), shard)
-    shutil.rmtree(out)
-    return None
+    return manifest
 
 
 def _jsonable(obj: Any) -> Any:
