@@ -73,20 +73,20 @@ data: install
 bench-data: install
 	$(PY) -m bench.bench_data
 
-# The demo grows with the project; today: a small Pong dataset with a picture of its ground truth, quick PermaKey and
-# Transporter runs on it (each under 20 minutes on a 2-core CPU), their evaluation against ground truth, and a quick
-# agent run on the PermaKey keypointer.
+# The demo grows with the project; today: a small Pong dataset with a picture of its ground truth, a quick PermaKey run
+# on it (about 13 minutes on a 2-core CPU with fast bfloat16), its evaluation against ground truth, and a quick agent
+# run on its keypointer. Quick Transporter is left out until its keypoints move (README, docs/transporter_quick.md):
+# `make train-transporter PRESET=quick` runs it.
 demo: install
 	$(PY) -m experiments.generate_data with quick game=pong out=datasets/pong_quick
 	$(PY) -m experiments.train_permakey with quick game=pong
-	$(PY) -m experiments.train_transporter with quick game=pong
-	$(PY) -m experiments.eval_keypoints with game=pong frames=500 labels='["permakey","transporter"]' \
-		runs='["work/permakey/pong-quick-none-s0/best","work/transporter/pong-quick-pkey_reimpl-none-s0/best"]'
+	$(PY) -m experiments.eval_keypoints with game=pong frames=500 labels='["permakey"]' \
+		runs='["work/permakey/pong-quick-none-s0/best"]'
 	$(PY) -m experiments.train_agent with quick game=pong keypointer=work/permakey/pong-quick-none-s0/best encoder=gnn
 	$(PY) -m experiments.compare with out=reports/demo
-	@echo "Pictures (ground_truth.png, keypoints.png, error_maps.png, reconstructions.png, transport_energy.png,"
-	@echo "tracking.png, episode_*.gif, learning_curve.png, test_episode.gif) and tables (tracking.md,"
-	@echo "test_scores.csv) are in the newest runs/ folders; the comparison is in reports/demo/compare.md."
+	@echo "Pictures (ground_truth.png, keypoints.png, error_maps.png, reconstructions.png, tracking.png, episode_*.gif,"
+	@echo "learning_curve.png, test_episode.gif) and tables (tracking.md, test_scores.csv) are in the newest runs/"
+	@echo "folders; the comparison is in reports/demo/compare.md."
 
 train-permakey: install
 	$(PY) -m experiments.train_permakey with game=$(GAME) seed=$(SEED) $(PRESET) $(if $(NOISE),noise=$(NOISE))

@@ -34,7 +34,6 @@ PAPER = PermaKeyConfig(
     error_metric="rmse",
     pointnet_strides=(1, 2, 2, 1),
     sigma=0.1,
-    pointnet_updates=1,
 )
 
 

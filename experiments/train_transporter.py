@@ -113,8 +113,11 @@ def imm():
 def quick():
     """Same method, CPU-sized: the 3,000-frame dataset PermaKey's quick preset uses, the 84x84 architecture of
     PermaKey's re-implementation (the paper's 128x128 network is ~7x the compute), batch 32, 4 epochs of 150 steps at
-    the paper's learning rate."""
+    the paper's learning rate. Layer norm (per channel, as Sonnet's) instead of the paper's batch norm: the official
+    code notes that layer/instance norm are much more stable, and on a toy jumping square (K=1, batch 8, 600 steps,
+    3 seeds) layer norm found the square in 3/3 seeds, batch and instance norm in 0/3 (issue 14)."""
     preset = "quick"
+    norm = "layer"
     architecture = "pkey_reimpl"
     data_frames = 3000
     batch_size = 32

@@ -40,9 +40,6 @@ class PermaKeyConfig:
     """PointNet uses the encoder's filters and kernels; strides [1, 2, 2, 1] (the paper: "the same encoder
     architecture") give 21x21 heatmaps, [1, 1, 2, 1] the paper-era code's 42x42."""
     sigma: float
-    pointnet_updates: int
-    """PointNet updates per training step, on that step's error maps: 1 is the paper's joint step; more advance
-    PointNet faster at about 4% of a step each (no gradient flows between modules, so only the schedule changes)."""
 
     def __post_init__(self) -> None:
         if self.num_keypoints < 1:
@@ -63,8 +60,6 @@ class PermaKeyConfig:
             raise ValueError(f"error_metric must be one of {ERROR_METRICS}, got {self.error_metric!r}.")
         if self.sigma <= 0:
             raise ValueError(f"sigma must be > 0, got {self.sigma}.")
-        if self.pointnet_updates < 1:
-            raise ValueError(f"pointnet_updates must be >= 1, got {self.pointnet_updates}.")
 
     def layer_sizes(self) -> list[tuple[int, int]]:
         """Spatial sizes of the chosen encoder layers' maps."""
@@ -128,6 +123,10 @@ class PermaKey(keras.Model):
         pairs, error_maps = self.predict_errors(out["activations"])
         return {**out, "lspn": pairs, "error_maps": error_maps, **self.pointnet(error_maps, training=training)}
 
+    def error_maps(self, frames: tf.Tensor) -> tf.Tensor:
+        """Inference: the stacked error maps [B, 84, 84, M] in [0, 1] of frames [B, 84, 84, 3] in [0, 1]."""
+        return self.predict_errors(self.vae.encoder(frames, training=False))[1]
+
     def predict_errors(self, activations: list[tf.Tensor]) -> tuple[list[tuple[tf.Tensor, tf.Tensor]], tf.Tensor]:
         """The LSPNs' (prediction, target) cells per chosen encoder layer and the stacked error maps [B, 84, 84, M]."""
         pairs = [lspn(activations[layer]) for lspn, layer in zip(self.lspns, self.config.lspn_layers, strict=True)]
@@ -171,17 +170,16 @@ class PermaKey(keras.Model):
                 zip(gradients[start : start + count], variables[name], strict=True)
             )
             start += count
-        for _ in range(self.config.pointnet_updates - 1):
-            self._pointnet_update(out["error_maps"])
         shuffled = shuffled_window_loss(out["heatmaps"], out["error_maps"])
         return self._record({**losses, "total": total, "pointnet_shuffled": shuffled})
 
-    def _pointnet_update(self, error_maps: tf.Tensor) -> None:
-        """One more PointNet step on this step's (fixed) error maps."""
+    def pointnet_step(self, error_maps: tf.Tensor) -> tf.Tensor:
+        """One PointNet update on fixed error maps [B, 84, 84, M] (its own optimizer); returns the loss before it."""
         variables = self.pointnet.trainable_variables
         with tf.GradientTape() as tape:
             loss = window_loss(self.pointnet(error_maps, training=True)["heatmaps"], error_maps)
         self.module_optimizers["pointnet"].apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
 
     def test_step(self, frames: tf.Tensor) -> dict[str, tf.Tensor]:
         out = self(frames, training=False)

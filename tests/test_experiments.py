@@ -109,6 +109,28 @@ def test_train_permakey_resumes_from_the_last_epoch(tmp_path, pong_dataset, capl
     assert first.status == second.status == "COMPLETED"
 
 
+def test_pointnet_refit_trains_a_fresh_pointnet_alone_once(tmp_path, pong_dataset):
+    from permakey.keypointer import PermaKeyKeypointer, build_permakey
+
+    run = _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3)
+    assert run.status == "COMPLETED"
+    work = tmp_path / "work"
+    assert json.loads((work / "state.json").read_text())["pointnet_refit"] == 3
+    refit = PermaKeyKeypointer.load(work / "best").model
+    joint = build_permakey(refit.config)  # the joint training's last (and best) epoch
+    tf.train.Checkpoint(model=joint).restore(tf.train.latest_checkpoint(str(work / "last"))).expect_partial()
+    pairs = {
+        name: zip(getattr(refit, name).weights, getattr(joint, name).weights, strict=True)
+        for name in ("pointnet", "vae")
+    }
+    assert any(not np.array_equal(a, b) for a, b in pairs["pointnet"])
+    assert all(np.array_equal(a, b) for a, b in pairs["vae"])
+    metrics = json.loads((tmp_path / "runs" / str(run._id) / "metrics.json").read_text())
+    assert len(metrics["refit.pointnet_loss"]["values"]) == 3
+    again = _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3)  # done once: not repeated
+    assert "refit.pointnet_loss" not in json.loads((tmp_path / "runs" / str(again._id) / "metrics.json").read_text())
+
+
 def test_train_permakey_refuses_to_resume_other_settings(tmp_path, pong_dataset):
     _permakey_run(tmp_path, pong_dataset, epochs=1)
     with pytest.raises(ValueError, match="other settings.*lspn_hidden"):

@@ -21,7 +21,6 @@ def tiny_config(**changes) -> PermaKeyConfig:
         error_metric="rmse",
         pointnet_strides=(1, 2, 2, 1),
         sigma=0.1,
-        pointnet_updates=1,
     )
     base.update(changes)
     return PermaKeyConfig(**base)
