@@ -55,7 +55,7 @@ def config():
     epsilon = get_game(game).epsilon or 0.15
     lengths = [1, 2, 5, 10, 20, 50, 100, 150, 200]
     frame_distance = epsilon  # frame-level precision@d / recall@d
-    geometry = "receptive_field"  # or "naive": how keypoints map to frame pixels (keypoints/metrics.py)
+    geometry = "keypointer"  # each keypointer's own cell-to-pixel geometry, or "naive" (keypoints/metrics.py)
     frames = 1000  # test frames evaluated (whole episodes from the start of the test split, cut at this count)
     dataset = os.path.join("datasets", f"{get_game(game).name}_eval")
     dataset_seed = 1000  # a seed the training datasets (seed 0..) do not use
@@ -119,7 +119,7 @@ def detect(keypointer, frames: np.ndarray, noise: str, seed: int, geometry: str,
         chunk = tf.constant(frames[start : start + batch])
         chunk = add_distractor_bars(chunk, noise, tf.constant([seed, start], tf.int64))
         coordinates = keypointer(chunk).coordinates.numpy()
-        out.append(grid_to_frame(coordinates, grid, rf if geometry == "receptive_field" else None))
+        out.append(grid_to_frame(coordinates, grid, rf if geometry == "keypointer" else None))
     return np.concatenate(out)
 
 

@@ -40,8 +40,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--sigma", type=float, default=0.1)
     parser.add_argument("--k", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0, help="PointNet initialisation and batch order")
     args = parser.parse_args()
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(args.seed)
     keypointer = PermaKeyKeypointer.load(args.folder)
     cache = Path(args.folder.rstrip("/") + ".maps.npy")
     if cache.exists():
@@ -70,7 +71,7 @@ def main() -> None:
         return loss
 
     frames, boxes = truth(DATASET, "pong", 300)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(args.seed)
     start = time.time()
     print(0, measure(keypointer, frames, boxes, 0.2))
     for i in range(1, args.steps + 1):

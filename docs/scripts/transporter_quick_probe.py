@@ -60,7 +60,7 @@ def train(a: argparse.Namespace) -> None:
         for _ in range(a.every):
             out = train_step(next(batches))
             step += 1
-        detected = eval_keypoints.detect(keypointer, frames, "none", 0, "receptive_field")
+        detected = eval_keypoints.detect(keypointer, frames, "none", 0, "keypointer")
         pr, stats = frame_precision_recall(detected, positions, 0.2), collapse_statistics(detected)
         print(
             f"{a.name} step {step} ({time.time() - start:.0f} s): loss {float(out['loss']):.5f} recall "
