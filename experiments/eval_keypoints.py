@@ -38,6 +38,7 @@ from keypoints.metrics import (  # noqa: E402
     frame_precision_recall,
     grid_to_frame,
     link_tracks,
+    scored_objects,
     tracking_precision_recall,
     truth_from_boxes,
 )
@@ -99,11 +100,8 @@ def test_episodes(c: dict) -> tuple[list[Episode], list[list[tuple[np.ndarray, n
         episode.frames, episode.objects = episode.frames[:n], episode.objects[:n]
         per_frame = []
         for objects in episode.objects:
-            boxes = objects.boxes
-            centre = boxes[:, :2] + boxes[:, 2:] / 2
-            on_screen = (centre[:, 0] >= 0) & (centre[:, 0] < 160) & (centre[:, 1] >= 0) & (centre[:, 1] < 210)
-            wanted = keep[objects.categories] & on_screen
-            per_frame.append((objects.categories[wanted], truth_from_boxes(boxes[wanted])))
+            wanted = scored_objects(objects.boxes, objects.categories, keep)
+            per_frame.append((objects.categories[wanted], truth_from_boxes(objects.boxes[wanted])))
         episodes.append(episode)
         truth.append(per_frame)
     if not episodes:

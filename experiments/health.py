@@ -7,7 +7,7 @@ run logs:
   epoch.keypoint_distinct    distinct spots per frame (K: none coincide; 1: all collapsed)
   epoch.keypoint_recall      frame-level recall of the moving objects at the game's epsilon (keypoints/metrics.py)
   epoch.error_mass_on_objects.<i>  (PermaKey) the share of error map i's mass on moving objects
-and PermaKey runs warn when PointNet's validation loss is no better than painting the mean error map.
+and PermaKey runs warn when PointNet's validation loss is no better than with another frame's keypoints.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from keypoints.metrics import (
     frame_precision_recall,
     grid_to_frame,
     mass_on_objects,
+    scored_objects,
     truth_from_boxes,
 )
 
@@ -55,11 +56,8 @@ def ground_truth_clip(dataset: str, game: str, count: int, epsilon: float) -> Gr
     frames, boxes = [], []
     for episode in read_episodes(dataset, "test", game=game):
         for frame, objects in zip(episode.frames, episode.objects, strict=True):
-            b = objects.boxes
-            centre = b[:, :2] + b[:, 2:] / 2
-            on_screen = (centre[:, 0] >= 0) & (centre[:, 0] < 160) & (centre[:, 1] >= 0) & (centre[:, 1] < 210)
             frames.append(frame)
-            boxes.append(b[keep[objects.categories] & on_screen])
+            boxes.append(objects.boxes[scored_objects(objects.boxes, objects.categories, keep)])
     picks = np.linspace(0, len(frames) - 1, min(count, len(frames))).astype(int)
     return GroundTruthClip(np.stack([frames[i] for i in picks]), [boxes[i] for i in picks], epsilon)
 
@@ -89,7 +87,8 @@ def keypoint_health(keypointer: Any, clip: GroundTruthClip, batch: int = 32) -> 
 class KeypointHealth(keras.callbacks.Callback):
     """Logs `epoch.<name>` of keypoint_health at every epoch's end; `log_test` logs `test.<name>` for the final
     keypointer. With `baseline`, warns (log and run.info["warnings"]) when the validation loss named by its first
-    entry is not below the one named by its second (PermaKey: PointNet vs the mean error map)."""
+    entry is not below the one named by its second (PermaKey: PointNet's loss vs the same with another frame's
+    keypoints)."""
 
     def __init__(
         self, run: Any, keypointer: Any, clip: GroundTruthClip, baseline: tuple[str, str] | None = None

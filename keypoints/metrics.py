@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from keypoints.ops import native_to_frame_pixels
+from keypoints.ops import NATIVE_SHAPE, native_to_frame_pixels
 
 FRAME_SIZE = 84
 
@@ -40,6 +40,15 @@ def truth_from_boxes(boxes_xywh: np.ndarray) -> np.ndarray:
     boxes = np.asarray(boxes_xywh, np.float64).reshape(-1, 4)
     centres = boxes[:, :2] + boxes[:, 2:] / 2.0
     return normalise_frame_pixels(native_to_frame_pixels(centres))
+
+
+def scored_objects(boxes_xywh: np.ndarray, categories: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """[n] bool: which objects a keypoint is scored against, those of a category `keep` marks (a boolean mask over
+    category indices) whose box centre lies on the native 160x210 screen; boxes are (x, y, w, h) native pixels."""
+    boxes = np.asarray(boxes_xywh, np.float64).reshape(-1, 4)
+    x, y = (boxes[:, :2] + boxes[:, 2:] / 2.0).T
+    on_screen = (x >= 0) & (x < NATIVE_SHAPE[1]) & (y >= 0) & (y < NATIVE_SHAPE[0])
+    return np.asarray(keep)[np.asarray(categories, int)] & on_screen
 
 
 def receptive_field(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
@@ -20,12 +19,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-sys.path.insert(0, str(Path(__file__).parent))
-from permakey_quick_probe import measure, truth  # noqa: E402
-
-from data.readers import frames_dataset  # noqa: E402
-from permakey.keypointer import PermaKeyKeypointer, build_permakey  # noqa: E402
-from permakey.pointnet import window_loss  # noqa: E402
+from data.readers import frames_dataset
+from experiments.health import ground_truth_clip, keypoint_health
+from permakey.keypointer import PermaKeyKeypointer, build_permakey
+from permakey.pointnet import window_loss
 
 DATASET = "datasets/pong_quick"
 
@@ -70,14 +67,14 @@ def main() -> None:
         )
         return loss
 
-    frames, boxes = truth(DATASET, "pong", 300)
+    clip = ground_truth_clip(DATASET, "pong", 300, 0.2)
     rng = np.random.default_rng(args.seed)
     start = time.time()
-    print(0, measure(keypointer, frames, boxes, 0.2))
+    print(0, keypoint_health(keypointer, clip))
     for i in range(1, args.steps + 1):
         loss = step(tf.constant(maps[rng.integers(0, len(maps), args.batch)].astype(np.float32)))
         if i % args.every == 0:
-            print(i, f"{time.time() - start:.0f}s", float(loss), measure(keypointer, frames, boxes, 0.2), flush=True)
+            print(i, f"{time.time() - start:.0f}s", float(loss), keypoint_health(keypointer, clip), flush=True)
 
 
 if __name__ == "__main__":

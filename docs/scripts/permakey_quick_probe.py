@@ -3,8 +3,9 @@
 `python docs/scripts/permakey_quick_probe.py --game pong --steps 600 --every 100 [--set learning_rate=1e-3 ...]`
 
 Uses experiments.train_permakey's config (the quick preset plus --set overrides) and its dataset; prints, per
-checkpoint: the losses, PointNet's mean-map baseline, keypoint motion and distinct spots on the test split, frame
-recall@1 at the game's epsilon against OCAtari ground truth, and the share of each error map's mass on moving objects.
+checkpoint, the losses (PointNet's also with another frame's keypoints) and experiments.health.keypoint_health on
+--frames test frames: keypoint motion and distinct spots, frame recall@1 at the game's epsilon against OCAtari ground
+truth, and the share of each error map's mass on moving objects.
 """
 
 from __future__ import annotations
@@ -15,50 +16,14 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from data import storage
 from data.games import get_game
-from data.readers import frames_dataset, read_episodes
+from data.readers import frames_dataset
 from experiments import train_permakey as tp
-from keypoints.metrics import (
-    collapse_statistics,
-    frame_precision_recall,
-    grid_to_frame,
-    mass_on_objects,
-    truth_from_boxes,
-)
+from experiments.health import ground_truth_clip, keypoint_health
+from experiments.precision import detect_precision
 from permakey.keypointer import PermaKeyKeypointer, build_permakey
-
-
-def truth(dataset: str, game: str, count: int):
-    manifest = storage.read_manifest(dataset)
-    keep = np.isin(manifest["categories"], manifest["moving_categories"])
-    frames, boxes = [], []
-    for episode in read_episodes(dataset, "test", game=game):
-        for f, o in zip(episode.frames, episode.objects, strict=True):
-            b = o.boxes
-            centre = b[:, :2] + b[:, 2:] / 2
-            ok = keep[o.categories] & (centre[:, 0] >= 0) & (centre[:, 0] < 160) & (centre[:, 1] >= 0)
-            ok &= centre[:, 1] < 210
-            frames.append(f)
-            boxes.append(b[ok])
-    picks = np.linspace(0, len(frames) - 1, min(count, len(frames))).astype(int)
-    return np.stack([frames[i] for i in picks]), [boxes[i] for i in picks]
-
-
-def measure(keypointer: PermaKeyKeypointer, frames: np.ndarray, boxes: list, epsilon: float) -> dict:
-    grid, geometry = keypointer.geometry
-    coords, maps = [], []
-    for s in range(0, len(frames), 32):
-        coords.append(grid_to_frame(keypointer(frames[s : s + 32]).coordinates.numpy(), grid, geometry))
-        maps.append(keypointer.error_maps(frames[s : s + 32]).numpy())
-    coords, maps = np.concatenate(coords), np.concatenate(maps)
-    recall = frame_precision_recall(list(coords), [truth_from_boxes(b) for b in boxes], epsilon)["recall"]
-    stats = collapse_statistics(coords)
-    mass = mass_on_objects(maps, boxes)
-    return {"recall": recall, "motion": stats["motion"], "distinct": stats["distinct"], "mass": mass.round(3).tolist()}
 
 
 def main() -> None:
@@ -77,7 +42,7 @@ def main() -> None:
         c[key] = ast.literal_eval(value)
     print({k: c[k] for k in ("learning_rate", "pointnet_learning_rate", "batch_size", "norm", "sigma", "precision")})
     keras.utils.set_random_seed(c["seed"])
-    keras.mixed_precision.set_global_policy(c["precision"])
+    keras.mixed_precision.set_global_policy(detect_precision(c["precision"])[0])
     game = get_game(c["game"])
     tp.ensure_dataset(c["dataset"], c["game"], c["data_frames"], c["seed"], True, False)
     train = frames_dataset(
@@ -87,7 +52,7 @@ def main() -> None:
     model.compile(optimizers=tp.optimizers(c))
     step = tf.function(model.train_step)
     keypointer = PermaKeyKeypointer(model)
-    frames, boxes = truth(c["dataset"], game.name, args.frames)
+    clip = ground_truth_clip(c["dataset"], game.name, args.frames, game.epsilon or 0.15)
     start = time.time()
     for i, batch in enumerate(train.take(args.steps), start=1):
         logs = step(batch)
@@ -99,13 +64,13 @@ def main() -> None:
                 i,
                 f"{time.time() - start:.0f}s",
                 logs,
-                measure(keypointer, frames, boxes, game.epsilon or 0.15),
+                keypoint_health(keypointer, clip),
                 flush=True,
             )
             if args.pictures:
                 folder = Path(args.pictures) / f"step{i}"
                 folder.mkdir(parents=True, exist_ok=True)
-                tp.save_pictures(keypointer, frames[:: max(1, len(frames) // 8)][:8], folder)
+                tp.save_pictures(keypointer, clip.frames[:: max(1, len(clip.frames) // 8)][:8], folder)
                 keypointer.save(folder / "keypointer")
 
 
