@@ -2,10 +2,10 @@
 3, Appendix A.2.1; reference.md section 3).
 
 A KeyNet (the VAE encoder's architecture plus a 1x1 regressor to K maps) turns the stacked error maps into K keypoints
-(softmax over marginals). K fixed-width Gaussian windows (sigma; 0.1 in the paper) at the keypoints are summed, resized (nearest) to
-the error maps' resolution and compared directly with every error-map channel (MSE, equation 3; the authors'
-ul_loss.py: `mean((heatmaps_sum - stacked_error_mask)^2)`). There is no decoder: the Gaussians are the bottleneck, so
-the only way to lower the loss is to move the keypoints onto the regions that carry the error.
+(softmax over marginals). K fixed-width Gaussian windows (sigma; 0.1 in the paper) at the keypoints are summed,
+resized (nearest) to the error maps' resolution and compared directly with every error-map channel (MSE, equation 3;
+the authors' ul_loss.py: `mean((heatmaps_sum - stacked_error_mask)^2)`). There is no decoder: the Gaussians are the
+bottleneck, so the only way to lower the loss is to move the keypoints onto the regions that carry the error.
 """
 
 from __future__ import annotations
