@@ -50,6 +50,7 @@ def config():
     lspn_hidden = [512, 256]
     lspn_extra_hidden_layer = False  # the authors' code's extra first hidden layer of width 8p^2C
     error_metric = "rmse"  # paper-era code; "mse" in the authors' later code
+    error_normalisation = "activation"  # the paper's / (mean activation + 1e-3); "image" or "none" (permakey/lspn.py)
     pointnet_strides = [1, 2, 2, 1]  # 21x21 heatmaps; [1, 1, 2, 1] gives the paper-era code's 42x42
     sigma = 0.1
     # Training (Appendix A.2.1).
@@ -125,6 +126,7 @@ def model_config(c: dict) -> PermaKeyConfig:
         lspn_hidden=tuple(c["lspn_hidden"]),
         lspn_extra_hidden_layer=c["lspn_extra_hidden_layer"],
         error_metric=c["error_metric"],
+        error_normalisation=c["error_normalisation"],
         pointnet_strides=tuple(c["pointnet_strides"]),
         sigma=c["sigma"],
     )

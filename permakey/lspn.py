@@ -17,6 +17,7 @@ NEIGHBOUR_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0
 """(row, column) offsets of the 8 neighbours, in the order they are concatenated: row-major, centre skipped."""
 
 ERROR_METRICS = ("rmse", "mse")
+ERROR_NORMALISATIONS = ("activation", "image", "none")
 
 
 def to_cells(features: tf.Tensor, patch: int) -> tf.Tensor:
@@ -65,14 +66,24 @@ def prediction_loss(prediction: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.square(prediction - target))
 
 
-def error_map(prediction: tf.Tensor, target: tf.Tensor, metric: str) -> tf.Tensor:
-    """Per-cell error normalised by the target's mean activation (+1e-3): [B, h, w].
+def error_map(prediction: tf.Tensor, target: tf.Tensor, metric: str, normalisation: str = "activation") -> tf.Tensor:
+    """Per-cell prediction error [B, h, w], made relative to the target's activation scale.
 
-    metric "rmse" (the paper-era code) or "mse" (the authors' later code).
+    metric "rmse" (the paper-era code) or "mse" (the authors' later code). normalisation:
+    - "activation" (the paper and the authors' code): error / (the cell's mean target activation + 1e-3). Where a
+      region's activations are near zero (a black HUD band under a per-channel norm) tiny errors become the largest.
+    - "image": error / (the cell's mean target activation + the image's mean activation on this layer). The same
+      relative error where activations are typical, bounded where they vanish (issue 14 point 5).
+    - "none": the raw error.
     """
     mse = tf.reduce_mean(tf.square(prediction - target), axis=-1)
     error = tf.sqrt(mse + 1e-12) if metric == "rmse" else mse
-    return error / (tf.reduce_mean(target, axis=-1) + 1e-3)
+    if normalisation == "none":
+        return error
+    activation = tf.reduce_mean(target, axis=-1)
+    if normalisation == "image":
+        return error / (activation + tf.reduce_mean(activation, axis=[1, 2], keepdims=True) + 1e-6)
+    return error / (activation + 1e-3)
 
 
 def stack_error_maps(maps: list[tf.Tensor], size: tuple[int, int]) -> tf.Tensor:

@@ -14,7 +14,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from permakey.lspn import ERROR_METRICS, LSPN, error_map, prediction_loss, stack_error_maps
+from permakey.lspn import ERROR_METRICS, ERROR_NORMALISATIONS, LSPN, error_map, prediction_loss, stack_error_maps
 from permakey.pointnet import PointNet, shuffled_window_loss, window_loss
 from permakey.vae import VAE, negative_elbo
 
@@ -40,6 +40,8 @@ class PermaKeyConfig:
     """PointNet uses the encoder's filters and kernels; strides [1, 2, 2, 1] (the paper: "the same encoder
     architecture") give 21x21 heatmaps, [1, 1, 2, 1] the paper-era code's 42x42."""
     sigma: float
+    error_normalisation: str = "activation"
+    """How a cell's error is made relative to activation scale (permakey.lspn.error_map); "activation": the paper's."""
 
     def __post_init__(self) -> None:
         if self.num_keypoints < 1:
@@ -58,6 +60,10 @@ class PermaKeyConfig:
                 raise ValueError(f"Encoder layer {layer} maps are {size}, not divisible by patch {self.patch}.")
         if self.error_metric not in ERROR_METRICS:
             raise ValueError(f"error_metric must be one of {ERROR_METRICS}, got {self.error_metric!r}.")
+        if self.error_normalisation not in ERROR_NORMALISATIONS:
+            raise ValueError(
+                f"error_normalisation must be one of {ERROR_NORMALISATIONS}, got {self.error_normalisation!r}."
+            )
         if self.sigma <= 0:
             raise ValueError(f"sigma must be > 0, got {self.sigma}.")
 
@@ -130,7 +136,7 @@ class PermaKey(keras.Model):
     def predict_errors(self, activations: list[tf.Tensor]) -> tuple[list[tuple[tf.Tensor, tf.Tensor]], tf.Tensor]:
         """The LSPNs' (prediction, target) cells per chosen encoder layer and the stacked error maps [B, 84, 84, M]."""
         pairs = [lspn(activations[layer]) for lspn, layer in zip(self.lspns, self.config.lspn_layers, strict=True)]
-        maps = [error_map(p, t, self.config.error_metric) for p, t in pairs]
+        maps = [error_map(p, t, self.config.error_metric, self.config.error_normalisation) for p, t in pairs]
         return pairs, stack_error_maps(maps, self.config.image_shape[:2])
 
     def module_losses(self, frames: tf.Tensor, out: dict) -> dict[str, tf.Tensor]:

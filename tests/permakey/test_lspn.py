@@ -40,3 +40,24 @@ def test_error_maps_are_normalised_and_mark_the_unpredictable_cell():
         assert maps.min() >= 0.0 and maps.max() <= 1.0
         assert maps[0, 4:6, 6:8, 0].min() == 1.0 and maps[0, :4].max() == 0.0  # nearest resize of cell (2, 3)
         assert maps[1, 10:12, 0:2, 0].min() == 1.0
+
+
+def test_error_normalisations_on_a_dark_region():
+    """Issue 14 point 5: a tiny error where the target is dark (a black HUD band) against a 10x larger error where the
+    target is bright. The paper's division by (activation + 1e-3) makes the dark cell's error the larger; dividing by
+    (activation + the image's mean activation) keeps the bright cell's error the larger, as does the raw error."""
+    target = np.full([1, 4, 4, 2], 0.5, np.float32)
+    target[0, 3] = 0.0  # the dark bottom row
+    prediction = target.copy()
+    prediction[0, 3, 1] += 0.01  # small error in the dark row
+    prediction[0, 1, 1] += 0.1  # ten times larger error in the bright region
+    target, prediction = tf.constant(target), tf.constant(prediction)
+    for normalisation, dark_wins in (("activation", True), ("image", False), ("none", False)):
+        errors = error_map(prediction, target, "rmse", normalisation).numpy()[0]
+        assert (errors[3, 1] > errors[1, 1]) == dark_wins, normalisation
+    activation = error_map(prediction, target, "mse", "activation").numpy()[0]
+    np.testing.assert_allclose(activation[1, 1], 0.1**2 / (0.5 + 1e-3), rtol=1e-5)
+    image = error_map(prediction, target, "mse", "image").numpy()[0]
+    mean = (12 * 0.5 + 4 * 0.0) / 16
+    np.testing.assert_allclose(image[1, 1], 0.1**2 / (0.5 + mean + 1e-6), rtol=1e-5)
+    np.testing.assert_allclose(image[3, 1], 0.01**2 / (0.0 + mean + 1e-6), rtol=1e-5)
