@@ -1,11 +1,15 @@
-"""Train a PointNet on the error maps of a saved PermaKey keypointer's frozen VAE and LSPNs; measure as it goes.
+"""Train fresh PointNets on the error maps of a saved PermaKey keypointer's frozen VAE and LSPNs; measure as they go.
 
-`python docs/scripts/permakey_pointnet_on_frozen_maps.py <keypointer folder> --fresh [--sigma 0.15] [--k 3]`
+`python docs/scripts/permakey_pointnet_on_frozen_maps.py <keypointer folder> --game pong [--fresh] [--sigma 0.15]
+[--k 3] [--normalisation activation|image|none] [--seeds 0 1 2]`
 
-Keypointer folders come from `permakey_quick_probe.py --pictures DIR` (DIR/stepN/keypointer). The error maps of the
-pong_quick training split are cached beside the folder (<folder>.maps.npy). Every --every steps it prints the loss
-and, on the test split, frame recall@1 at epsilon 0.2, motion, distinct spots and error mass on objects (as
-permakey_quick_probe.py). --fresh starts from a new PointNet (with --sigma and --k) instead of the saved one.
+Keypointer folders are a training's work/permakey/<name>/best, or `permakey_quick_probe.py --pictures DIR` outputs
+(DIR/stepN/keypointer). The error maps of the game's quick training split are cached beside the folder
+(<folder>.<normalisation>.maps.npy). Every --every steps it prints the loss (of the batch and of 512 fixed training
+maps) and, on 300 frames of the test split with ground truth, frame recall@1 at the game's epsilon, motion, distinct
+spots and error mass on moving objects (experiments.health). --fresh starts each seed from a new PointNet (with
+--sigma and --k) instead of the saved one; --normalisation recomputes the error maps from the same VAE and LSPNs
+(permakey.lspn.error_map).
 """
 
 from __future__ import annotations
@@ -19,62 +23,90 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from data.games import get_game
 from data.readers import frames_dataset
 from experiments.health import ground_truth_clip, keypoint_health
 from permakey.keypointer import PermaKeyKeypointer, build_permakey
 from permakey.pointnet import window_loss
 
-DATASET = "datasets/pong_quick"
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder")
+    parser.add_argument("--game", default="pong")
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--every", type=int, default=100)
+    parser.add_argument("--every", type=int, default=200)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--sigma", type=float, default=0.1)
-    parser.add_argument("--k", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0, help="PointNet initialisation and batch order")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--sigma", type=float, default=0.15)
+    parser.add_argument("--k", type=int, default=None, help="default: the saved keypointer's K")
+    parser.add_argument("--normalisation", default=None, help="default: the saved keypointer's")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="PointNet initialisation and batch order")
     args = parser.parse_args()
-    keras.utils.set_random_seed(args.seed)
-    keypointer = PermaKeyKeypointer.load(args.folder)
-    cache = Path(args.folder.rstrip("/") + ".maps.npy")
-    if cache.exists():
-        maps = np.load(cache)
-    else:
-        frames = frames_dataset(DATASET, "train", batch_size=64, seed=0, shuffle=False, game="pong")
-        maps = np.concatenate([keypointer.error_maps(b).numpy().astype(np.float16) for b in frames])
-        np.save(cache, maps)
-    if args.fresh:
-        config = dataclasses.replace(keypointer.config, sigma=args.sigma, num_keypoints=args.k)
-        model = build_permakey(config)
-        model.vae.set_weights(keypointer.model.vae.get_weights())
-        for new, old in zip(model.lspns, keypointer.model.lspns, strict=True):
-            new.set_weights(old.get_weights())
-        keypointer = PermaKeyKeypointer(model)
-    net = keypointer.model.pointnet
-    optimizer = keras.optimizers.Adam(args.lr)
+    game = get_game(args.game)
+    dataset = f"datasets/{game.name}_quick"
+    saved = PermaKeyKeypointer.load(args.folder)
+    config = dataclasses.replace(
+        saved.config,
+        sigma=args.sigma,
+        num_keypoints=args.k or saved.config.num_keypoints,
+        error_normalisation=args.normalisation or saved.config.error_normalisation,
+    )
+    cache = Path(f"{args.folder.rstrip('/')}.{config.error_normalisation}.maps.npy")
+    clip = ground_truth_clip(dataset, game.name, 300, game.epsilon)
+    maps = None
+    for seed in args.seeds:
+        keras.utils.set_random_seed(seed)
+        if args.fresh or config != saved.config:
+            model = build_permakey(config)
+            model.vae.set_weights(saved.model.vae.get_weights())
+            for new, old in zip(model.lspns, saved.model.lspns, strict=True):
+                new.set_weights(old.get_weights())
+            if not args.fresh:
+                model.pointnet.set_weights(saved.model.pointnet.get_weights())
+            keypointer = PermaKeyKeypointer(model)
+        else:
+            keypointer = saved
+        if maps is None:
+            if cache.exists():
+                maps = np.load(cache)
+            else:
+                frames = frames_dataset(dataset, "train", batch_size=64, seed=0, shuffle=False, game=game.name)
+                maps = np.concatenate([keypointer.error_maps(b).numpy().astype(np.float16) for b in frames])
+                np.save(cache, maps)
+        net = keypointer.model.pointnet
+        optimizer = keras.optimizers.Adam(args.lr)
 
-    @tf.function
-    def step(batch: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            loss = window_loss(net(batch, training=True)["heatmaps"], batch)
-        optimizer.apply_gradients(
-            zip(tape.gradient(loss, net.trainable_variables), net.trainable_variables, strict=True)
-        )
-        return loss
+        @tf.function
+        def step(batch: tf.Tensor, net=net, optimizer=optimizer) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                loss = window_loss(net(batch, training=True)["heatmaps"], batch)
+            gradients = tape.gradient(loss, net.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, net.trainable_variables, strict=True))
+            return loss
 
-    clip = ground_truth_clip(DATASET, "pong", 300, 0.2)
-    rng = np.random.default_rng(args.seed)
-    start = time.time()
-    print(0, keypoint_health(keypointer, clip))
-    for i in range(1, args.steps + 1):
-        loss = step(tf.constant(maps[rng.integers(0, len(maps), args.batch)].astype(np.float32)))
-        if i % args.every == 0:
-            print(i, f"{time.time() - start:.0f}s", float(loss), keypoint_health(keypointer, clip), flush=True)
+        held = tf.constant(maps[:: max(1, len(maps) // 512)].astype(np.float32))
+
+        def held_loss(net=net, held=held) -> float:
+            """PointNet's loss on a fixed spread of 512 training maps (no ground truth: usable to pick a refit)."""
+            losses = [window_loss(net(held[i : i + 64])["heatmaps"], held[i : i + 64]) for i in range(0, len(held), 64)]
+            return float(np.mean(losses))
+
+        rng = np.random.default_rng(seed)
+        start = time.time()
+        print(f"seed {seed} {config.error_normalisation} K={config.num_keypoints} sigma={config.sigma}")
+        print(0, keypoint_health(keypointer, clip), flush=True)
+        for i in range(1, args.steps + 1):
+            loss = step(tf.constant(maps[rng.integers(0, len(maps), args.batch)].astype(np.float32)))
+            if i % args.every == 0:
+                print(
+                    i,
+                    f"{time.time() - start:.0f}s",
+                    f"loss {float(loss):.5f} held {held_loss():.5f}",
+                    keypoint_health(keypointer, clip),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
