@@ -1,4 +1,5 @@
-"""Keypoint-agent throughput: `python -m bench.bench_agent [--encoders gnn,cnn,keyqn] [--keypointer permakey]`.
+"""Keypoint-agent throughput: `python -m bench.bench_agent [--encoders gnn,cnn,keyqn] [--keypointer permakey]
+[--precision auto]`.
 
 For each encoder, measured in one run on the real game (ms_pacman by default) with a keypointer of the real size
 (PermaKey's `quick` architecture, or Transporter's pkey_reimpl, untrained: the cost does not depend on the weights;
@@ -23,6 +24,7 @@ import tensorflow as tf
 from bench.common import rate
 from experiments.agents import agent_env, build_network
 from experiments.keypointers import load_keypointer
+from experiments.precision import detect_precision, keras_policy, machine_summary
 from rl.actor import Schedule, Trainer, replay_fields
 from rl.agent import Learner
 from rl.envs import make_agent_env
@@ -32,7 +34,12 @@ from rl.replay import SequenceReplay
 ENCODER_OPTIONS = {"gnn": {"steps": 1}, "cnn": {"filters": 128, "binarise": None}, "keyqn": {"bins": 16}}
 
 
-def make_keypointer(name: str):
+def make_keypointer(name: str, policy: str):
+    with keras_policy(policy):
+        return _make_keypointer(name, policy)
+
+
+def _make_keypointer(name: str, policy: str):
     if name == "permakey":
         from bench.bench_permakey import PAPER
         from permakey.keypointer import PermaKeyKeypointer, build_permakey
@@ -45,7 +52,7 @@ def make_keypointer(name: str):
 
         config = benchmark_config("pkey_reimpl", norm="layer")
         return TransporterKeypointer(build_transporter(config))
-    return load_keypointer(name)
+    return load_keypointer(name, policy=policy)
 
 
 def measure(game: str, keypointer, encoder: str, seconds: float, loop_steps: int) -> dict[str, float]:
@@ -117,13 +124,17 @@ def main() -> None:
     parser.add_argument("--keypointer", default="permakey", help="permakey, transporter, or a saved keypointer folder")
     parser.add_argument("--seconds", type=float, default=4.0, help="timing window per measurement")
     parser.add_argument("--loop-steps", type=int, default=200, help="agent steps of the combined-loop measurement")
+    parser.add_argument("--precision", default="auto", help="the keypointer's: auto, float32 or mixed_bfloat16")
     args = parser.parse_args()
-    keypointer = make_keypointer(args.keypointer)
+    policy, _ = detect_precision(args.precision)
+    keypointer = make_keypointer(args.keypointer, policy)
     encoders = args.encoders.split(",")
     rows = {e: measure(args.game, keypointer, e, args.seconds, args.loop_steps) for e in encoders}
     names = list(next(iter(rows.values())))
     print(
-        f"\n{args.game}, keypointer {args.keypointer} (K={keypointer.num_keypoints}), float32, "
+        f"\n{machine_summary(args.precision)}\n"
+        f"{args.game}, keypointer {args.keypointer} (K={keypointer.num_keypoints}) in {policy}, "
+        "agent networks in float32, "
         f"{tf.config.threading.get_intra_op_parallelism_threads() or 'all'} intra-op threads\n"
     )
     print("| measure | " + " | ".join(encoders) + " |")

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from bench.common import forward_flops, matmul_peak_gflops, rate
+from experiments.precision import machine_summary
 from permakey.keypointer import PermaKeyKeypointer, build_permakey
 from permakey.model import MODULES, PermaKeyConfig
 
@@ -74,6 +75,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     frames = tf.constant(rng.random((32, 84, 84, 3)), tf.float32)
     results = {p: measure(p, args.seconds, frames) for p in ("float32", "mixed_bfloat16")}
+    print(f"\n{machine_summary()}\n")
     print("| quantity | float32 | mixed_bfloat16 | ratio |")
     print("|---|---|---|---|")
     for key in results["float32"]:

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from bench.common import forward_flops, matmul_peak_gflops, rate
+from experiments.precision import machine_summary
 from experiments.train_transporter import ARCHITECTURES
 from transporter.keypointer import TransporterKeypointer
 from transporter.model import TransporterConfig, build_transporter
@@ -81,6 +82,7 @@ def main() -> None:
                     )
                 )
     keys = list(rows[0][3])
+    print(f"\n{machine_summary()}\n")
     print("| architecture | model | precision | " + " | ".join(keys) + " |")
     print("|---" * (3 + len(keys)) + "|")
     for architecture, model_name, precision, result in rows:

@@ -51,8 +51,9 @@ def save_agent(directory: str | Path, info: dict[str, Any], network: RecurrentQN
         os.replace(os.path.join(tmp, AGENT_FILE), directory / AGENT_FILE)
 
 
-def load_agent(run: str | int) -> tuple[dict[str, Any], RecurrentQNetwork, Any]:
-    """(info, network, keypointer) of a saved agent, by run id or folder."""
+def load_agent(run: str | int, policy: str = "float32") -> tuple[dict[str, Any], RecurrentQNetwork, Any]:
+    """(info, network, keypointer) of a saved agent, by run id or folder; the keypointer computes in Keras policy
+    `policy`, the network in float32."""
     folder = keypointer_folder(run)
     if not (folder / AGENT_FILE).exists() or not (folder / AGENT_WEIGHTS).exists():
         raise FileNotFoundError(
@@ -60,7 +61,7 @@ def load_agent(run: str | int) -> tuple[dict[str, Any], RecurrentQNetwork, Any]:
             "work/agent/.../best folder."
         )
     info = json.loads((folder / AGENT_FILE).read_text())
-    keypointer = load_keypointer(info["keypointer"])
+    keypointer = load_keypointer(info["keypointer"], policy=policy)
     network = build_network(info, keypointer)
     network.load_weights(str(folder / AGENT_WEIGHTS))
     return info, network, keypointer

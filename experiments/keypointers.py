@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from experiments.precision import keras_policy
 from keypoints.protocol import Keypointer, read_keypointer
 from permakey.keypointer import PermaKeyKeypointer
 from transporter.keypointer import TransporterKeypointer
@@ -37,10 +38,12 @@ def keypointer_tag(run: str | int, runs_dir: str | None = None) -> str:
     return f"{folder.parent.name}-{folder.name}-{digest}"
 
 
-def load_keypointer(run: str | int, runs_dir: str | None = None) -> Keypointer:
-    """The keypointer saved in a run (by id or folder), whatever its kind."""
+def load_keypointer(run: str | int, runs_dir: str | None = None, policy: str = "float32") -> Keypointer:
+    """The keypointer saved in a run (by id or folder), whatever its kind, computing in Keras policy `policy` (a
+    resolved one: experiments.precision.detect_precision); its outputs are float32 either way."""
     folder = keypointer_folder(run, runs_dir)
     kind, _, _ = read_keypointer(folder)
     if kind not in KINDS:
         raise ValueError(f"{folder} holds a keypointer of unknown kind {kind!r}; known kinds: {sorted(KINDS)}.")
-    return KINDS[kind].load(folder)
+    with keras_policy(policy):
+        return KINDS[kind].load(folder)

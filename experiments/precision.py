@@ -6,6 +6,9 @@ Measured (reference.md section 7 and the issue notes): on CPUs with AMX or AVX51
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
@@ -48,3 +51,36 @@ def detect_precision(requested: str) -> tuple[str, str]:
     import tensorflow as tf
 
     return resolve_precision(requested, cpu_flags(), len(tf.config.list_physical_devices("GPU")))
+
+
+@contextlib.contextmanager
+def keras_policy(policy: str) -> Iterator[None]:
+    """Builds the layers made inside the block under Keras policy `policy` (a resolved one, not "auto"); the previous
+    global policy is back afterwards. Layers keep the policy they were built with."""
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def machine_summary(requested: str = "auto") -> str:
+    """One line for benchmark tables: the CPU model, its fast-bfloat16 flags, the cores and what `requested`
+    resolves to here."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = sorted(cpu_flags() & set(FAST_BF16_FLAGS)) or ["none of " + ", ".join(FAST_BF16_FLAGS)]
+    policy, reason = detect_precision(requested)
+    return (
+        f"{model}; fast-bfloat16 flags: {', '.join(flags)}; {os.cpu_count()} cores; "
+        f"precision={requested} resolves to {policy} ({reason})"
+    )

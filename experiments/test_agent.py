@@ -18,6 +18,7 @@ import pandas as pd
 from data.atari import MAX_EPISODE_FRAMES
 from experiments.agents import agent_env, load_agent
 from experiments.common import experiment
+from experiments.precision import detect_precision
 from rl.envs import make_agent_env
 from rl.evaluation import Policy, QPolicy, RandomPolicy, policy_scores, protocol_summary
 
@@ -34,6 +35,7 @@ def config():
     episodes = 10
     max_episode_frames = MAX_EPISODE_FRAMES
     random_baseline = True
+    precision = "auto"  # the frozen keypointers' compute precision (experiments/precision.py); networks stay float32
     progress = True
 
 
@@ -72,7 +74,9 @@ def main(_config, _run):
     c = _config
     if not c["runs"]:
         raise ValueError("No agents given: pass runs=[<train_agent run id or folder>, ...] (one policy per run).")
-    agents = [load_agent(run) for run in c["runs"]]
+    policy, reason = detect_precision(c["precision"])
+    _run.info["precision"] = {"policy": policy, "reason": reason, "applies_to": "the frozen keypointers"}
+    agents = [load_agent(run, policy=policy) for run in c["runs"]]
     games = {(info["game"], info["noise"]) for info, _, _ in agents}
     if len(games) != 1:
         raise ValueError(f"The runs mix games or noise settings {sorted(games)}: test one game and noise at a time.")

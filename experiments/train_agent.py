@@ -33,6 +33,7 @@ from experiments.agents import AGENT_FILE, AGENT_WEIGHTS, agent_env, build_netwo
 from experiments.checkpointing import link_runs, load_state
 from experiments.common import experiment
 from experiments.keypointers import keypointer_folder, keypointer_tag, load_keypointer
+from experiments.precision import detect_precision
 from experiments.test_agent import TEST_SEED, score_policies
 from keypoints.draw import draw_keypoints
 from rl.actor import Schedule, Trainer, replay_fields
@@ -82,6 +83,9 @@ def config():
     video_steps = 1500  # agent steps of the test-episode video
     log_every = 100  # updates between logged losses
     progress = True
+    # The frozen keypointer's compute precision: mixed_bfloat16 on GPUs and AMX/AVX512-BF16 CPUs, float32 elsewhere
+    # (experiments/precision.py). The agent's own networks stay float32.
+    precision = "auto"
     keypointer_name = keypointer_tag(keypointer) if keypointer else "none"  # unique per keypointer folder
     work = f"work/agent/{get_game(game).name}-kp{keypointer_name}-{encoder}-{noise}-s{seed}"
 
@@ -172,7 +176,9 @@ def main(_config, _run):
     check_mode(c["noise"])
     game = get_game(c["game"])
     keras.utils.set_random_seed(c["seed"])
-    keypointer = load_keypointer(c["keypointer"])
+    policy, reason = detect_precision(c["precision"])
+    _run.info["precision"] = {"policy": policy, "reason": reason, "applies_to": "the frozen keypointer"}
+    keypointer = load_keypointer(c["keypointer"], policy=policy)
     work = Path(c["work"])
     work.mkdir(parents=True, exist_ok=True)
 

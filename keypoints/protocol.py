@@ -108,7 +108,11 @@ class SavedKeypointer:
         self.model = model
         self.config = model.config
         self.num_keypoints = model.config.num_keypoints
-        self._infer = tf.function(self._forward, reduce_retracing=True)
+        self._infer = tf.function(self._forward_float32, reduce_retracing=True)
+
+    def _forward_float32(self, frames: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """_forward with float32 outputs, whatever policy the model computes in."""
+        return tuple(tf.cast(t, tf.float32) for t in self._forward(frames))
 
     def _forward(self, frames: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         raise NotImplementedError
@@ -118,8 +122,7 @@ class SavedKeypointer:
         raise NotImplementedError
 
     def __call__(self, frames: tf.Tensor | np.ndarray) -> KeypointOutput:
-        coordinates, heatmaps, features = self._infer(as_frames(frames, self.config.image_shape))
-        return KeypointOutput(coordinates, heatmaps, features)
+        return KeypointOutput(*self._infer(as_frames(frames, self.config.image_shape)))
 
     def save(self, directory: str | Path) -> None:
         """Writes keypointer.json and the weights into `directory`, replacing both at once (never half-written)."""

@@ -24,3 +24,28 @@ def test_cpu_flags_reads_the_flags_line(tmp_path):
     cpuinfo.write_text("processor\t: 0\nmodel name\t: x\nflags\t\t: fpu sse avx512_bf16\n\nprocessor\t: 1\n")
     assert cpu_flags(cpuinfo) == {"fpu", "sse", "avx512_bf16"}
     assert cpu_flags(tmp_path / "missing") == set()
+
+
+def test_a_keypointer_loads_in_bfloat16_computes_in_it_and_answers_in_float32(tmp_path):
+    """The agents' frozen keypointer under precision=auto (issue 16): bf16 compute, float32 weights and outputs, the
+    global policy untouched, keypoints within a tenth of the frame's half-width of the float32 ones."""
+    import keras
+    import numpy as np
+
+    from experiments.keypointers import load_keypointer
+    from permakey.keypointer import PermaKeyKeypointer, build_permakey
+    from tests.permakey.conftest import tiny_config
+
+    keras.utils.set_random_seed(0)
+    PermaKeyKeypointer(build_permakey(tiny_config(norm="layer"))).save(tmp_path)
+    exact = load_keypointer(str(tmp_path))
+    fast = load_keypointer(str(tmp_path), policy="mixed_bfloat16")
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert fast.model.pointnet.keynet.compute_dtype == "bfloat16"
+    assert all(v.dtype == "float32" for v in fast.model.weights)
+    frames = np.random.default_rng(0).integers(0, 256, (4, 84, 84, 3), dtype=np.uint8)
+    a, b = exact(frames), fast(frames)
+    for field in ("coordinates", "heatmaps", "features"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert y.dtype == x.dtype == "float32" and y.shape == x.shape
+    np.testing.assert_allclose(b.coordinates.numpy(), a.coordinates.numpy(), atol=0.1)
