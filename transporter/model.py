@@ -79,7 +79,7 @@ class TransporterConfig:
 def transport(
     source_features: tf.Tensor, target_features: tf.Tensor, source_maps: tf.Tensor, target_maps: tf.Tensor
 ) -> tf.Tensor:
-    """Equation (1), applied one keypoint at a time.
+    """Equation (1), applied one keypoint at a time, in closed form.
 
     Args:
       source_features, target_features: [B, h, w, C].
@@ -87,14 +87,17 @@ def transport(
     Returns:
       [B, h, w, C]: for each k in order, out = (1 - Hs_k)(1 - Ht_k) out + Ht_k target_features, starting from the
       source features.
+
+    The paper's sequential form unrolls to out = (prod_k a_k) source + (sum_k Ht_k prod_{j>k} a_j) target with
+    a_k = (1 - Hs_k)(1 - Ht_k): two per-pixel weights computed from the K heatmaps (in float32), then one pass over
+    the C feature channels instead of K (the loop cost K passes over [B, h, w, C]).
     """
-    out = source_features
-    source_maps = tf.cast(source_maps, out.dtype)  # heatmaps are float32; features may be bfloat16
-    target_maps = tf.cast(target_maps, out.dtype)
-    for k in range(source_maps.shape[-1]):
-        hs, ht = source_maps[..., k : k + 1], target_maps[..., k : k + 1]
-        out = (1.0 - hs) * (1.0 - ht) * out + ht * target_features
-    return out
+    suppress = (1.0 - source_maps) * (1.0 - target_maps)  # a_k, [B, h, w, K]
+    later = tf.math.cumprod(suppress, axis=-1, exclusive=True, reverse=True)  # prod_{j>k} a_j
+    keep = tf.reduce_prod(suppress, axis=-1, keepdims=True)
+    paste = tf.reduce_sum(target_maps * later, axis=-1, keepdims=True)
+    dtype = source_features.dtype  # heatmaps are float32; features may be bfloat16
+    return tf.cast(keep, dtype) * source_features + tf.cast(paste, dtype) * target_features
 
 
 class Transporter(keras.Model):

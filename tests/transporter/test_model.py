@@ -62,6 +62,18 @@ def test_transporting_a_frame_onto_itself_returns_its_own_features():
     np.testing.assert_allclose(one[0, 4, 4], features.numpy()[0, 4, 4], rtol=1e-6)
 
 
+def test_closed_form_transport_equals_the_papers_keypoint_by_keypoint_loop():
+    rng = np.random.default_rng(1)
+    source, target = (tf.constant(rng.normal(size=(2, 7, 7, 5)), tf.float32) for _ in range(2))
+    source_maps, target_maps = (tf.constant(rng.uniform(0, 1, (2, 7, 7, 4)), tf.float32) for _ in range(2))
+    expected = source.numpy()
+    for k in range(4):
+        hs, ht = source_maps.numpy()[..., k : k + 1], target_maps.numpy()[..., k : k + 1]
+        expected = (1 - hs) * (1 - ht) * expected + ht * target.numpy()
+    # Products and sums of at most K + 1 terms in [0, 1] times O(1) features: float32 rounding stays near 1e-6.
+    np.testing.assert_allclose(transport(source, target, source_maps, target_maps).numpy(), expected, atol=1e-5)
+
+
 def test_heatmap_suppression_zeroes_features_at_both_keypoint_sets():
     source = tf.ones((1, 9, 9, 2))
     target = tf.zeros((1, 9, 9, 2))
