@@ -1,5 +1,5 @@
 """Keypoint-agent throughput: `python -m bench.bench_agent [--encoders gnn,cnn,keyqn] [--keypointer permakey]
-[--precision auto]`.
+[--precisions float32,auto]`.
 
 For each encoder, measured in one run on the real game (ms_pacman by default) with a keypointer of the real size
 (PermaKey's `quick` architecture, or Transporter's pkey_reimpl, untrained: the cost does not depend on the weights;
@@ -8,7 +8,8 @@ or a saved keypointer folder):
     acting (the Q-network step), and learning (one update of batch 16 x window 8, made every 4 agent steps);
   - the share of each part and the projected wall time of a 100k-step run (learning from step 10k);
   - agent steps/s measured with acting and learning together (the real loop, learning every 4 steps), as a check
-    on the projection.
+    on the projection;
+and all of it once per keypointer precision, in one run.
 """
 
 from __future__ import annotations
@@ -124,23 +125,35 @@ def main() -> None:
     parser.add_argument("--keypointer", default="permakey", help="permakey, transporter, or a saved keypointer folder")
     parser.add_argument("--seconds", type=float, default=4.0, help="timing window per measurement")
     parser.add_argument("--loop-steps", type=int, default=200, help="agent steps of the combined-loop measurement")
-    parser.add_argument("--precision", default="auto", help="the keypointer's: auto, float32 or mixed_bfloat16")
+    parser.add_argument(
+        "--precisions", default="float32,auto", help="the keypointer's, comma-separated: auto, float32, mixed_bfloat16"
+    )
     args = parser.parse_args()
-    policy, _ = detect_precision(args.precision)
-    keypointer = make_keypointer(args.keypointer, policy)
     encoders = args.encoders.split(",")
-    rows = {e: measure(args.game, keypointer, e, args.seconds, args.loop_steps) for e in encoders}
+    columns, rows = [], {}
+    for requested in args.precisions.split(","):
+        policy, _ = detect_precision(requested)
+        keypointer = make_keypointer(args.keypointer, policy)
+        for encoder in encoders:
+            column = f"{encoder}, {requested} ({policy})" if requested == "auto" else f"{encoder}, {policy}"
+            columns.append(column)
+            rows[column] = measure(args.game, keypointer, encoder, args.seconds, args.loop_steps)
     names = list(next(iter(rows.values())))
     print(
-        f"\n{machine_summary(args.precision)}\n"
-        f"{args.game}, keypointer {args.keypointer} (K={keypointer.num_keypoints}) in {policy}, "
+        f"\n{machine_summary()}\n"
+        f"{args.game}, keypointer {args.keypointer} (K={keypointer.num_keypoints}) in the column's precision, "
         "agent networks in float32, "
         f"{tf.config.threading.get_intra_op_parallelism_threads() or 'all'} intra-op threads\n"
     )
-    print("| measure | " + " | ".join(encoders) + " |")
-    print("|---|" + "---|" * len(encoders))
+    print("| measure | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
     for name in names:
-        print(f"| {name} | " + " | ".join(f"{rows[e][name]:.3g}" for e in encoders) + " |")
+        print(f"| {name} | " + " | ".join(f"{rows[c][name]:.3g}" for c in columns) + " |")
+    if len(columns) == 2 * len(encoders):
+        for i, encoder in enumerate(encoders):
+            a, b = columns[i], columns[i + len(encoders)]
+            ratio = rows[a]["projected 100k minutes"] / rows[b]["projected 100k minutes"]
+            print(f"\n{encoder}: projected 100k-step time, {a.split(', ')[1]} / {b.split(', ')[1]} = {ratio:.2f}")
 
 
 if __name__ == "__main__":
