@@ -100,11 +100,25 @@ class GNNEncoder(keras.layers.Layer):
 
         nodes [B, K, D]; edges [B, K, K, D] (edge i <- j at [:, i, j]). Edge model on [e_ij, v_i, v_j]; each node sums
         its incoming edges (self-edges excluded) and the node model sees [v_i, sum_j e_ij].
+
+        The edge model's first layer W [e_ij, v_i, v_j] + b is computed as W_e e_ij + (W_r v_i) + (W_s v_j) + b: the
+        node terms once per node instead of once per edge (the same weights and values; K x fewer node products).
         """
-        k = nodes.shape[1]
-        receivers = tf.repeat(nodes[:, :, None, :], k, axis=2)
-        senders = tf.repeat(nodes[:, None, :, :], k, axis=1)
-        edges = self.edge_model(tf.concat([edges, receivers, senders], axis=-1))
+        k, width = nodes.shape[1], nodes.shape[-1]
+        first, *rest = self.edge_model.layers
+        if not first.built:
+            self.edge_model.build((None, None, None, edges.shape[-1] + 2 * width))
+        kernel = tf.cast(first.kernel, nodes.dtype)
+        split = edges.shape[-1]
+        hidden = (
+            tf.einsum("bijd,de->bije", edges, kernel[:split])
+            + tf.einsum("bid,de->bie", nodes, kernel[split : split + width])[:, :, None, :]
+            + tf.einsum("bjd,de->bje", nodes, kernel[split + width :])[:, None, :, :]
+            + tf.cast(first.bias, nodes.dtype)
+        )
+        edges = first.activation(hidden)
+        for layer in rest:
+            edges = layer(edges)
         off_diagonal = 1.0 - tf.eye(k, dtype=edges.dtype)[None, :, :, None]
         incoming = tf.reduce_sum(edges * off_diagonal, axis=2)
         return self.node_model(tf.concat([nodes, incoming], axis=-1)), edges
@@ -115,7 +129,9 @@ class GNNEncoder(keras.layers.Layer):
         nodes = features + self.position(tf.cast(view["coordinates"], features.dtype))
         nodes = self.node_encoder(nodes)
         k = nodes.shape[1]
-        edges = self.edge_encoder(tf.zeros((tf.shape(nodes)[0], k, k, 1), nodes.dtype))  # zero edge features
+        # Zero edge features: the encoded edge is one vector, computed once and shared by every edge.
+        edge = self.edge_encoder(tf.zeros((1, 1, 1, 1), nodes.dtype))
+        edges = tf.broadcast_to(edge, (tf.shape(nodes)[0], k, k, edge.shape[-1]))
         for _ in range(self.steps):
             nodes, edges = self.interaction(nodes, edges)
         decoded = self.node_decoder(nodes)
