@@ -130,11 +130,14 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 def check_settings(work: Path, settings: dict) -> None:
     """Records `settings` (JSON-able: what is trained) in work/settings.json, or refuses a work folder that holds a run
-    of other settings, so a changed config never silently resumes someone else's weights."""
+    of other settings, so a changed config never silently resumes someone else's weights.
+
+    A key the saved settings lack was added to the config after that run started; it is not compared (a new key's
+    default keeps the behaviour the run had), so older work folders still resume."""
     settings_path = work / "settings.json"
     if settings_path.exists():
         saved = json.loads(settings_path.read_text())
-        changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+        changed = sorted(k for k in saved if saved[k] != settings.get(k))
         if changed:
             raise ValueError(
                 f"{work} holds a run with other settings ({', '.join(changed)} differ); resume it with the same "

@@ -46,7 +46,16 @@ ex = experiment("train_agent")
 
 VALIDATION_SEED = 10_000
 # Config entries that do not change what is trained: a resumed run may change them.
-UNTRAINED = ("progress", "test_seeds", "test_episodes", "video_steps", "log_every", "preset", "keypointer_name")
+UNTRAINED = (
+    "progress",
+    "test_seeds",
+    "test_episodes",
+    "video_steps",
+    "log_every",
+    "preset",
+    "keypointer_name",
+    "precision",  # the keypointer's compute precision: a run may resume on a machine that resolves auto otherwise
+)
 
 
 @ex.config

@@ -322,3 +322,14 @@ def test_keypoint_health_tells_keypoints_on_objects_from_still_ones():
     assert results[1].logged["epoch.keypoint_recall"][0] == 1.0
     assert results[1].logged["epoch.error_mass_on_objects.0"][0] == 1.0
     assert "no better than val_b" in results[0].info["warnings"][0]
+
+
+def test_work_folders_from_before_a_new_config_key_still_resume(tmp_path):
+    from experiments.checkpointing import check_settings
+
+    (tmp_path / "settings.json").write_text(json.dumps({"sigma": 0.1, "norm": "layer"}))
+    check_settings(tmp_path, {"sigma": 0.1, "norm": "layer", "error_normalisation": "activation"})  # a key added since
+    with pytest.raises(ValueError, match=r"other settings \(sigma differ\)"):
+        check_settings(tmp_path, {"sigma": 0.2, "norm": "layer", "error_normalisation": "activation"})
+    with pytest.raises(ValueError, match=r"other settings \(norm differ\)"):
+        check_settings(tmp_path, {"sigma": 0.1})  # a key the run had is gone
