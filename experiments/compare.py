@@ -25,9 +25,10 @@ import pandas as pd
 from scipy import stats
 
 from experiments.benchmark import job_status, tagged_runs
-from experiments.common import RUNS_DIR, experiment
+from experiments.common import experiment
 from experiments.grids import expand
 from experiments.keypointers import keypointer_folder
+from experiments.workspace import Workspace
 
 ex = experiment("compare")
 
@@ -82,7 +83,7 @@ KIND_NAMES = {"permakey": "PKey", "transporter": "Transporter"}
 
 @ex.config
 def config():
-    runs_dir = RUNS_DIR  # a Sacred FileStorage folder
+    runs_dir = str(Workspace.here().runs)  # a Sacred FileStorage folder
     mongo_url = ""  # or MongoDB (with mongo_db), the many-machine option
     mongo_db = "keypoints"
     grid = ""  # table1 / table2 / table3 / keypoints: show every job of the grid, missing ones included
