@@ -26,7 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from data import storage  # noqa: E402
-from data.distractors import MODES, add_distractor_bars  # noqa: E402
+from data.distractors import MODES, add_distractor_bars, check_mode  # noqa: E402
 from data.games import Game, get_game  # noqa: E402
 from data.readers import Episode, read_episodes  # noqa: E402
 from data.visualize import draw_objects  # noqa: E402
@@ -92,16 +92,13 @@ class EvalSettings:
 
     @classmethod
     def from_config(cls, c: dict) -> EvalSettings:
-        for noise in c["noise"]:
-            if noise not in MODES:
-                raise ValueError(f"Unknown noise {noise!r}; choose from {MODES}.")
         return cls(
             game=get_game(c["game"]),
             dataset=c["dataset"],
             frames=c["frames"],
             dataset_seed=c["dataset_seed"],
             generate_missing=c["generate_missing"],
-            noise=tuple(c["noise"]),
+            noise=tuple(check_mode(noise) for noise in c["noise"]),
             lengths=tuple(c["lengths"]),
             epsilon=c["epsilon"],
             frame_distance=c["frame_distance"],

@@ -8,6 +8,7 @@ from rl.encoders import ENCODERS
 from rl.learner import Learner
 from rl.networks import RecurrentQNetwork
 
+OPTIONS = {"cnn": {"filters": 128, "binarise": None}, "gnn": {"steps": 1}, "keyqn": {"bins": 16}}  # the paper's
 HYPERPARAMETERS = {"learning_rate": 2e-4, "clip_norm": 10.0, "gamma": 0.99, "n": 3, "tau": 0.005}
 
 
@@ -17,7 +18,7 @@ def _batch(seed=0, encoder="gnn", b=2, w=4, k=3, grid=7, c=4, actions=3):
     coordinates = tf.constant(rng.uniform(-0.9, 0.9, (b * (w + 1), k, 2)), tf.float32)
     heatmaps = keypoints_to_maps(coordinates, grid, grid, 0.2)
     features = tf.constant(rng.normal(size=(b * (w + 1), grid, grid, c)), tf.float32)
-    flat = ENCODERS[encoder]().view(coordinates, heatmaps, features)
+    flat = ENCODERS[encoder](**OPTIONS[encoder]).view(coordinates, heatmaps, features)
     views = {name: tf.reshape(v, (b, w + 1, *v.shape[1:])) for name, v in flat.items()}
     return (
         views,
@@ -29,8 +30,8 @@ def _batch(seed=0, encoder="gnn", b=2, w=4, k=3, grid=7, c=4, actions=3):
 
 
 def _network(encoder="gnn"):
-    """The paper's 128 LSTM units; the encoder with its own defaults."""
-    return RecurrentQNetwork(3, encoder, 128, {})
+    """The paper's 128 LSTM units and encoder settings."""
+    return RecurrentQNetwork(3, encoder, 128, OPTIONS[encoder])
 
 
 def _learner(seed=0, encoder="gnn"):
