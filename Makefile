@@ -77,11 +77,13 @@ bench-data: install
 # on it (about 13 minutes on a 2-core CPU with fast bfloat16), its evaluation against ground truth, and a quick agent
 # run on its keypointer. Quick Transporter is left out until its keypoints move (README, docs/transporter_quick.md):
 # `make train-transporter PRESET=quick` runs it.
-# The demo's keypointer: the work folder train_permakey names for these settings (experiments/workspace.py).
-DEMO_KP = $(shell PYTHONPATH=$(CURDIR) $(PY) -m experiments.workspace permakey pong quick none --seed 0)/best
+# The demo's dataset and keypointer: the folders the experiments name for these settings (experiments/workspace.py).
+WORKSPACE = PYTHONPATH=$(CURDIR) $(PY) -m experiments.workspace
+DEMO_DATA = $(shell $(WORKSPACE) dataset pong quick)
+DEMO_KP = $(shell $(WORKSPACE) work permakey pong quick none --seed 0)/best
 
 demo: install
-	$(PY) -m experiments.generate_data with quick game=pong out=datasets/pong_quick
+	$(PY) -m experiments.generate_data with quick game=pong out=$(DEMO_DATA)
 	$(PY) -m experiments.train_permakey with quick game=pong
 	$(PY) -m experiments.eval_keypoints with game=pong frames=500 labels='["permakey"]' runs='["$(DEMO_KP)"]'
 	$(PY) -m experiments.train_agent with quick game=pong keypointer=$(DEMO_KP) encoder=gnn

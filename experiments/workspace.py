@@ -3,7 +3,7 @@
 A work folder holds what an experiment needs to resume and what later experiments load (a keypointer's best/, an
 agent's replay): work/<kind>/<game>-<tags...>-s<seed>, e.g. work/permakey/pong-quick-none-s0. Sacred configs
 call `Workspace.work_folder` to default their `work` entry, the benchmark grid to place its jobs, and the Makefile
-asks this module: `python -m experiments.workspace permakey pong quick none --seed 0` prints
+asks this module: `python -m experiments.workspace work permakey pong quick none --seed 0` prints
 work/permakey/pong-quick-none-s0.
 """
 
@@ -51,14 +51,23 @@ class Workspace:
         return self.runs / str(run_id)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Print the work folder an experiment with these settings uses.")
-    parser.add_argument("kind", help="permakey, transporter, imm, agent")
-    parser.add_argument("game")
-    parser.add_argument("tags", nargs="*", help="the experiment's tags in order (permakey: preset noise)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    print(Workspace.here().work_folder(args.kind, get_game(args.game).name, *args.tags, seed=args.seed))
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Print the folder an experiment with these settings uses.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    work = commands.add_parser("work", help="a work folder: work KIND GAME TAG... --seed S")
+    work.add_argument("kind", help="permakey, transporter, imm, agent")
+    work.add_argument("game")
+    work.add_argument("tags", nargs="*", help="the experiment's tags in order (permakey: preset noise)")
+    work.add_argument("--seed", type=int, default=0)
+    dataset = commands.add_parser("dataset", help="a dataset folder: dataset GAME [VARIANT]")
+    dataset.add_argument("game")
+    dataset.add_argument("variant", nargs="?", default="", help="quick, eval, pairs (none: the paper-sized rollouts)")
+    args = parser.parse_args(argv)
+    workspace = Workspace.here()
+    if args.command == "dataset":
+        print(workspace.dataset(args.game, args.variant))
+    else:
+        print(workspace.work_folder(args.kind, get_game(args.game).name, *args.tags, seed=args.seed))
 
 
 if __name__ == "__main__":
