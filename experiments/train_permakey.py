@@ -170,7 +170,7 @@ def save_pictures(keypointer: PermaKeyKeypointer, frames: np.ndarray, folder: Pa
         return big(np.repeat((m[..., None] * 255).astype(np.uint8), 3, axis=-1))
 
     rows = [[big(f)] + [grey(maps[i, ..., j]) for j in range(maps.shape[-1])] for i, f in enumerate(frames)]
-    recon = keypointer.model.vae(tf.cast(frames, tf.float32) / 255.0, training=False)["reconstruction"].numpy()
+    recon = keypointer.reconstructions(frames).numpy()
     recon_rows = [[big(f), big((r * 255).round().astype(np.uint8))] for f, r in zip(frames, recon, strict=True)]
     paths = [folder / "keypoints.png", folder / "error_maps.png", folder / "reconstructions.png"]
     save_png(str(paths[0]), grid(list(keypoint_images), columns=4))

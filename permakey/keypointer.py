@@ -37,6 +37,10 @@ class PermaKeyKeypointer(SavedKeypointer):
         """[B, 84, 84, M] normalised error maps of the chosen encoder layers, in [0, 1]."""
         return self.model.error_maps(as_frames(frames, self.config.image_shape))
 
+    def reconstructions(self, frames: tf.Tensor | np.ndarray) -> tf.Tensor:
+        """[B, 84, 84, 3] the VAE's reconstructions of the frames (inference mode), for pictures."""
+        return self.model.vae(as_frames(frames, self.config.image_shape), training=False)["reconstruction"]
+
     def _forward(self, frames: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         _, key_maps, activations = self.model.infer(frames)
         coordinates = maps_to_keypoints(key_maps)
