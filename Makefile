@@ -77,12 +77,16 @@ bench-data: install
 # on it (about 13 minutes on a 2-core CPU with fast bfloat16), its evaluation against ground truth, and a quick agent
 # run on its keypointer. Quick Transporter is left out until its keypoints move (README, docs/transporter_quick.md):
 # `make train-transporter PRESET=quick` runs it.
+# The demo's dataset and keypointer: the folders the experiments name for these settings (experiments/workspace.py).
+WORKSPACE = PYTHONPATH=$(CURDIR) $(PY) -m experiments.workspace
+DEMO_DATA = $(shell $(WORKSPACE) dataset pong quick)
+DEMO_KP = $(shell $(WORKSPACE) work permakey pong quick none --seed 0)/best
+
 demo: install
-	$(PY) -m experiments.generate_data with quick game=pong out=datasets/pong_quick
+	$(PY) -m experiments.generate_data with quick game=pong out=$(DEMO_DATA)
 	$(PY) -m experiments.train_permakey with quick game=pong
-	$(PY) -m experiments.eval_keypoints with game=pong frames=500 labels='["permakey"]' \
-		runs='["work/permakey/pong-quick-none-s0/best"]'
-	$(PY) -m experiments.train_agent with quick game=pong keypointer=work/permakey/pong-quick-none-s0/best encoder=gnn
+	$(PY) -m experiments.eval_keypoints with game=pong frames=500 labels='["permakey"]' runs='["$(DEMO_KP)"]'
+	$(PY) -m experiments.train_agent with quick game=pong keypointer=$(DEMO_KP) encoder=gnn
 	$(PY) -m experiments.compare with out=reports/demo
 	@echo "Pictures (ground_truth.png, keypoints.png, error_maps.png, reconstructions.png, tracking.png, episode_*.gif,"
 	@echo "learning_curve.png, test_episode.gif) and tables (tracking.md, test_scores.csv) are in the newest runs/"

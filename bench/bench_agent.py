@@ -26,10 +26,10 @@ from bench.common import rate
 from experiments.agents import agent_env, build_network
 from experiments.keypointers import load_keypointer
 from experiments.precision import detect_precision, keras_policy, machine_summary
-from rl.actor import Schedule, Trainer, replay_fields
-from rl.agent import Learner
+from rl.actor import QPolicy
 from rl.envs import make_agent_env
-from rl.evaluation import QPolicy
+from rl.learner import Learner
+from rl.loop import Schedule, Trainer, replay_fields
 from rl.replay import SequenceReplay
 
 ENCODER_OPTIONS = {"gnn": {"steps": 1}, "cnn": {"filters": 128, "binarise": None}, "keyqn": {"bins": 16}}
@@ -73,10 +73,10 @@ def measure(game: str, keypointer, encoder: str, seconds: float, loop_steps: int
 
     observation, _ = env.reset(seed=0)
     frame = tf.constant(observation["frame"][None])
-    policy = QPolicy(online)
+    policy = QPolicy(online, epsilon=0.0, seed=0)
     fields = replay_fields(env.observation_space)
     views = {k: tf.random.uniform((16, 9, *shape)) for k, (shape, _) in fields.items()}
-    learner = Learner(online, target)
+    learner = Learner(online, target, learning_rate=2e-4, clip_norm=10.0, gamma=0.99, n=3, tau=0.005)
     learner.start(views)
     batch = (
         views,
@@ -106,7 +106,9 @@ def measure(game: str, keypointer, encoder: str, seconds: float, loop_steps: int
 
     # The real loop with learning on: prime the replay, then time acting and learning together.
     replay = SequenceReplay(loop_steps + 200, fields, seed=0)
-    schedule = Schedule(total_steps=100_000, learning_starts=0, update_every=4)
+    schedule = Schedule(
+        100_000, learning_starts=0, update_every=4, batch_size=16, window=8, epsilon_start=1.0, epsilon_end=0.1
+    )
     trainer = Trainer(env, online, learner, replay, schedule, seed=0)
     schedule.learning_starts = 10**9
     trainer.run(100)  # fills the replay with complete windows, no learning

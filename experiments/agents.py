@@ -15,8 +15,8 @@ import numpy as np
 
 from data.atari import FRAME_SHAPE
 from experiments.keypointers import keypointer_folder, load_keypointer
-from rl.agent import RecurrentQNetwork
 from rl.envs import KeypointObservation, make_agent_env
+from rl.networks import RecurrentQNetwork
 
 AGENT_FILE = "agent.json"
 AGENT_WEIGHTS = "agent.weights.h5"

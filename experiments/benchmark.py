@@ -28,6 +28,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from experiments.grids import GRIDS, Job, expand
+from experiments.workspace import Workspace
 
 REPO = str(Path(__file__).resolve().parents[1])
 """The checkout's root: the job processes and Ray's workers import the project from here (on a cluster, every
@@ -90,6 +91,20 @@ def run_job(command: list[str], log: str, threads: int, env: dict[str, str]) -> 
         )
 
 
+def start_ray(workers: int | None) -> None:
+    """Joins the cluster at RAY_ADDRESS, else starts local Ray with `workers` CPUs (default: all cores); the workers
+    import the project from this checkout."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    runtime = {"env_vars": {"PYTHONPATH": REPO}}
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime, log_to_driver=False)
+    else:
+        ray.init(num_cpus=workers or os.cpu_count(), runtime_env=runtime, include_dashboard=False, log_to_driver=False)
+
+
 def run_grid(
     jobs: list[Job],
     runs_dir: str,
@@ -108,14 +123,7 @@ def run_grid(
     result: dict[str, Any] = {"skipped": sorted(skipped), "completed": [], "failed": {}, "blocked": []}
     if not todo["run"]:
         return result
-    if not ray.is_initialized():
-        runtime = {"env_vars": {"PYTHONPATH": REPO}}
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime, log_to_driver=False)
-        else:
-            ray.init(
-                num_cpus=workers or os.cpu_count(), runtime_env=runtime, include_dashboard=False, log_to_driver=False
-            )
+    start_ray(workers)
     task = ray.remote(num_cpus=cpus_per_job)(run_job)
     env = {"RUNS_DIR": os.path.abspath(runs_dir)}  # run_job puts the checkout on PYTHONPATH
     pending = {job.name: job for job in todo["run"]}
@@ -164,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="quick", choices=["quick", "paper"])
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated agent seeds")
     parser.add_argument("--games", default="", help="comma-separated subset of the grid's games (table1, table2)")
-    parser.add_argument("--runs", default=os.environ.get("RUNS_DIR", "runs"), help="Sacred FileStorage folder")
+    parser.add_argument("--runs", default=str(Workspace.here().runs), help="Sacred FileStorage folder")
     parser.add_argument("--logs", default="logs/grid", help="one log file per job")
     parser.add_argument("--cpus-per-job", type=int, default=1)
     parser.add_argument("--workers", type=int, default=None, help="local Ray CPUs (default: all cores)")

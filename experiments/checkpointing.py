@@ -13,6 +13,7 @@ Every file is written under a temporary name and renamed, so an interruption nev
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import tempfile
@@ -29,6 +30,34 @@ from keypoints.protocol import CONFIG_FILE, WEIGHTS_FILE
 
 # Config entries that do not change what is trained: a resumed run may change them.
 UNTRAINED = ("epochs", "patience", "progress", "log_every", "picture_frames", "picture_offset")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitSettings:
+    """How a keypoint model is fitted in its work folder; `trained` is the record of every setting that changes what
+    is trained (work/settings.json: a resume with other values is refused)."""
+
+    work: Path
+    epochs: int
+    patience: int
+    steps_per_epoch: int | None
+    batch_size: int
+    log_every: int
+    progress: bool
+    trained: dict[str, Any]
+
+    @classmethod
+    def from_config(cls, c: dict[str, Any]) -> FitSettings:
+        return cls(
+            work=Path(c["work"]),
+            epochs=c["epochs"],
+            patience=c["patience"],
+            steps_per_epoch=c["steps_per_epoch"],
+            batch_size=c["batch_size"],
+            log_every=c["log_every"],
+            progress=c["progress"],
+            trained=json.loads(json.dumps({k: v for k, v in c.items() if k not in UNTRAINED})),
+        )
 
 
 class NaNLossError(FloatingPointError):
@@ -194,41 +223,39 @@ def train_resumably(
     checkpoint: tf.train.Checkpoint,
     save_best: Callable[[Path], None],
     monitor: str,
-    c: dict,
+    fit: FitSettings,
     run: Any,
     train: tf.data.Dataset,
     validation: tf.data.Dataset,
     more_callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict:
-    """Fits a compiled keypoint model from where its work folder `c["work"]` left off (`epochs`, `patience`,
-    `steps_per_epoch`, `batch_size`, `log_every`, `progress` from the config), logging to the Sacred `run`,
+    """Fits a compiled keypoint model from where its work folder `fit.work` left off, logging to the Sacred `run`,
     checkpointing every epoch and keeping the best one by `monitor` through `save_best`; `more_callbacks` run after
     the logging ones. The work folder is locked while it trains, and an epoch without a training step is an error.
     Returns the training state (best epoch and value)."""
-    work = Path(c["work"])
+    work = fit.work
     with hold_folder(work):
-        trained = {k: v for k, v in c.items() if k not in UNTRAINED}
-        state = load_state(work, checkpoint, json.loads(json.dumps(trained)))
+        state = load_state(work, checkpoint, fit.trained)
         link_runs(work, run)
         if state["epoch"]:
             run.info["resumed_from_epoch"] = state["epoch"]
         callbacks = [
-            EmptyEpochGuard(c["batch_size"]),
+            EmptyEpochGuard(fit.batch_size),
             NaNGuard(work),
-            SacredLogger(run, c["log_every"]),
+            SacredLogger(run, fit.log_every),
             *more_callbacks,
-            EpochCheckpoint(work, checkpoint, save_best, monitor, c["patience"], state),
+            EpochCheckpoint(work, checkpoint, save_best, monitor, fit.patience, state),
         ]
-        if state["epoch"] < c["epochs"] and state["wait"] < c["patience"]:
+        if state["epoch"] < fit.epochs and state["wait"] < fit.patience:
             with passes_end_quietly():
                 model.fit(
                     train,
                     validation_data=validation,
-                    epochs=c["epochs"],
+                    epochs=fit.epochs,
                     initial_epoch=state["epoch"],
-                    steps_per_epoch=c["steps_per_epoch"],
+                    steps_per_epoch=fit.steps_per_epoch,
                     callbacks=callbacks,
-                    verbose=1 if c["progress"] else 0,
+                    verbose=1 if fit.progress else 0,
                     shuffle=False,  # the datasets shuffle themselves (Keras warns it ignores shuffle=True for them)
                 )
     return state

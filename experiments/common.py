@@ -18,7 +18,7 @@ from sacred.initialize import create_run
 from sacred.observers import FileStorageObserver
 from sacred.run import Run
 
-RUNS_DIR = os.environ.get("RUNS_DIR", "runs")
+from experiments.workspace import Workspace
 
 # Sacred's default "fd" capture tees the console through subprocesses that it kills at the end of every run, printing
 # "tee_stdout.wait timeout. Forcibly terminating." twice; "sys" captures what Python prints, which is what runs log.
@@ -77,7 +77,7 @@ def experiment(name: str) -> Experiment:
     """A Sacred experiment recorded under RUNS_DIR, with the calling module's docstring as its --help text."""
     ex = CheckedExperiment(name, save_git_info=False)
     ex.doc = sys._getframe(1).f_globals.get("__doc__") or ""
-    ex.observers.append(FileStorageObserver(RUNS_DIR))
+    ex.observers.append(FileStorageObserver(str(Workspace.here().runs)))
     if os.environ.get("MONGO_URL"):
         from sacred.observers import MongoObserver
 

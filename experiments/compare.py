@@ -14,6 +14,7 @@ interrupted with its run id, never silently dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import tempfile
@@ -25,9 +26,10 @@ import pandas as pd
 from scipy import stats
 
 from experiments.benchmark import job_status, tagged_runs
-from experiments.common import RUNS_DIR, experiment
+from experiments.common import experiment
 from experiments.grids import expand
 from experiments.keypointers import keypointer_folder
+from experiments.workspace import Workspace
 
 ex = experiment("compare")
 
@@ -82,7 +84,7 @@ KIND_NAMES = {"permakey": "PKey", "transporter": "Transporter"}
 
 @ex.config
 def config():
-    runs_dir = RUNS_DIR  # a Sacred FileStorage folder
+    runs_dir = str(Workspace.here().runs)  # a Sacred FileStorage folder
     mongo_url = ""  # or MongoDB (with mongo_db), the many-machine option
     mongo_db = "keypoints"
     grid = ""  # table1 / table2 / table3 / keypoints: show every job of the grid, missing ones included
@@ -372,17 +374,35 @@ def plot_aggregate(table: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def report(runs: pd.DataFrame, c: dict) -> tuple[str, dict[str, pd.DataFrame]]:
-    agents = agent_table(runs, None if c["mongo_url"] else c["runs_dir"])
-    if c["grid"]:
-        agents = agents[agents["tag"].fillna("").str.startswith(c["grid"] + "/")]
+@dataclasses.dataclass(frozen=True)
+class ReportSettings:
+    """What the comparison reads and shows: runs from `runs_dir` (or MongoDB at `mongo_url`), a `grid`'s jobs (with
+    its `preset` and `seeds`) when one is given, and a `bootstrap`-sample confidence interval for the aggregate."""
+
+    runs_dir: str
+    mongo_url: str
+    grid: str
+    preset: str
+    seeds: tuple[int, ...]
+    bootstrap: int
+
+    @classmethod
+    def from_config(cls, c: dict) -> ReportSettings:
+        return cls(c["runs_dir"], c["mongo_url"], c["grid"], c["preset"], tuple(c["seeds"]), c["bootstrap"])
+
+
+def report(runs: pd.DataFrame, settings: ReportSettings) -> tuple[str, dict[str, pd.DataFrame]]:
+    s = settings
+    agents = agent_table(runs, None if s.mongo_url else s.runs_dir)
+    if s.grid:
+        agents = agents[agents["tag"].fillna("").str.startswith(s.grid + "/")]
     tables = {}
-    lines = [f"# Comparison of {len(runs)} runs ({c['mongo_url'] or c['runs_dir']})", ""]
+    lines = [f"# Comparison of {len(runs)} runs ({s.mongo_url or s.runs_dir})", ""]
     status = runs.groupby(["experiment", "status"]).size().rename("runs").reset_index()
     lines += ["## Runs by experiment and status", "", markdown_table(status), ""]
-    wanted = [c["grid"]] if c["grid"] in PUBLISHED else (list(PUBLISHED) if not c["grid"] else [])
+    wanted = [s.grid] if s.grid in PUBLISHED else (list(PUBLISHED) if not s.grid else [])
     for table in wanted:
-        gaps = grid_gaps(c["runs_dir"], table, c["preset"], list(c["seeds"])) if c["grid"] else {}
+        gaps = grid_gaps(s.runs_dir, table, s.preset, list(s.seeds)) if s.grid else {}
         if table == "table1":
             mine = agents[agents["noise"] == "none"]
         elif table == "table2":
@@ -400,7 +420,7 @@ def report(runs: pd.DataFrame, c: dict) -> tuple[str, dict[str, pd.DataFrame]]:
     tables["keypoints"] = keypoints
     if len(keypoints):
         lines += ["## Keypoint tracking precision / recall", "", markdown_table(keypoints), ""]
-    tables["aggregate"] = aggregate(agents, c["bootstrap"]) if len(agents) else pd.DataFrame()
+    tables["aggregate"] = aggregate(agents, s.bootstrap) if len(agents) else pd.DataFrame()
     if len(tables["aggregate"]):
         lines += [
             "## Aggregate: IQM of human-normalised test scores (95% stratified bootstrap CI)",
@@ -419,7 +439,7 @@ def main(_config, _run):
     runs = runs[runs.experiment != "compare"]
     if runs.empty:
         raise ValueError(f"No runs found in {c['mongo_url'] or c['runs_dir']}: run some experiments first.")
-    text, tables = report(runs, c)
+    text, tables = report(runs, ReportSettings.from_config(c))
     out = Path(c["out"])
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

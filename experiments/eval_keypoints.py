@@ -10,6 +10,7 @@ of a test episode with its keypoints and the ground-truth boxes. `report=path.md
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -25,13 +26,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from data import storage  # noqa: E402
-from data.distractors import MODES, add_distractor_bars  # noqa: E402
-from data.games import get_game  # noqa: E402
+from data.distractors import MODES, add_distractor_bars, check_mode  # noqa: E402
+from data.games import Game, get_game  # noqa: E402
 from data.readers import Episode, read_episodes  # noqa: E402
 from data.visualize import draw_objects  # noqa: E402
 from experiments.common import experiment  # noqa: E402
 from experiments.generate_data import ensure_dataset  # noqa: E402
 from experiments.keypointers import keypointer_folder, load_keypointer  # noqa: E402
+from experiments.workspace import Workspace  # noqa: E402
 from keypoints.draw import draw_keypoints  # noqa: E402
 from keypoints.metrics import (  # noqa: E402
     collapse_statistics,
@@ -42,6 +44,7 @@ from keypoints.metrics import (  # noqa: E402
     tracking_precision_recall,
     truth_from_boxes,
 )
+from keypoints.protocol import Keypointer  # noqa: E402
 
 ex = experiment("eval_keypoints")
 
@@ -58,7 +61,7 @@ def config():
     frame_distance = epsilon  # frame-level precision@d / recall@d
     geometry = "keypointer"  # each keypointer's own cell-to-pixel geometry, or "naive" (keypoints/metrics.py)
     frames = 1000  # test frames evaluated (whole episodes from the start of the test split, cut at this count)
-    dataset = os.path.join("datasets", f"{get_game(game).name}_eval")
+    dataset = Workspace.here().dataset(game, "eval")
     dataset_seed = 1000  # a seed the training datasets (seed 0..) do not use
     generate_missing = True
     gif_frames = 100
@@ -67,32 +70,73 @@ def config():
     progress = True
 
 
-def ensure_eval_dataset(c: dict) -> None:
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """What an evaluation measures: `frames` test frames of `dataset` (generated with `dataset_seed` when missing and
+    `generate_missing`), under each of `noise`, tracking precision/recall per trajectory length in `lengths` at
+    `epsilon`, frame-level precision/recall at `frame_distance`, keypoints mapped by `geometry`."""
+
+    game: Game
+    dataset: str
+    frames: int
+    dataset_seed: int
+    generate_missing: bool
+    noise: tuple[str, ...]
+    lengths: tuple[int, ...]
+    epsilon: float
+    frame_distance: float
+    geometry: str
+    seed: int
+    gif_frames: int
+    progress: bool
+
+    @classmethod
+    def from_config(cls, c: dict) -> EvalSettings:
+        return cls(
+            game=get_game(c["game"]),
+            dataset=c["dataset"],
+            frames=c["frames"],
+            dataset_seed=c["dataset_seed"],
+            generate_missing=c["generate_missing"],
+            noise=tuple(check_mode(noise) for noise in c["noise"]),
+            lengths=tuple(c["lengths"]),
+            epsilon=c["epsilon"],
+            frame_distance=c["frame_distance"],
+            geometry=c["geometry"],
+            seed=c["seed"],
+            gif_frames=c["gif_frames"],
+            progress=c["progress"],
+        )
+
+
+def ensure_eval_dataset(settings: EvalSettings) -> None:
     """A test-only dataset when `dataset` is missing: `frames` test frames in whole episodes, plus the few
     train/validation frames the format requires."""
-    frames = c["frames"]
+    frames = settings.frames
     ensure_dataset(
-        c["dataset"],
-        c["game"],
+        settings.dataset,
+        settings.game.name,
         frames + 40,
-        c["dataset_seed"],
-        c["generate_missing"],
-        c["progress"],
+        settings.dataset_seed,
+        settings.generate_missing,
+        settings.progress,
         validation_frames=20,
         test_frames=frames,
         shard_frames=max(frames, 40),
     )
 
 
-def test_episodes(c: dict) -> tuple[list[Episode], list[list[tuple[np.ndarray, np.ndarray]]], np.ndarray]:
-    """Episodes (cut at `frames` in all), their per-frame ground truth (moving categories, on-screen only, as
-    (categories, normalised positions)) and the keep mask over categories."""
-    manifest = storage.read_manifest(c["dataset"])
+def test_episodes(
+    dataset: str, game: Game, frames: int
+) -> tuple[list[Episode], list[list[tuple[np.ndarray, np.ndarray]]], np.ndarray]:
+    """Episodes of `dataset` (cut at `frames` in all), their per-frame ground truth (moving categories, on-screen only,
+    as (categories, normalised positions)) and the keep mask over categories."""
+    manifest = storage.read_manifest(dataset)
     if not manifest.get("moving_categories"):
-        raise ValueError(f"{c['dataset']} records no ground-truth categories; regenerate it with `make data`.")
+        raise ValueError(f"{dataset} records no ground-truth categories; regenerate it with `make data`.")
     keep = np.isin(manifest["categories"], manifest["moving_categories"])
-    episodes, truth, left = [], [], c["frames"]
-    for episode in read_episodes(c["dataset"], "test", game=get_game(c["game"]).name):
+    episodes, truth, left = [], [], frames
+    for episode in read_episodes(dataset, "test", game=game.name):
         if left <= 0:
             break
         n = min(left, len(episode.frames))
@@ -105,7 +149,7 @@ def test_episodes(c: dict) -> tuple[list[Episode], list[list[tuple[np.ndarray, n
         episodes.append(episode)
         truth.append(per_frame)
     if not episodes:
-        raise ValueError(f"{c['dataset']} has no test episodes.")
+        raise ValueError(f"{dataset} has no test episodes.")
     return episodes, truth, keep
 
 
@@ -146,14 +190,14 @@ def plot(table: pd.DataFrame, path: Path, game: str) -> None:
     plt.close(fig)
 
 
-def markdown(table: pd.DataFrame, summary: pd.DataFrame, c: dict, command: str, frames: int) -> str:
+def markdown(table: pd.DataFrame, summary: pd.DataFrame, settings: EvalSettings, command: str, frames: int) -> str:
     pick = table[table["length"].isin([1, 50, 200])]
     wide = pick.pivot_table(index=["model", "noise"], columns="length", values=["precision", "recall"], sort=False)
     lines = [
-        f"# Keypoint tracking quality: {c['game']}",
+        f"# Keypoint tracking quality: {settings.game.name}",
         "",
-        f"Written by `{command}`. {frames} test frames of `{c['dataset']}`, epsilon {c['epsilon']} (normalised "
-        f"[-1, 1] units), keypoints mapped to frame pixels by their `{c['geometry']}` geometry. Tracking precision "
+        f"Written by `{command}`. {frames} test frames of `{settings.dataset}`, epsilon {settings.epsilon} (normalised "
+        f"[-1, 1] units), keypoints mapped to frame pixels by their `{settings.geometry}` geometry. Tracking precision "
         "and recall per trajectory length as in keypoints/metrics.py; NaN where the test episodes hold no window of "
         "that length.",
         "",
@@ -178,6 +222,65 @@ def markdown(table: pd.DataFrame, summary: pd.DataFrame, c: dict, command: str, 
     return "\n".join(lines) + "\n"
 
 
+def evaluate(
+    keypointer: Keypointer, label: str, noise: str, episodes: list[Episode], truth: list, settings: EvalSettings, run
+) -> tuple[list[dict], dict]:
+    """One keypointer under one noise condition: the tracking rows (one per trajectory length) and the summary row
+    (frame-level precision/recall and collapse statistics), each number also logged in the Sacred `run`."""
+    tracks = [link_tracks(per_frame) for per_frame in truth]
+    truth_arrays = [
+        np.stack([t.positions for t in ts], axis=1) if ts else np.full((len(e.frames), 0, 2), np.nan)
+        for ts, e in zip(tracks, episodes, strict=True)
+    ]
+    detected = [
+        detect(keypointer, e.frames, noise, settings.seed + j, settings.geometry) for j, e in enumerate(episodes)
+    ]
+    result = tracking_precision_recall(zip(detected, truth_arrays, strict=True), settings.lengths, settings.epsilon)
+    rows = []
+    for length, r in result.items():
+        rows.append({"model": label, "noise": noise, "length": length, **r})
+        for metric in ("precision", "recall"):
+            run.log_scalar(f"{label}.{noise}.{metric}", r[metric], length)
+    frame_truth = [p for per_frame in truth for _, p in per_frame]
+    frame = frame_precision_recall([d for ds in detected for d in ds], frame_truth, settings.frame_distance)
+    stats = collapse_statistics(np.concatenate(detected))
+    for name, value in {**frame, **stats}.items():
+        run.log_scalar(f"{label}.{noise}.{name}", value)
+    summary = {"model": label, "noise": noise, "K": keypointer.num_keypoints}
+    summary.update(frame_precision=frame["precision"], frame_recall=frame["recall"], **stats)
+    return rows, summary
+
+
+def record(
+    run,
+    settings: EvalSettings,
+    tables: tuple[pd.DataFrame, pd.DataFrame, str],
+    gifs: dict[str, Keypointer],
+    episode: Episode,
+    keep: np.ndarray,
+) -> None:
+    """The figure, the tables (tracking, summary, Markdown) and one GIF per keypointer, as artifacts of the run."""
+    table, summary, text = tables
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        plot(table, folder / "tracking.png", settings.game.name)
+        table.to_csv(folder / "tracking.csv", index=False)
+        summary.to_csv(folder / "summary.csv", index=False)
+        (folder / "tracking.md").write_text(text)
+        for label, keypointer in gifs.items():
+            name = "episode_" + "".join(ch if ch.isalnum() else "_" for ch in label) + ".gif"
+            episode_gif(keypointer, episode, keep, settings.gif_frames, folder / name)
+        for path in sorted(folder.iterdir()):
+            run.add_artifact(str(path))
+
+
+def write_report(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_report = path.with_suffix(".tmp")
+    tmp_report.write_text(text)
+    os.replace(tmp_report, path)
+
+
 @ex.main
 def main(_config, _run):
     c = _config
@@ -185,67 +288,27 @@ def main(_config, _run):
         raise ValueError("No keypointers given: pass runs=[<run id or folder>, ...] (make eval-keypoints RUNS=9,10).")
     if c["labels"] and len(c["labels"]) != len(c["runs"]):
         raise ValueError(f"labels ({len(c['labels'])}) must name every run ({len(c['runs'])}).")
-    for noise in c["noise"]:
-        if noise not in MODES:
-            raise ValueError(f"Unknown noise {noise!r}; choose from {MODES}.")
+    settings = EvalSettings.from_config(c)
     keypointers = [load_keypointer(run) for run in c["runs"]]  # fail on a bad id before any work
-    ensure_eval_dataset(c)
-    episodes, truth, keep = test_episodes(c)
-    tracks = [link_tracks(per_frame) for per_frame in truth]
-    truth_arrays = [
-        np.stack([t.positions for t in ts], axis=1) if ts else np.full((len(e.frames), 0, 2), np.nan)
-        for ts, e in zip(tracks, episodes, strict=True)
-    ]
+    ensure_eval_dataset(settings)
+    episodes, truth, keep = test_episodes(settings.dataset, settings.game, settings.frames)
     labels = c["labels"] or [
         f"{getattr(getattr(k, 'config', None), 'model', k.kind)}:{keypointer_folder(run).name}"
         for k, run in zip(keypointers, c["runs"], strict=True)
     ]
     rows, summary = [], []
-    jobs = [(i, noise) for i in range(len(keypointers)) for noise in c["noise"]]
-    for i, noise in tqdm(jobs, desc="evaluating", disable=not c["progress"]):
-        keypointer = keypointers[i]
-        label = labels[i]
-        detected = [detect(keypointer, e.frames, noise, c["seed"] + j, c["geometry"]) for j, e in enumerate(episodes)]
-        result = tracking_precision_recall(zip(detected, truth_arrays, strict=True), c["lengths"], c["epsilon"])
-        for length, r in result.items():
-            rows.append({"model": label, "noise": noise, "length": length, **r})
-            for metric in ("precision", "recall"):
-                _run.log_scalar(f"{label}.{noise}.{metric}", r[metric], length)
-        frame_truth = [p for per_frame in truth for _, p in per_frame]
-        frame = frame_precision_recall([d for ds in detected for d in ds], frame_truth, c["frame_distance"])
-        stats = collapse_statistics(np.concatenate(detected))
-        summary.append(
-            {
-                "model": label,
-                "noise": noise,
-                "K": keypointer.num_keypoints,
-                "frame_precision": frame["precision"],
-                "frame_recall": frame["recall"],
-                **stats,
-            }
-        )
-        for name, value in {**frame, **stats}.items():
-            _run.log_scalar(f"{label}.{noise}.{name}", value)
+    jobs = [(i, noise) for i in range(len(keypointers)) for noise in settings.noise]
+    for i, noise in tqdm(jobs, desc="evaluating", disable=not settings.progress):
+        tracking, row = evaluate(keypointers[i], labels[i], noise, episodes, truth, settings, _run)
+        rows += tracking
+        summary.append(row)
     table, summary_table = pd.DataFrame(rows), pd.DataFrame(summary)
     command = f"make eval-keypoints GAME={c['game']} RUNS={','.join(map(str, c['runs']))}"
-    text = markdown(table, summary_table, c, command, sum(len(e.frames) for e in episodes))
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        plot(table, folder / "tracking.png", c["game"])
-        table.to_csv(folder / "tracking.csv", index=False)
-        summary_table.to_csv(folder / "summary.csv", index=False)
-        (folder / "tracking.md").write_text(text)
-        for label, keypointer in zip(labels, keypointers, strict=True):
-            name = "episode_" + "".join(ch if ch.isalnum() else "_" for ch in label) + ".gif"
-            episode_gif(keypointer, episodes[0], keep, c["gif_frames"], folder / name)
-        for path in sorted(folder.iterdir()):
-            _run.add_artifact(str(path))
+    text = markdown(table, summary_table, settings, command, sum(len(e.frames) for e in episodes))
+    gifs = dict(zip(labels, keypointers, strict=True))
+    record(_run, settings, (table, summary_table, text), gifs, episodes[0], keep)
     if c["report"]:
-        report = Path(c["report"])
-        report.parent.mkdir(parents=True, exist_ok=True)
-        tmp_report = report.with_suffix(".tmp")
-        tmp_report.write_text(text)
-        os.replace(tmp_report, report)
+        write_report(Path(c["report"]), text)
     return {
         f"{r['model']}/{r['noise']}/{m}@{r['length']}": r[m]
         for r in rows

@@ -18,6 +18,7 @@ from data.generate import GenerationConfig, generate
 from data.readers import read_episodes
 from data.visualize import draw_objects, grid, save_png
 from experiments.common import experiment
+from experiments.workspace import Workspace
 
 ex = experiment("generate_data")
 
@@ -30,7 +31,7 @@ def config():
     validation_frames = max(2, round(frames * 5 / 95))
     test_frames = max(2, round(frames * 5 / 95))
     seed = 0
-    out = os.path.join("datasets", get_game(game).name if mode == "rollouts" else f"{get_game(game).name}_pairs")
+    out = Workspace.here().dataset(game, "" if mode == "rollouts" else "pairs")
     workers = os.cpu_count() or 1
     shard_frames = 5000
     max_episode_frames = 108_000

@@ -20,6 +20,8 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from experiments.workspace import Workspace
+
 TABLE1_GAMES = ("battlezone", "ms_pacman", "seaquest", "frostbite")
 TABLE2_GAMES = ("seaquest", "ms_pacman")
 TABLE3_KEYPOINTS = (5, 7, 10)
@@ -52,7 +54,7 @@ class Job:
 
 
 def _work(preset: str, name: str) -> str:
-    return f"work/grid/{preset}/{name.replace('/', '_')}"
+    return Workspace.here().work_folder(f"grid/{preset}", name)
 
 
 def _keypointer_job(grid: str, preset: str, game: str, kind: str, noise: str = "none", k: int | None = None) -> Job:

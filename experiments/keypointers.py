@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
 from experiments.precision import keras_policy
+from experiments.workspace import Workspace
 from keypoints.protocol import Keypointer, read_keypointer
 from permakey.keypointer import PermaKeyKeypointer
 from transporter.keypointer import TransporterKeypointer
@@ -19,7 +19,7 @@ def keypointer_folder(run: str | int, runs_dir: str | None = None) -> Path:
     """A run id ("12") names runs/12 (or RUNS_DIR/12); anything else is taken as a folder path."""
     text = str(run).strip()
     if text.isdigit():
-        folder = Path(runs_dir or os.environ.get("RUNS_DIR") or "runs") / text
+        folder = Path(runs_dir) / text if runs_dir else Workspace.here().run_folder(text)
         if not folder.is_dir():
             raise FileNotFoundError(
                 f"Unknown run id {text}: {folder} does not exist. List the runs with `ls {folder.parent}`, or pass a "

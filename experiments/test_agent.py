@@ -19,8 +19,9 @@ from data.atari import MAX_EPISODE_FRAMES
 from experiments.agents import agent_env, load_agent
 from experiments.common import experiment
 from experiments.precision import detect_precision
+from rl.actor import Policy, QPolicy, RandomPolicy
 from rl.envs import make_agent_env
-from rl.evaluation import Policy, QPolicy, RandomPolicy, policy_scores, protocol_summary
+from rl.evaluation import policy_scores, protocol_summary
 
 ex = experiment("test_agent")
 
@@ -86,7 +87,11 @@ def main(_config, _run):
     for i, (_, network, keypointer) in enumerate(agents):
         env = agent_env(game, keypointer, network, train=False, noise=noise, max_episode_frames=c["max_episode_frames"])
         table, scores = score_policies(
-            {f"agent{i}": QPolicy(network)}, {f"agent{i}": env}, seeds, c["episodes"], c["progress"]
+            {f"agent{i}": QPolicy(network, epsilon=0.0, seed=0)},
+            {f"agent{i}": env},
+            seeds,
+            c["episodes"],
+            c["progress"],
         )
         tables.append(table.assign(run=str(c["runs"][i])))
         arrays.append(scores[0])
@@ -95,7 +100,7 @@ def main(_config, _run):
         plain = make_agent_env(game, train=False, distractors=noise, max_episode_frames=c["max_episode_frames"])
         num_actions = int(plain.action_space.n)  # type: ignore[attr-defined]
         table, scores = score_policies(
-            {"random": RandomPolicy(num_actions)}, {"random": plain}, seeds, c["episodes"], c["progress"]
+            {"random": RandomPolicy(num_actions, seed=0)}, {"random": plain}, seeds, c["episodes"], c["progress"]
         )
         tables.append(table.assign(run="random"))
         summaries["random"] = protocol_summary(scores)

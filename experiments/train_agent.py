@@ -14,11 +14,13 @@ Seeds: training env = seed, validation env = 10,000 + seed, test envs = 100,000 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import imageio.v2 as imageio
 import keras
 import numpy as np
@@ -27,7 +29,7 @@ from tqdm.auto import tqdm
 
 from data.atari import MAX_EPISODE_FRAMES
 from data.distractors import check_mode
-from data.games import get_game
+from data.games import Game, get_game
 from data.storage import hold_folder, write_json_atomic
 from experiments.agents import AGENT_FILE, AGENT_WEIGHTS, agent_env, build_network, save_agent
 from experiments.checkpointing import link_runs, load_state
@@ -35,11 +37,15 @@ from experiments.common import experiment
 from experiments.keypointers import keypointer_folder, keypointer_tag, load_keypointer
 from experiments.precision import detect_precision
 from experiments.test_agent import TEST_SEED, score_policies
+from experiments.workspace import Workspace
 from keypoints.draw import draw_keypoints
-from rl.actor import Schedule, Trainer, replay_fields
-from rl.agent import Learner
+from keypoints.protocol import Keypointer
+from rl.actor import Policy, QPolicy, RandomPolicy
 from rl.envs import make_agent_env
-from rl.evaluation import Policy, QPolicy, RandomPolicy, play, protocol_summary
+from rl.evaluation import play, protocol_summary
+from rl.learner import Learner
+from rl.loop import Schedule, Trainer, replay_fields, train_with_validation
+from rl.networks import RecurrentQNetwork
 from rl.replay import SequenceReplay
 
 ex = experiment("train_agent")
@@ -96,7 +102,7 @@ def config():
     # (experiments/precision.py). The agent's own networks stay float32.
     precision = "auto"
     keypointer_name = keypointer_tag(keypointer) if keypointer else "none"  # unique per keypointer folder
-    work = f"work/agent/{get_game(game).name}-kp{keypointer_name}-{encoder}-{noise}-s{seed}"
+    work = Workspace.here().work_folder("agent", get_game(game).name, f"kp{keypointer_name}", encoder, noise, seed=seed)
 
 
 @ex.named_config
@@ -149,7 +155,7 @@ def learning_curve(path: Path, curves: dict[str, list], game: str) -> None:
     plt.close(fig)
 
 
-def test_video(env, policy: QPolicy, seed: int, steps: int, path: Path) -> None:
+def test_video(env: gym.Env, policy: QPolicy, seed: int, steps: int, path: Path) -> None:
     """One greedy test episode (at most `steps` agent steps) with the keypoints drawn, as a GIF."""
     frames: list[np.ndarray] = []
 
@@ -166,12 +172,212 @@ def test_video(env, policy: QPolicy, seed: int, steps: int, path: Path) -> None:
     imageio.mimsave(path, list(frames[::2]), duration=0.066, loop=0)  # type: ignore[arg-type]
 
 
-def encoder_options(c: dict) -> dict[str, Any]:
-    return {
-        "cnn": {"filters": c["cnn_filters"], "binarise": c["cnn_binarise"]},
-        "gnn": {"steps": c["gnn_steps"]},
-        "keyqn": {"bins": c["keyqn_bins"]},
-    }.get(c["encoder"], {})
+@dataclasses.dataclass(frozen=True)
+class AgentSettings:
+    """Everything a train_agent run uses, resolved from its config once (experiments never pass the config down)."""
+
+    game: Game
+    keypointer: str
+    encoder: str
+    encoder_options: dict[str, Any]
+    units: int
+    noise: str
+    seed: int
+    precision: str
+    learner: dict[str, float]  # rl.learner.Learner's hyperparameters
+    schedule: Schedule
+    replay_capacity: int
+    max_episode_frames: int
+    validate_every: int
+    validation_episodes: int
+    test_seeds: int
+    test_episodes: int
+    video_steps: int
+    log_every: int
+    progress: bool
+    work: Path
+    trained: dict[str, Any]  # what is trained (work/settings.json): a resume with other values is refused
+
+    @classmethod
+    def from_config(cls, c: dict[str, Any]) -> AgentSettings:
+        options = {
+            "cnn": {"filters": c["cnn_filters"], "binarise": c["cnn_binarise"]},
+            "gnn": {"steps": c["gnn_steps"]},
+            "keyqn": {"bins": c["keyqn_bins"]},
+        }.get(c["encoder"], {})
+        schedule = Schedule(
+            total_steps=c["steps"],
+            learning_starts=c["learning_starts"],
+            update_every=c["update_every"],
+            batch_size=c["batch_size"],
+            window=c["window"],
+            epsilon_start=c["epsilon_start"],
+            epsilon_end=c["epsilon_end"],
+        )
+        learner = {"learning_rate": c["learning_rate"], "clip_norm": c["clip_norm"], "gamma": c["gamma"]}
+        learner.update(n=c["n_step"], tau=c["tau"])
+        return cls(
+            game=get_game(c["game"]),
+            keypointer=str(c["keypointer"]),
+            encoder=c["encoder"],
+            encoder_options=options,
+            units=c["units"],
+            noise=c["noise"],
+            seed=c["seed"],
+            precision=c["precision"],
+            learner=learner,
+            schedule=schedule,
+            replay_capacity=c["replay_capacity"],
+            max_episode_frames=c["max_episode_frames"],
+            validate_every=c["validate_every"],
+            validation_episodes=c["validation_episodes"],
+            test_seeds=c["test_seeds"],
+            test_episodes=c["test_episodes"],
+            video_steps=c["video_steps"],
+            log_every=c["log_every"],
+            progress=c["progress"],
+            work=Path(c["work"]),
+            trained=json.loads(json.dumps({k: v for k, v in c.items() if k not in UNTRAINED})),
+        )
+
+
+class Record:
+    """The run's learning curves (also logged to Sacred as they come): training episodes, validation scores and, every
+    `log_every` updates, the TD loss and mean Q."""
+
+    def __init__(self, run: Any, log_every: int):
+        self.run, self.log_every = run, log_every
+        self.curves: dict[str, list] = {"episodes": [], "validation": [], "loss": []}
+        self.updates = 0
+
+    def on_episode(self, step: int, episode_return: float, length: int) -> None:
+        self.curves["episodes"].append([step, episode_return, length])
+        self.run.log_scalar("train.episode_return", episode_return, step)
+
+    def on_update(self, step: int, out: dict[str, float]) -> None:
+        self.updates += 1
+        if self.updates % self.log_every == 0:
+            self.curves["loss"].append([step, out["loss"], out["q"]])
+            self.run.log_scalar("train.loss", out["loss"], step)
+            self.run.log_scalar("train.q", out["q"], step)
+
+    def on_validation(self, step: int, score: float) -> None:
+        self.curves["validation"].append([step, score])
+        self.run.log_scalar("validation.score", score, step)
+
+
+@dataclasses.dataclass
+class Agent:
+    """A run's agent, built: what it learns with and the environments it trains and validates in."""
+
+    info: dict[str, Any]  # agent.json's fields
+    online: RecurrentQNetwork
+    target: RecurrentQNetwork
+    learner: Learner
+    env: gym.Env
+    validation_env: gym.Env
+    replay: SequenceReplay
+
+
+def build_agent(settings: AgentSettings, keypointer: Keypointer) -> Agent:
+    """The networks (variables created), the learner started on them, the environments and an empty replay."""
+    game = settings.game.name
+    num_actions = int(make_agent_env(game, train=False, max_episode_frames=400).action_space.n)  # type: ignore[attr-defined]
+    info = {
+        "game": game,
+        "encoder": settings.encoder,
+        "encoder_options": settings.encoder_options,
+        "units": settings.units,
+        "num_actions": num_actions,
+        "keypointer": str(keypointer_folder(settings.keypointer).resolve()),
+        "noise": settings.noise,
+    }
+    online, target = build_network(info, keypointer), build_network(info, keypointer)
+    learner = Learner(online, target, **settings.learner)  # type: ignore[arg-type]
+    frames = {"noise": settings.noise, "max_episode_frames": settings.max_episode_frames}
+    env = agent_env(game, keypointer, online, train=True, **frames)  # type: ignore[arg-type]
+    validation_env = agent_env(game, keypointer, online, train=False, **frames)  # type: ignore[arg-type]
+    replay = SequenceReplay(settings.replay_capacity, replay_fields(env.observation_space), seed=settings.seed)
+    zeros = {k: tf.zeros((1, settings.schedule.window + 1, *shape)) for k, (shape, _) in replay.fields.items()}
+    learner.start(zeros)
+    return Agent(info, online, target, learner, env, validation_env, replay)
+
+
+def resume(work: Path, saved: dict[str, Any], trainer: Trainer, record: Record, run: Any) -> dict[str, Any]:
+    """Continues from the work folder's saved state (state.json; the checkpoint already restored): the replay, the
+    loop's counters and the curves, which this run's record receives whole. Returns the best validation so far."""
+    if not (work / "replay.npz").exists():
+        raise FileNotFoundError(f"{work}/state.json exists but its replay is missing; delete {work} to restart.")
+    trainer.replay.load(work / "replay.npz")
+    trainer.restore(saved["trainer"])
+    record.curves = saved["curves"]
+    run.info["resumed_from_step"] = trainer.step
+    for step, score in record.curves["validation"]:  # this run's record holds the whole validation curve
+        run.log_scalar("validation.score", score, step)
+    return saved["best"]
+
+
+def train(settings: AgentSettings, agent: Agent, trainer: Trainer, record: Record, run: Any) -> dict[str, Any]:
+    """Trains resumably in the work folder, validating and checkpointing every `validate_every` steps (networks,
+    optimizer, replay, counters, curves) and keeping the best policy in best/. Returns the best validation."""
+    work = settings.work
+    checkpoint = tf.train.Checkpoint(online=agent.online, target=agent.target, optimizer=agent.learner.optimizer)
+    best = {"best": -np.inf, "best_step": 0}
+    with hold_folder(work):  # a second run into this work folder is refused
+        saved = load_state(work, checkpoint, settings.trained, fresh={})
+        link_runs(work, run)
+        if saved:
+            best = resume(work, saved, trainer, record, run)
+        manager = tf.train.CheckpointManager(checkpoint, str(work / "last"), max_to_keep=1)
+        validator = QPolicy(agent.online, epsilon=0.0, seed=0)
+        # The same validation episodes every time (seed, then its stream), so checkpoints compare fairly.
+        seed, episodes = VALIDATION_SEED + settings.seed, settings.validation_episodes
+        total, progress = settings.schedule.total_steps, settings.progress
+        bar = tqdm(total=total, initial=trainer.step, desc="agent steps", disable=not progress)
+
+        def validate() -> float:
+            return float(np.mean(play(agent.validation_env, validator, seed, episodes)))
+
+        def keep(step: int, score: float) -> None:
+            nonlocal best
+            record.on_validation(step, score)
+            bar.set_postfix(validation=score, best=max(score, best["best"]))
+            if score > best["best"]:
+                best = {"best": score, "best_step": step}
+                save_agent(work / "best", {**agent.info, "step": step, "validation": score}, agent.online)
+            manager.save(checkpoint_number=step)
+            agent.replay.save(work / "replay.npz")
+            write_json_atomic(work / "state.json", {"trainer": trainer.state(), "curves": record.curves, "best": best})
+
+        with bar:
+            train_with_validation(trainer, settings.validate_every, validate, keep, bar)
+    return best
+
+
+def test_protocol(settings: AgentSettings, agent: Agent, keypointer: Keypointer, run: Any):
+    """The best policy and the random policy on the same unseen seeds (rl/evaluation.py). Returns the best policy's
+    network, its test environment, the score table and the summaries."""
+    best = build_network(agent.info, keypointer)
+    best.load_weights(str(settings.work / "best" / AGENT_WEIGHTS))
+    frames = {"noise": settings.noise, "max_episode_frames": settings.max_episode_frames}
+    test_env = agent_env(settings.game.name, keypointer, best, train=False, **frames)  # type: ignore[arg-type]
+    seeds = [TEST_SEED + i for i in range(settings.test_seeds)]
+    num_actions = agent.info["num_actions"]
+    policies: dict[str, Policy] = {
+        "agent": QPolicy(best, epsilon=0.0, seed=0),
+        "random": RandomPolicy(num_actions, seed=settings.seed),
+    }
+    # (the random policy needs no keypoints: the same evaluation environment without the observation wrapper)
+    plain = make_agent_env(
+        settings.game.name, train=False, distractors=settings.noise, max_episode_frames=settings.max_episode_frames
+    )
+    envs = {"agent": test_env, "random": plain}
+    table, scores = score_policies(policies, envs, seeds, settings.test_episodes, settings.progress)
+    summaries = {name: protocol_summary(scores[i][None]) for i, name in enumerate(policies)}
+    for name, summary in summaries.items():
+        run.log_scalar(f"test.{name}.median", summary["mean"])
+    run.info["test"] = summaries
+    return best, test_env, table, summaries
 
 
 @ex.automain
@@ -183,139 +389,43 @@ def main(_config, _run):
             "keypointer=<run id or folder> (make train-agent KP=12), e.g. a run of `make train-permakey PRESET=quick`."
         )
     check_mode(c["noise"])
-    game = get_game(c["game"])
-    keras.utils.set_random_seed(c["seed"])
-    policy, reason = detect_precision(c["precision"])
+    settings = AgentSettings.from_config(c)
+    keras.utils.set_random_seed(settings.seed)
+    policy, reason = detect_precision(settings.precision)
     _run.info["precision"] = {"policy": policy, "reason": reason, "applies_to": "the frozen keypointer"}
-    keypointer = load_keypointer(c["keypointer"], policy=policy)
-    work = Path(c["work"])
-    work.mkdir(parents=True, exist_ok=True)
+    keypointer = load_keypointer(settings.keypointer, policy=policy)
+    settings.work.mkdir(parents=True, exist_ok=True)
 
-    num_actions = int(make_agent_env(game.name, train=False, max_episode_frames=400).action_space.n)  # type: ignore[attr-defined]
-    info = {
-        "game": game.name,
-        "encoder": c["encoder"],
-        "encoder_options": encoder_options(c),
-        "units": c["units"],
-        "num_actions": num_actions,
-        "keypointer": str(keypointer_folder(c["keypointer"]).resolve()),
-        "noise": c["noise"],
-    }
-    online, target = build_network(info, keypointer), build_network(info, keypointer)
-    learner = Learner(
-        online,
-        target,
-        learning_rate=c["learning_rate"],
-        clip_norm=c["clip_norm"],
-        gamma=c["gamma"],
-        n=c["n_step"],
-        tau=c["tau"],
-    )
-    env = agent_env(
-        game.name, keypointer, online, train=True, noise=c["noise"], max_episode_frames=c["max_episode_frames"]
-    )
-    validation_env = agent_env(
-        game.name, keypointer, online, train=False, noise=c["noise"], max_episode_frames=c["max_episode_frames"]
-    )
-    replay = SequenceReplay(c["replay_capacity"], replay_fields(env.observation_space), seed=c["seed"])
-    zeros = {k: tf.zeros((1, c["window"] + 1, *shape)) for k, (shape, _) in replay.fields.items()}
-    learner.start(zeros)
-    _run.info["replay_gigabytes"] = replay.nbytes / 1e9
-
-    curves: dict[str, list] = {"episodes": [], "validation": [], "loss": []}
-    updates = [0]
-
-    def on_episode(step: int, episode_return: float, length: int) -> None:
-        curves["episodes"].append([step, episode_return, length])
-        _run.log_scalar("train.episode_return", episode_return, step)
-
-    def on_update(step: int, out: dict[str, float]) -> None:
-        updates[0] += 1
-        if updates[0] % c["log_every"] == 0:
-            curves["loss"].append([step, out["loss"], out["q"]])
-            _run.log_scalar("train.loss", out["loss"], step)
-            _run.log_scalar("train.q", out["q"], step)
-
-    schedule = Schedule(
-        c["steps"],
-        c["learning_starts"],
-        c["update_every"],
-        c["batch_size"],
-        c["window"],
-        c["epsilon_start"],
-        c["epsilon_end"],
-    )
+    agent = build_agent(settings, keypointer)
+    _run.info["replay_gigabytes"] = agent.replay.nbytes / 1e9
+    record = Record(_run, settings.log_every)
     trainer = Trainer(
-        env, online, learner, replay, schedule, seed=c["seed"], on_episode=on_episode, on_update=on_update
+        agent.env,
+        agent.online,
+        agent.learner,
+        agent.replay,
+        settings.schedule,
+        seed=settings.seed,
+        on_episode=record.on_episode,
+        on_update=record.on_update,
     )
-    checkpoint = tf.train.Checkpoint(online=online, target=target, optimizer=learner.optimizer)
-    state = {"best": -np.inf, "best_step": 0}
-    settings = json.loads(json.dumps({k: v for k, v in c.items() if k not in UNTRAINED}))
-    with hold_folder(work):  # a second run into this work folder is refused
-        saved = load_state(work, checkpoint, settings, fresh={})
-        link_runs(work, _run)
-        if saved:
-            if not (work / "replay.npz").exists():
-                raise FileNotFoundError(
-                    f"{work}/state.json exists but its replay is missing; delete {work} to restart."
-                )
-            replay.load(work / "replay.npz")
-            trainer.restore(saved["trainer"])
-            curves, state = saved["curves"], saved["best"]
-            _run.info["resumed_from_step"] = trainer.step
-            for step, score in curves["validation"]:  # this run's record holds the whole validation curve
-                _run.log_scalar("validation.score", score, step)
-        manager = tf.train.CheckpointManager(checkpoint, str(work / "last"), max_to_keep=1)
-
-        validator = QPolicy(online, epsilon=0.0)
-        with tqdm(total=c["steps"], initial=trainer.step, desc="agent steps", disable=not c["progress"]) as bar:
-            while trainer.step < c["steps"]:
-                until = min(c["steps"], (trainer.step // c["validate_every"] + 1) * c["validate_every"])
-                trainer.run(until, bar)
-                # The same validation episodes every time (seed, then its stream), so checkpoints compare fairly.
-                score = float(
-                    np.mean(play(validation_env, validator, VALIDATION_SEED + c["seed"], c["validation_episodes"]))
-                )
-                curves["validation"].append([trainer.step, score])
-                _run.log_scalar("validation.score", score, trainer.step)
-                bar.set_postfix(validation=score, best=max(score, state["best"]))
-                if score > state["best"]:
-                    state = {"best": score, "best_step": trainer.step}
-                    save_agent(work / "best", {**info, "step": trainer.step, "validation": score}, online)
-                manager.save(checkpoint_number=trainer.step)
-                replay.save(work / "replay.npz")
-                write_json_atomic(work / "state.json", {"trainer": trainer.state(), "curves": curves, "best": state})
+    state = train(settings, agent, trainer, record, _run)
     _run.info["timing_seconds"] = trainer.timing.as_dict()
     _run.info["best_validation"] = state
 
-    # The test protocol: the best policy and the random policy on the same unseen seeds.
-    best_info = json.loads((work / "best" / AGENT_FILE).read_text())
-    best = build_network(info, keypointer)
-    best.load_weights(str(work / "best" / AGENT_WEIGHTS))
-    test_env = agent_env(
-        game.name, keypointer, best, train=False, noise=c["noise"], max_episode_frames=c["max_episode_frames"]
-    )
-    seeds = [TEST_SEED + i for i in range(c["test_seeds"])]
-    policies: dict[str, Policy] = {"agent": QPolicy(best), "random": RandomPolicy(num_actions, seed=c["seed"])}
-    plain = make_agent_env(game.name, train=False, distractors=c["noise"], max_episode_frames=c["max_episode_frames"])
-    # (the random policy needs no keypoints: the same evaluation environment without the observation wrapper)
-    table, scores = score_policies(
-        policies, {"agent": test_env, "random": plain}, seeds, c["test_episodes"], c["progress"]
-    )
-    summaries = {name: protocol_summary(scores[i][None]) for i, name in enumerate(policies)}
-    for name, summary in summaries.items():
-        _run.log_scalar(f"test.{name}.median", summary["mean"])
-    _run.info["test"] = summaries
-
+    best_info = json.loads((settings.work / "best" / AGENT_FILE).read_text())
+    best, test_env, table, summaries = test_protocol(settings, agent, keypointer, _run)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         table.to_csv(folder / "test_scores.csv", index=False)
-        learning_curve(folder / "learning_curve.png", curves, game.name)
-        test_video(test_env, QPolicy(best), seeds[0], c["video_steps"], folder / "test_episode.gif")
+        learning_curve(folder / "learning_curve.png", record.curves, settings.game.name)
+        test_video(
+            test_env, QPolicy(best, epsilon=0.0, seed=0), TEST_SEED, settings.video_steps, folder / "test_episode.gif"
+        )
         for path in sorted(folder.iterdir()):
             _run.add_artifact(str(path))
-    _run.add_artifact(str(work / "best" / AGENT_FILE))
-    _run.add_artifact(str(work / "best" / AGENT_WEIGHTS))
+    _run.add_artifact(str(settings.work / "best" / AGENT_FILE))
+    _run.add_artifact(str(settings.work / "best" / AGENT_WEIGHTS))
     return {
         "test_agent": summaries["agent"]["mean"],
         "test_random": summaries["random"]["mean"],

@@ -8,7 +8,7 @@ resumes from its work folder when rerun with the same settings. The run folder r
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from pathlib import Path
 
 import keras
@@ -20,11 +20,11 @@ from data.games import get_game
 from data.readers import frames_dataset
 from data.storage import hold_folder, write_json_atomic
 from data.visualize import grid, save_png
-from experiments.checkpointing import record_best, train_resumably
+from experiments.checkpointing import FitSettings
 from experiments.common import experiment
-from experiments.generate_data import ensure_dataset, picture_frames
-from experiments.health import CLIP_FRAMES, KeypointHealth, ground_truth_clip
-from experiments.precision import detect_precision
+from experiments.generate_data import picture_frames
+from experiments.keypoint_training import DataSettings, train_keypoint_model
+from experiments.workspace import Workspace
 from keypoints.draw import draw_keypoints
 from permakey.keypointer import PermaKeyKeypointer, build_permakey
 from permakey.model import MODULES, PermaKeyConfig
@@ -72,8 +72,8 @@ def config():
     # Data: generated with these settings when missing (the paper: 85k / 5k / 5k frames).
     data_frames = 95_000
     generate_missing = True
-    dataset = os.path.join("datasets", get_game(game).name if preset == "paper" else f"{get_game(game).name}_{preset}")
-    work = os.path.join("work", "permakey", f"{get_game(game).name}-{preset}-{noise}-s{seed}")
+    dataset = Workspace.here().dataset(game, "" if preset == "paper" else preset)
+    work = Workspace.here().work_folder("permakey", get_game(game).name, preset, noise, seed=seed)
     picture_frames = 8
     progress = True
 
@@ -132,15 +132,28 @@ def model_config(c: dict) -> PermaKeyConfig:
     )
 
 
-def optimizers(c: dict) -> dict[str, keras.optimizers.Optimizer]:
-    def adam(learning_rate: float) -> keras.optimizers.Optimizer:
-        schedule = keras.optimizers.schedules.ExponentialDecay(
-            learning_rate, c["decay_steps"], c["decay_rate"], staircase=True
-        )
-        return keras.optimizers.Adam(schedule)
+@dataclasses.dataclass(frozen=True)
+class Optimization:
+    """One Adam per module with a staircase exponential decay (PointNet's at its own rate)."""
 
-    rates = {"vae": c["learning_rate"], "lspn": c["learning_rate"], "pointnet": c["pointnet_learning_rate"]}
-    return {name: adam(rates[name]) for name in MODULES}
+    learning_rate: float
+    pointnet_learning_rate: float
+    decay_steps: int
+    decay_rate: float
+
+    @classmethod
+    def from_config(cls, c: dict) -> Optimization:
+        return cls(c["learning_rate"], c["pointnet_learning_rate"], c["decay_steps"], c["decay_rate"])
+
+    def optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
+        def adam(learning_rate: float) -> keras.optimizers.Optimizer:
+            schedule = keras.optimizers.schedules.ExponentialDecay(
+                learning_rate, self.decay_steps, self.decay_rate, staircase=True
+            )
+            return keras.optimizers.Adam(schedule)
+
+        rates = {"vae": self.learning_rate, "lspn": self.learning_rate, "pointnet": self.pointnet_learning_rate}
+        return {name: adam(rates[name]) for name in MODULES}
 
 
 def save_pictures(keypointer: PermaKeyKeypointer, frames: np.ndarray, folder: Path) -> list[Path]:
@@ -157,7 +170,7 @@ def save_pictures(keypointer: PermaKeyKeypointer, frames: np.ndarray, folder: Pa
         return big(np.repeat((m[..., None] * 255).astype(np.uint8), 3, axis=-1))
 
     rows = [[big(f)] + [grey(maps[i, ..., j]) for j in range(maps.shape[-1])] for i, f in enumerate(frames)]
-    recon = keypointer.model.vae(tf.cast(frames, tf.float32) / 255.0, training=False)["reconstruction"].numpy()
+    recon = keypointer.reconstructions(frames).numpy()
     recon_rows = [[big(f), big((r * 255).round().astype(np.uint8))] for f, r in zip(frames, recon, strict=True)]
     paths = [folder / "keypoints.png", folder / "error_maps.png", folder / "reconstructions.png"]
     save_png(str(paths[0]), grid(list(keypoint_images), columns=4))
@@ -166,7 +179,49 @@ def save_pictures(keypointer: PermaKeyKeypointer, frames: np.ndarray, folder: Pa
     return paths
 
 
-def refit_pointnet(work: Path, state: dict, frames: tf.data.Dataset, c: dict, run) -> dict:
+@dataclasses.dataclass(frozen=True)
+class PermaKeyTraining:
+    """PermaKey for the keypoint-training harness (experiments/keypoint_training.py)."""
+
+    config: PermaKeyConfig
+    optimization: Optimization
+    work: Path
+    refit_steps: int
+    picture_frames: int
+    log_every: int
+    progress: bool
+    monitor: str = "val_total_loss"
+    baseline: tuple[str, str] | None = ("val_pointnet_loss", "val_pointnet_shuffled_loss")
+
+    def build(self) -> tuple[keras.Model, tf.train.Checkpoint, PermaKeyKeypointer]:
+        model = build_permakey(self.config)
+        model.compile(optimizers=self.optimization.optimizers())
+        return model, tf.train.Checkpoint(model=model, **model.module_optimizers), PermaKeyKeypointer(model)
+
+    def read(self, data: DataSettings, split: str, training: bool) -> tf.data.Dataset:
+        read = {"batch_size": data.batch_size, "game": data.game.name, "distractors": data.noise}
+        order = {"drop_remainder": True} if training else {"shuffle": False}
+        return frames_dataset(data.dataset, split, seed=data.seed, **order, **read)  # type: ignore[arg-type]
+
+    def after_training(self, state: dict, data: DataSettings, run) -> dict:
+        if not self.refit_steps:
+            return state
+        read = {"batch_size": data.batch_size, "game": data.game.name, "distractors": data.noise}
+        frames = frames_dataset(data.dataset, "train", seed=data.seed, shuffle=False, **read)  # type: ignore[arg-type]
+        return refit_pointnet(self, state, frames, data.seed, data.batch_size, run)
+
+    def load_best(self, folder: Path) -> PermaKeyKeypointer:
+        best = PermaKeyKeypointer.load(folder)
+        best.model.compile(optimizers=self.optimization.optimizers())
+        return best
+
+    def pictures(self, keypointer: PermaKeyKeypointer, data: DataSettings, folder: Path) -> list[Path]:
+        return save_pictures(keypointer, picture_frames(data.dataset, data.game.name, self.picture_frames), folder)
+
+
+def refit_pointnet(
+    training: PermaKeyTraining, state: dict, frames: tf.data.Dataset, seed: int, batch_size: int, run
+) -> dict:
     """Re-initialises the best epoch's PointNet and trains it alone for `pointnet_refit_steps` steps on the error maps
     of its frozen VAE and LSPNs; saves the result as the work folder's best keypointer. Done once: state.json records
     it, and an interrupted refit leaves best/ as it was, so a rerun starts it afresh. Returns the updated state.
@@ -174,24 +229,24 @@ def refit_pointnet(work: Path, state: dict, frames: tf.data.Dataset, c: dict, ru
     Why (docs/permakey_quick.md): a Gaussian window is pulled only by errors it overlaps, so a PointNet trained while
     the error maps are still unformed parks its keypoints where nothing pulls them (a border) and stays there; one
     trained on the formed maps finds the objects."""
-    steps = c["pointnet_refit_steps"]
+    steps, work = training.refit_steps, training.work
     if state.get("pointnet_refit") == steps:
         return state
     with hold_folder(work):
         joint = PermaKeyKeypointer.load(work / "best").model
-        keras.utils.set_random_seed(c["seed"] + 1)
+        keras.utils.set_random_seed(seed + 1)
         model = build_permakey(joint.config)  # fresh weights; the VAE and LSPNs are then copied over
         model.vae.set_weights(joint.vae.get_weights())
         for lspn, trained in zip(model.lspns, joint.lspns, strict=True):
             lspn.set_weights(trained.get_weights())
-        model.compile(optimizers=optimizers(c))
+        model.compile(optimizers=training.optimization.optimizers())
         maps = frames.map(model.error_maps).unbatch().cache()  # computed once, in the first pass
-        maps = maps.shuffle(4096, seed=c["seed"]).repeat().batch(c["batch_size"]).prefetch(2)
+        maps = maps.shuffle(4096, seed=seed).repeat().batch(batch_size).prefetch(2)
         step = tf.function(model.pointnet_step)
-        progress = tqdm(maps.take(steps), total=steps, desc="PointNet refit", disable=not c["progress"])
+        progress = tqdm(maps.take(steps), total=steps, desc="PointNet refit", disable=not training.progress)
         for i, batch in enumerate(progress):
             loss = float(step(batch))
-            if (i + 1) % c["log_every"] == 0:
+            if (i + 1) % training.log_every == 0:
                 run.log_scalar("refit.pointnet_loss", loss, i + 1)
         PermaKeyKeypointer(model).save(work / "best")
         state = {**state, "pointnet_refit": steps}
@@ -202,39 +257,17 @@ def refit_pointnet(work: Path, state: dict, frames: tf.data.Dataset, c: dict, ru
 @ex.main
 def main(_config, _run, _seed):
     c = _config
-    keras.utils.set_random_seed(c["seed"])
-    policy, reason = detect_precision(c["precision"])
-    _run.info["precision"] = {"policy": policy, "reason": reason}
-    keras.mixed_precision.set_global_policy(policy)
-    config = model_config(c)
-    ensure_dataset(c["dataset"], c["game"], c["data_frames"], c["seed"], c["generate_missing"], c["progress"])
-    read = {"batch_size": c["batch_size"], "game": get_game(c["game"]).name, "distractors": c["noise"]}
-    train = frames_dataset(c["dataset"], "train", seed=c["seed"], drop_remainder=True, **read)
-    if c["steps_per_epoch"]:
-        train = train.repeat()  # epochs of a fixed number of steps run on through the shuffled stream
-    validation = frames_dataset(c["dataset"], "validation", seed=c["seed"], shuffle=False, **read)
-    test = frames_dataset(c["dataset"], "test", seed=c["seed"], shuffle=False, **read)
-
-    model = build_permakey(config)
-    model.compile(optimizers=optimizers(c))
-    checkpoint = tf.train.Checkpoint(model=model, **model.module_optimizers)
-    keypointer = PermaKeyKeypointer(model)
-    game = get_game(c["game"])
-    clip = ground_truth_clip(c["dataset"], game.name, CLIP_FRAMES, game.epsilon or 0.15)
-    health = KeypointHealth(_run, keypointer, clip, baseline=("val_pointnet_loss", "val_pointnet_shuffled_loss"))
-    state = train_resumably(
-        model, checkpoint, keypointer.save, "val_total_loss", c, _run, train, validation, more_callbacks=[health]
+    training = PermaKeyTraining(
+        config=model_config(c),
+        optimization=Optimization.from_config(c),
+        work=Path(c["work"]),
+        refit_steps=c["pointnet_refit_steps"],
+        picture_frames=c["picture_frames"],
+        log_every=c["log_every"],
+        progress=c["progress"],
     )
-
-    work = Path(c["work"])
-    if c["pointnet_refit_steps"]:
-        train_frames = frames_dataset(c["dataset"], "train", seed=c["seed"], shuffle=False, **read)
-        state = refit_pointnet(work, state, train_frames, c, _run)
-    best = PermaKeyKeypointer.load(work / "best")
-    best.model.compile(optimizers=optimizers(c))
-    frames = picture_frames(c["dataset"], c["game"], c["picture_frames"])
-    results = record_best(_run, best.model, test, lambda folder: save_pictures(best, frames, folder), work / "best")
-    results.update(health.log_test(best))
+    data, fit = DataSettings.from_config(c), FitSettings.from_config(c)
+    state, results = train_keypoint_model(_run, training, data, fit, c["seed"], c["precision"])
     return {"best_epoch": state["best_epoch"], "best_val_total_loss": state["best"], **results}
 
 

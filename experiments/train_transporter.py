@@ -8,7 +8,7 @@ to their targets, keypoints drawn on frame pairs, the transported feature energy
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,10 @@ import tensorflow as tf
 from data.games import get_game
 from data.readers import pairs_dataset, read_episodes
 from data.visualize import grid, save_png
-from experiments.checkpointing import record_best, train_resumably
+from experiments.checkpointing import FitSettings
 from experiments.common import experiment
-from experiments.generate_data import ensure_dataset
-from experiments.health import CLIP_FRAMES, KeypointHealth, ground_truth_clip
-from experiments.precision import detect_precision
+from experiments.keypoint_training import DataSettings, train_keypoint_model
+from experiments.workspace import Workspace
 from keypoints.draw import draw_keypoints
 from transporter.keypointer import TransporterKeypointer
 from transporter.model import TransporterConfig, build_transporter
@@ -79,8 +78,8 @@ def config():
     preset = "paper"
     data_frames = 95_000
     generate_missing = True
-    dataset = os.path.join("datasets", get_game(game).name if preset == "paper" else f"{get_game(game).name}_{preset}")
-    work = os.path.join("work", model, f"{get_game(game).name}-{preset}-{architecture}-{noise}-s{seed}")
+    dataset = Workspace.here().dataset(game, "" if preset == "paper" else preset)
+    work = Workspace.here().work_folder(model, get_game(game).name, preset, architecture, noise, seed=seed)
     picture_frames = 8
     picture_offset = 5  # steps between the frames of a picture pair
     progress = True
@@ -141,11 +140,55 @@ def model_config(c: dict) -> TransporterConfig:
     )
 
 
-def optimizer(c: dict) -> keras.optimizers.Optimizer:
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        c["learning_rate"], c["decay_steps"], c["decay_rate"], staircase=True
-    )
-    return keras.optimizers.Adam(schedule)
+@dataclasses.dataclass(frozen=True)
+class TransporterTraining:
+    """Transporter or IMM for the keypoint-training harness (experiments/keypoint_training.py): frame pairs
+    `min_offset`..`max_offset` steps apart, one Adam with a staircase exponential decay."""
+
+    config: TransporterConfig
+    learning_rate: float
+    decay_steps: int
+    decay_rate: float
+    min_offset: int
+    max_offset: int
+    picture_frames: int
+    picture_offset: int
+    monitor: str = "val_loss"
+    baseline: tuple[str, str] | None = None
+
+    def optimizer(self) -> keras.optimizers.Optimizer:
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            self.learning_rate, self.decay_steps, self.decay_rate, staircase=True
+        )
+        return keras.optimizers.Adam(schedule)
+
+    def build(self) -> tuple[keras.Model, tf.train.Checkpoint, TransporterKeypointer]:
+        model = build_transporter(self.config)
+        model.compile(optimizer=self.optimizer())
+        return model, tf.train.Checkpoint(model=model, optimizer=model.optimizer), TransporterKeypointer(model)
+
+    def read(self, data: DataSettings, split: str, training: bool) -> tf.data.Dataset:
+        read = {
+            "batch_size": data.batch_size,
+            "game": data.game.name,
+            "distractors": data.noise,
+            "min_offset": self.min_offset,
+            "max_offset": self.max_offset,
+        }
+        order = {"drop_remainder": True} if training else {"shuffle": False}
+        return pairs_dataset(data.dataset, split, seed=data.seed, **order, **read)  # type: ignore[arg-type]
+
+    def after_training(self, state: dict, data: DataSettings, run) -> dict:
+        return state
+
+    def load_best(self, folder: Path) -> TransporterKeypointer:
+        best = TransporterKeypointer.load(folder)
+        best.model.compile(optimizer=self.optimizer())
+        return best
+
+    def pictures(self, keypointer: TransporterKeypointer, data: DataSettings, folder: Path) -> list[Path]:
+        pairs = picture_pairs(data.dataset, data.game.name, self.picture_frames, self.picture_offset)
+        return save_pictures(keypointer, *pairs, folder)
 
 
 def picture_pairs(dataset: str, game: str, count: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
@@ -187,43 +230,18 @@ def save_pictures(
 @ex.main
 def main(_config, _run, _seed):
     c = _config
-    keras.utils.set_random_seed(c["seed"])
-    policy, reason = detect_precision(c["precision"])
-    _run.info["precision"] = {"policy": policy, "reason": reason}
-    keras.mixed_precision.set_global_policy(policy)
-    config = model_config(c)
-    ensure_dataset(c["dataset"], c["game"], c["data_frames"], c["seed"], c["generate_missing"], c["progress"])
-    read = {
-        "batch_size": c["batch_size"],
-        "game": get_game(c["game"]).name,
-        "distractors": c["noise"],
-        "min_offset": c["min_offset"],
-        "max_offset": c["max_offset"],
-    }
-    train = pairs_dataset(c["dataset"], "train", seed=c["seed"], drop_remainder=True, **read)
-    if c["steps_per_epoch"]:
-        train = train.repeat()
-    validation = pairs_dataset(c["dataset"], "validation", seed=c["seed"], shuffle=False, **read)
-    test = pairs_dataset(c["dataset"], "test", seed=c["seed"], shuffle=False, **read)
-
-    model = build_transporter(config)
-    model.compile(optimizer=optimizer(c))
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-    keypointer = TransporterKeypointer(model)
-    game = get_game(c["game"])
-    health = KeypointHealth(
-        _run, keypointer, ground_truth_clip(c["dataset"], game.name, CLIP_FRAMES, game.epsilon or 0.15)
+    training = TransporterTraining(
+        config=model_config(c),
+        learning_rate=c["learning_rate"],
+        decay_steps=c["decay_steps"],
+        decay_rate=c["decay_rate"],
+        min_offset=c["min_offset"],
+        max_offset=c["max_offset"],
+        picture_frames=c["picture_frames"],
+        picture_offset=c["picture_offset"],
     )
-    state = train_resumably(
-        model, checkpoint, keypointer.save, "val_loss", c, _run, train, validation, more_callbacks=[health]
-    )
-
-    work = Path(c["work"])
-    best = TransporterKeypointer.load(work / "best")
-    best.model.compile(optimizer=optimizer(c))
-    pairs = picture_pairs(c["dataset"], c["game"], c["picture_frames"], c["picture_offset"])
-    results = record_best(_run, best.model, test, lambda folder: save_pictures(best, *pairs, folder), work / "best")
-    results.update(health.log_test(best))
+    data, fit = DataSettings.from_config(c), FitSettings.from_config(c)
+    state, results = train_keypoint_model(_run, training, data, fit, c["seed"], c["precision"])
     return {"best_epoch": state["best_epoch"], "best_val_loss": state["best"], **results}
 
 

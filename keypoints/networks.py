@@ -68,6 +68,33 @@ def conv_stack(
     return keras.Sequential(layers, name=name)
 
 
+def transposed_stack(
+    filters: Sequence[int],
+    kernels: Sequence[int],
+    strides: Sequence[int],
+    out_channels: int,
+    norm: str,
+    name: str,
+) -> keras.Sequential:
+    """The transpose of `conv_stack(filters, kernels, strides)`: maps its output back to `out_channels` channels at
+    the stack's input size.
+
+    Layers run in reverse order; each undoes a stride s with s-times bilinear upsampling followed by a convolution to
+    the channel count that layer received (the previous layer's filters, or `out_channels` for the first layer, whose
+    convolution is linear).
+    """
+    layers: list[keras.layers.Layer] = []
+    channels_in = [out_channels, *filters[:-1]]
+    for i in reversed(range(len(filters))):
+        if strides[i] > 1:
+            layers.append(keras.layers.UpSampling2D(strides[i], interpolation="bilinear"))
+        if i == 0:
+            layers.append(keras.layers.Conv2D(out_channels, kernels[i], padding="same"))
+        else:
+            layers.extend(conv_stack([channels_in[i]], [kernels[i]], [1], norm, name=f"{name}_{i}").layers)
+    return keras.Sequential(layers, name=name)
+
+
 @keras.saving.register_keras_serializable(package="keypoints")
 class KeyNet(keras.layers.Layer):
     """Keypoint detector: a conv_stack followed by a linear 1x1 convolution to one map per keypoint.

@@ -35,15 +35,14 @@ class PermaKeyKeypointer(SavedKeypointer):
 
     def error_maps(self, frames: tf.Tensor | np.ndarray) -> tf.Tensor:
         """[B, 84, 84, M] normalised error maps of the chosen encoder layers, in [0, 1]."""
-        return self._error_maps(as_frames(frames, self.config.image_shape))[0]
+        return self.model.error_maps(as_frames(frames, self.config.image_shape))
 
-    def _error_maps(self, frames: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
-        activations = self.model.vae.encoder(frames, training=False)
-        return self.model.predict_errors(activations)[1], activations
+    def reconstructions(self, frames: tf.Tensor | np.ndarray) -> tf.Tensor:
+        """[B, 84, 84, 3] the VAE's reconstructions of the frames (inference mode), for pictures."""
+        return self.model.vae(as_frames(frames, self.config.image_shape), training=False)["reconstruction"]
 
     def _forward(self, frames: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        maps, activations = self._error_maps(frames)
-        key_maps = self.model.pointnet.keynet(maps, training=False)
+        _, key_maps, activations = self.model.infer(frames)
         coordinates = maps_to_keypoints(key_maps)
         h, w = key_maps.shape[1], key_maps.shape[2]
         heatmaps = keypoints_to_maps(coordinates, h, w, self.config.sigma)

@@ -133,6 +133,14 @@ class PermaKey(keras.Model):
         """Inference: the stacked error maps [B, 84, 84, M] in [0, 1] of frames [B, 84, 84, 3] in [0, 1]."""
         return self.predict_errors(self.vae.encoder(frames, training=False))[1]
 
+    def infer(self, frames: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
+        """Inference (the VAE encoder, the LSPNs and PointNet's KeyNet; no decoder): for frames [B, 84, 84, 3] in
+        [0, 1], the error maps [B, 84, 84, M] in [0, 1], PointNet's keypoint maps [B, h, w, K] and the encoder's
+        per-layer activations."""
+        activations = self.vae.encoder(frames, training=False)
+        error_maps = self.predict_errors(activations)[1]
+        return error_maps, self.pointnet.keynet(error_maps, training=False), activations
+
     def predict_errors(self, activations: list[tf.Tensor]) -> tuple[list[tuple[tf.Tensor, tf.Tensor]], tf.Tensor]:
         """The LSPNs' (prediction, target) cells per chosen encoder layer and the stacked error maps [B, 84, 84, M]."""
         pairs = [lspn(activations[layer]) for lspn, layer in zip(self.lspns, self.config.lspn_layers, strict=True)]

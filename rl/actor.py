@@ -1,172 +1,69 @@
-"""The actor-learner loop of the recurrent double DQN (seed 002, Appendix A.2.3; reference.md section 4).
+"""The actor: policies that choose actions from keypoint observations, and the exploration schedule (seed 002,
+Appendix A.2.3; reference.md section 4).
 
-One process alternates: the actor takes an epsilon-greedy step (epsilon linear 1 -> 0.1 over the run) through the
-keypoint-observation environment, the replay stores the step's encoder view, and from `learning_starts` on the learner
-makes one update every `update_every` steps on a batch of windows. Episodes end on termination (a lost life in
-training) or truncation (the frame cap), which the replay and the targets keep apart.
-
-`Trainer.run(until)` advances to agent step `until` and can be called again: the experiment calls it between
-validations and checkpoints (experiments/train_agent.py), and `state()`/`restore()` carry the counters across a resume.
+`QPolicy` is epsilon-greedy on the recurrent Q-network and carries its LSTM state through an episode (epsilon 0: the
+greedy policy that validation and the test protocol use); the training loop sets its epsilon from `epsilon_at`, linear
+from 1 to 0.1 over the run in the paper. `RandomPolicy` is the test protocol's baseline.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
-from rl.agent import Learner, RecurrentQNetwork, epsilon_at
-from rl.evaluation import QPolicy
-from rl.replay import SequenceReplay
-
-LARGE_VIEW = 4096
-"""View entries with more values than this per step (the CNN's masked feature maps) are stored as float16."""
+from rl.envs import Observation
+from rl.networks import RecurrentQNetwork
 
 
-def replay_fields(observation_space: gym.Space) -> dict[str, tuple[tuple[int, ...], Any]]:
-    """The replay layout for a KeypointObservation's view entries (the frame and coordinates are not needed)."""
-    fields: dict[str, tuple[tuple[int, ...], Any]] = {}
-    spaces = observation_space.spaces if isinstance(observation_space, gym.spaces.Dict) else {}
-    for name, space in spaces.items():
-        if name.startswith("view.") and space.shape is not None:
-            shape = tuple(space.shape)
-            fields[name[len("view.") :]] = (shape, np.float16 if int(np.prod(shape)) > LARGE_VIEW else np.float32)
-    if not fields:
-        raise ValueError("The environment has no encoder view: wrap it in KeypointObservation(env, keypointer, view).")
-    return fields
+class Policy(Protocol):
+    def reset(self) -> None: ...
+
+    def act(self, observation: Any) -> int: ...
 
 
-@dataclass
-class Schedule:
-    total_steps: int = 100_000
-    learning_starts: int = 10_000
-    update_every: int = 4
-    batch_size: int = 16
-    window: int = 8
-    epsilon_start: float = 1.0
-    epsilon_end: float = 0.1
+def view_of(observation: Observation) -> dict[str, np.ndarray]:
+    """The encoder's view of a KeypointObservation, as {name: [1, 1, ...]} (batch 1, one time step)."""
+    return {name: value[None, None] for name, value in observation["view"].items()}
 
 
-@dataclass
-class Timing:
-    """Seconds spent per part of the loop (for the benchmark and the run record)."""
+class QPolicy:
+    """Epsilon-greedy on a recurrent Q-network, carrying its LSTM state through the episode (epsilon 0: greedy)."""
 
-    acting: float = 0.0  # Q-network step and action choice
-    environment: float = 0.0  # emulation plus the keypointer and view (inside the observation wrapper)
-    learning: float = 0.0  # sampling and the update
+    def __init__(self, network: RecurrentQNetwork, epsilon: float, seed: int):
+        self.network, self.epsilon = network, epsilon
+        self.rng = np.random.default_rng(seed)
+        self._q = tf.function(lambda view, state: network(view, initial_state=state, return_state=True))
+        self.state = network.initial_state(1)
+        self.last_q: np.ndarray | None = None
 
-    def as_dict(self) -> dict[str, float]:
-        return {"acting": self.acting, "environment": self.environment, "learning": self.learning}
+    def reset(self) -> None:
+        self.state = self.network.initial_state(1)
+
+    def act(self, observation: Observation) -> int:
+        q, self.state = self._q(view_of(observation), self.state)
+        values = q.numpy()[0, 0]
+        self.last_q = values
+        if self.epsilon > 0 and self.rng.random() < self.epsilon:
+            return int(self.rng.integers(self.network.num_actions))
+        return int(np.argmax(values))
 
 
-class Trainer:
-    def __init__(
-        self,
-        env: gym.Env,
-        online: RecurrentQNetwork,
-        learner: Learner,
-        replay: SequenceReplay,
-        schedule: Schedule,
-        seed: int,
-        on_episode: Callable[[int, float, int], None] | None = None,
-        on_update: Callable[[int, dict[str, float]], None] | None = None,
-    ):
-        self.env, self.online, self.learner, self.replay, self.schedule = env, online, learner, replay, schedule
-        self.policy = QPolicy(online, epsilon=schedule.epsilon_start, seed=seed)
-        self.on_episode, self.on_update = on_episode, on_update
-        self.seed = seed
-        self.step = 0
-        self.episodes = 0
-        self.timing = Timing()
-        self._observation: dict[str, np.ndarray] | None = None
-        self._seeded = False
-        self._return = 0.0
-        self._length = 0
+class RandomPolicy:
+    def __init__(self, num_actions: int, seed: int):
+        self.num_actions = num_actions
+        self.rng = np.random.default_rng(seed)
 
-    def _stored(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {name: observation[f"view.{name}"] for name in self.replay.fields}
+    def reset(self) -> None:
+        pass
 
-    def _reset(self) -> None:
-        # The first episode (and the first after a resume) seeds the environment; later ones continue its stream.
-        seed = None if self._seeded else self.seed + 1009 * self.episodes
-        self._seeded = True
-        self._observation, _ = self.env.reset(seed=seed)
-        self.policy.reset()
-        self._return, self._length = 0.0, 0
+    def act(self, observation: Any) -> int:
+        return int(self.rng.integers(self.num_actions))
 
-    def _update(self) -> dict[str, float]:
-        s = self.schedule
-        batch = self.replay.sample(s.batch_size, s.window)
-        views = {k: tf.constant(v, tf.float32) for k, v in batch["observations"].items()}
-        out = self.learner.train_step(
-            views,
-            tf.constant(batch["actions"]),
-            tf.constant(batch["rewards"]),
-            tf.constant(batch["terminated"]),
-            tf.constant(batch["truncated"]),
-        )
-        return {k: float(v) for k, v in out.items()}
 
-    def run(self, until: int, progress: Any = None) -> None:
-        """Acts (and learns) until agent step `until` (exclusive)."""
-        s = self.schedule
-        if self._observation is None:
-            self._reset()
-        while self.step < until:
-            t0 = time.perf_counter()
-            self.policy.epsilon = epsilon_at(self.step, s.total_steps, s.epsilon_start, s.epsilon_end)
-            observation = self._observation
-            assert observation is not None
-            action = self.policy.act(observation)
-            t1 = time.perf_counter()
-            following, reward, terminated, truncated, _ = self.env.step(action)
-            t2 = time.perf_counter()
-            self.replay.add(self._stored(observation), action, float(reward), terminated, truncated)
-            self._return += float(reward)
-            self._length += 1
-            if terminated or truncated:
-                self.replay.end_episode(self._stored(following))
-                if self.on_episode is not None:
-                    self.on_episode(self.step + 1, self._return, self._length)
-                self.episodes += 1
-                t3 = time.perf_counter()
-                self._reset()
-                t2 += time.perf_counter() - t3  # the reset's keypointer call counts as environment time
-            else:
-                self._observation = following
-            self.timing.acting += t1 - t0
-            self.timing.environment += t2 - t1
-            self.step += 1
-            if self.step >= s.learning_starts and self.step % s.update_every == 0:
-                t4 = time.perf_counter()
-                out = self._update()
-                if not np.isfinite(out["loss"]):
-                    raise FloatingPointError(
-                        f"Non-finite TD loss at agent step {self.step}: {out}. The last checkpoint is kept; lower the "
-                        "learning rate or check the keypointer's outputs for NaNs."
-                    )
-                self.timing.learning += time.perf_counter() - t4
-                if self.on_update is not None:
-                    self.on_update(self.step, out)
-            if progress is not None:
-                progress.update(1)
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "episodes": self.episodes,
-            "policy_rng": self.policy.rng.bit_generator.state,
-            "replay_rng": self.replay._rng.bit_generator.state,
-        }
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.step, self.episodes = int(state["step"]), int(state["episodes"])
-        self.policy.rng.bit_generator.state = state["policy_rng"]
-        self.replay._rng.bit_generator.state = state["replay_rng"]
-        self.replay.abandon_episode()  # the environment restarts: the unfinished episode gets no more rows
-        self._observation, self._seeded = None, False
+def epsilon_at(step: int, total: int, start: float, end: float) -> float:
+    """The linear exploration schedule: start -> end over `total` agent steps, then end."""
+    if total <= 0:
+        return end
+    return start + (end - start) * min(step / total, 1.0)

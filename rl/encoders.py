@@ -50,11 +50,17 @@ def keypoint_view(coordinates: tf.Tensor, heatmaps: tf.Tensor, features: tf.Tens
     return {"coordinates": tf.cast(coordinates, tf.float32), "features": keypoint_features(heatmaps, features)}
 
 
+CNN_NORM = "batch"
+"""The CNN encoder's normalisation (the paper's Conv-BN-ReLU layers)."""
+GNN_WIDTH = 64
+"""Width of the interaction network's MLPs."""
+
+
 class CNNEncoder(keras.layers.Layer):
-    def __init__(self, filters: int = 128, norm: str = "batch", binarise: float | None = None, **kwargs):
+    def __init__(self, filters: int, binarise: float | None, **kwargs):
         super().__init__(**kwargs)
         self.binarise = binarise
-        self.convs = conv_stack([filters] * 4, [3] * 4, [1, 1, 2, 1], norm, name=f"{self.name}_convs")
+        self.convs = conv_stack([filters] * 4, [3] * 4, [1, 1, 2, 1], CNN_NORM, name=f"{self.name}_convs")
         self.flatten = keras.layers.Flatten()
         self.out = keras.layers.Dense(128, activation="relu")
 
@@ -74,11 +80,12 @@ class CNNEncoder(keras.layers.Layer):
 
 
 class GNNEncoder(keras.layers.Layer):
-    def __init__(self, steps: int = 1, width: int = 64, **kwargs):
+    def __init__(self, steps: int, **kwargs):
         super().__init__(**kwargs)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}.")
-        self.steps, self.width = steps, width
+        self.steps, self.width = steps, GNN_WIDTH
+        width = self.width
         self.position: keras.Sequential | None = None
         self.node_encoder = mlp([width, width], "node_encoder")
         self.edge_encoder = mlp([width, width], "edge_encoder")
@@ -146,7 +153,7 @@ def thermometer(values: tf.Tensor, bins: int) -> tf.Tensor:
 
 
 class KeyQNEncoder(keras.layers.Layer):
-    def __init__(self, bins: int = 16, **kwargs):
+    def __init__(self, bins: int, **kwargs):
         super().__init__(**kwargs)
         self.bins = bins
         self.head = mlp([128, 128], "head")

@@ -12,7 +12,7 @@ computed once per step, so the agent's replay can store them (rl/replay.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import gymnasium as gym
 import numpy as np
@@ -84,9 +84,18 @@ def make_agent_env(
     return env
 
 
+class Observation(TypedDict):
+    """What the agent sees at each step: the frame [84, 84, 3] uint8, the keypoints [K, 2] float32 (y, x) in [-1, 1],
+    and, when the wrapper has one, the encoder's frozen view {name: float32 array} (rl/encoders.py)."""
+
+    frame: np.ndarray
+    keypoints: np.ndarray
+    view: NotRequired[dict[str, np.ndarray]]
+
+
 class KeypointObservation(gym.ObservationWrapper):
-    """Observations {"frame": [84, 84, 3] uint8, "keypoints": [K, 2] float32 (y, x) in [-1, 1]}, plus, when a `view`
-    is given (an encoder's frozen part, rl/encoders.py), its entries {"view.<name>": float32 array}.
+    """Observations of the agent (`Observation`): the frame, its keypoints and, when a `view` is given (an encoder's
+    frozen part, rl/encoders.py), the view's entries.
 
     The keypointer and the view run as one compiled function per step. The wrapper holds a live keypointer, so it
     cannot be recreated from a registry spec: `spec` is None.
@@ -101,8 +110,11 @@ class KeypointObservation(gym.ObservationWrapper):
             "keypoints": gym.spaces.Box(-1.0, 1.0, (keypointer.num_keypoints, 2), np.float32),
         }
         _, views = self._observe(tf.zeros((1, *FRAME_SHAPE), tf.uint8))
-        for name, value in views.items():
-            spaces[f"view.{name}"] = gym.spaces.Box(-np.inf, np.inf, tuple(value.shape[1:]), np.float32)
+        if self.view is not None:
+            boxes: dict[str, gym.Space] = {
+                name: gym.spaces.Box(-np.inf, np.inf, tuple(v.shape[1:]), np.float32) for name, v in views.items()
+            }
+            spaces["view"] = gym.spaces.Dict(boxes)
         self.observation_space = gym.spaces.Dict(spaces)
 
     def _compute(self, frames: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
@@ -114,8 +126,9 @@ class KeypointObservation(gym.ObservationWrapper):
     def spec(self) -> None:  # type: ignore[override]
         return None
 
-    def observation(self, observation: np.ndarray) -> dict[str, np.ndarray]:
+    def observation(self, observation: np.ndarray) -> Observation:  # type: ignore[override]
         coordinates, views = self._observe(tf.constant(observation[None]))
-        obs = {"frame": observation, "keypoints": np.clip(coordinates.numpy()[0], -1.0, 1.0).astype(np.float32)}
-        obs.update({f"view.{name}": v.numpy()[0] for name, v in views.items()})
-        return obs
+        keypoints = np.clip(coordinates.numpy()[0], -1.0, 1.0).astype(np.float32)
+        if self.view is None:
+            return {"frame": observation, "keypoints": keypoints}
+        return {"frame": observation, "keypoints": keypoints, "view": {name: v.numpy()[0] for name, v in views.items()}}

@@ -1,4 +1,4 @@
-"""Policies and the test protocol (seed 002, Appendix A.2.3; reference.md section 4).
+"""The test protocol (seed 002, Appendix A.2.3; reference.md section 4).
 
 Evaluation uses the evaluation environments (whole games, unclipped scores; rl/envs.py) and no exploration noise
 ("we do not add any noise in our policy used for evaluation episodes").
@@ -14,59 +14,13 @@ so every policy (and the random baseline) meets the same no-op starts.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import tensorflow as tf
 from tqdm.auto import tqdm
 
-from rl.agent import RecurrentQNetwork
-
-
-class Policy(Protocol):
-    def reset(self) -> None: ...
-
-    def act(self, observation: Any) -> int: ...
-
-
-def view_of(observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The encoder's view entries of a KeypointObservation, as {name: [1, 1, ...]} (batch 1, one time step)."""
-    return {k[len("view.") :]: v[None, None] for k, v in observation.items() if k.startswith("view.")}
-
-
-class QPolicy:
-    """Epsilon-greedy on a recurrent Q-network, carrying its LSTM state through the episode (epsilon 0: greedy)."""
-
-    def __init__(self, network: RecurrentQNetwork, epsilon: float = 0.0, seed: int = 0):
-        self.network, self.epsilon = network, epsilon
-        self.rng = np.random.default_rng(seed)
-        self._q = tf.function(lambda view, state: network(view, initial_state=state, return_state=True))
-        self.state = network.initial_state(1)
-        self.last_q: np.ndarray | None = None
-
-    def reset(self) -> None:
-        self.state = self.network.initial_state(1)
-
-    def act(self, observation: dict[str, np.ndarray]) -> int:
-        q, self.state = self._q(view_of(observation), self.state)
-        values = q.numpy()[0, 0]
-        self.last_q = values
-        if self.epsilon > 0 and self.rng.random() < self.epsilon:
-            return int(self.rng.integers(self.network.num_actions))
-        return int(np.argmax(values))
-
-
-class RandomPolicy:
-    def __init__(self, num_actions: int, seed: int = 0):
-        self.num_actions = num_actions
-        self.rng = np.random.default_rng(seed)
-
-    def reset(self) -> None:
-        pass
-
-    def act(self, observation: Any) -> int:
-        return int(self.rng.integers(self.num_actions))
+from rl.actor import Policy
 
 
 def play(

@@ -123,6 +123,14 @@ class SequenceReplay:
             "truncated": self.truncated[tr],
         }
 
+    def state(self) -> dict[str, Any]:
+        """The sampling stream's position (JSON-able), for a resumed run to continue it; the rows are `save`d."""
+        return dict(self._rng.bit_generator.state)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continues the sampling stream from `state()`."""
+        self._rng.bit_generator.state = state
+
     # A resumed run continues with the same replay; np.savez writes a temporary file that is then renamed.
     _STATE = ("actions", "rewards", "terminated", "truncated", "episode", "step")
 

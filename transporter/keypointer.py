@@ -27,11 +27,5 @@ class TransporterKeypointer(SavedKeypointer):
         return c.grid, receptive_field(c.input_size, c.kernels, c.strides, c.image_shape[0])
 
     def _forward(self, frames: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        images = self.model.resize(frames)
-        coordinates, heatmaps = self.model.keypoints(images, training=False)
-        if self.model.features is not None:
-            features = self.model.features(images, training=False)
-        else:  # pixel transport has no feature net: the image itself, pooled onto the keypoint grid
-            grid = self.config.grid
-            features = tf.image.resize(images, (grid, grid), method="area")
+        coordinates, heatmaps, features = self.model.infer(frames)
         return coordinates, heatmaps, tf.cast(features, tf.float32)

@@ -25,9 +25,8 @@ import math
 import keras
 import tensorflow as tf
 
-from keypoints.networks import NORMS, KeyNet, conv_stack
+from keypoints.networks import NORMS, KeyNet, conv_stack, transposed_stack
 from keypoints.ops import keypoints_to_maps, maps_to_keypoints
-from permakey.vae import transposed_stack
 
 MODELS = ("transporter", "imm")
 TRANSPORTS = ("features", "pixels")
@@ -151,6 +150,17 @@ class Transporter(keras.Model):
         maps = self.keynet(frames, training=training)
         coordinates = maps_to_keypoints(maps)
         return coordinates, keypoints_to_maps(coordinates, maps.shape[1], maps.shape[2], self.config.sigma)
+
+    def infer(self, frames: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Inference on single frames [B, 84, 84, 3] in [0, 1]: keypoints [B, K, 2] (y, x) in [-1, 1], their heatmaps
+        [B, h, w, K] and the features [B, h, w, C] (pixel transport has no feature net: the resized image itself,
+        pooled onto the keypoint grid)."""
+        images = self.resize(frames)
+        coordinates, heatmaps = self.keypoints(images, training=False)
+        if self.features is not None:
+            return coordinates, heatmaps, self.features(images, training=False)
+        grid = self.config.grid
+        return coordinates, heatmaps, tf.image.resize(images, (grid, grid), method="area")
 
     def call(self, pair: tuple[tf.Tensor, tf.Tensor], training: bool = False) -> dict:
         source, target = self.check_pair(pair)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keypoints.networks import KeyNet, conv_stack
+from keypoints.networks import KeyNet, conv_stack, transposed_stack
 from keypoints.ops import maps_to_keypoints
 
 FILTERS = [8, 8, 16, 16]
@@ -18,6 +18,14 @@ def _images(batch: int = 2) -> tf.Tensor:
 def test_conv_stack_downsamples_84_to_21():
     stack = conv_stack(FILTERS, KERNELS, STRIDES, "batch", name="encoder")
     assert stack(_images()).shape == (2, 21, 21, 16)
+
+
+def test_transposed_stack_maps_a_stack_output_back_to_its_input_size():
+    """PermaKey's decoder and Transporter's RefineNet: 84 -> 21 by the strides, then back to 84 with 3 channels."""
+    filters, kernels, strides = [4, 8, 8], [3, 3, 3], [1, 2, 2]
+    down = conv_stack(filters, kernels, strides, "layer", name="down")(tf.zeros((2, 84, 84, 3)))
+    up = transposed_stack(filters, kernels, strides, 3, "layer", name="up")(down)
+    assert down.shape == (2, 21, 21, 8) and up.shape == (2, 84, 84, 3)
 
 
 @pytest.mark.parametrize("norm", ["batch", "instance", "layer", "none"])

@@ -1,82 +1,22 @@
-import gymnasium as gym
-import keras
 import numpy as np
+import pytest
 
-from rl.actor import Schedule, Trainer, replay_fields
-from rl.agent import Learner, RecurrentQNetwork
-from rl.replay import SequenceReplay
-
-
-class FakeKeypointEnv(gym.Env):
-    """Keypoint observations of a made-up game: 12-step episodes, the first ends in termination, the next in
-    truncation (a time limit), and so on; reward 1 for action 0."""
-
-    def __init__(self):
-        self.observation_space = gym.spaces.Dict(
-            {
-                "view.coordinates": gym.spaces.Box(-1, 1, (3, 2), np.float32),
-                "view.features": gym.spaces.Box(-np.inf, np.inf, (3, 4), np.float32),
-            }
-        )
-        self.action_space = gym.spaces.Discrete(3)
-        self.episodes, self.t = 0, 0
-
-    def _obs(self):
-        return {k: self.np_random.uniform(-1, 1, s.shape).astype(np.float32) for k, s in self.observation_space.items()}
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self._obs(), {}
-
-    def step(self, action):
-        self.t += 1
-        end = self.t == 12
-        terminated, truncated = end and self.episodes % 2 == 0, end and self.episodes % 2 == 1
-        self.episodes += int(end)
-        return self._obs(), float(action == 0), terminated, truncated, {}
+from rl.actor import QPolicy, epsilon_at
+from tests.rl.test_learner import _batch, _network
 
 
-def _trainer(seed=0):
-    keras.utils.set_random_seed(seed)
-    env = FakeKeypointEnv()
-    online, target = RecurrentQNetwork(3, "gnn"), RecurrentQNetwork(3, "gnn")
-    learner = Learner(online, target)
-    replay = SequenceReplay(100, replay_fields(env.observation_space), seed=seed)
-    learner.start({"coordinates": np.zeros((1, 5, 3, 2), np.float32), "features": np.zeros((1, 5, 3, 4), np.float32)})
-    episodes, updates = [], []
-    trainer = Trainer(
-        env,
-        online,
-        learner,
-        replay,
-        Schedule(total_steps=30, learning_starts=10, update_every=2, batch_size=2, window=4),
-        seed=seed,
-        on_episode=lambda step, ret, length: episodes.append((step, length)),
-        on_update=lambda step, out: updates.append((step, out["loss"])),
-    )
-    return trainer, episodes, updates
+def test_epsilon_schedule_is_linear_then_flat():
+    assert epsilon_at(0, 100, 1.0, 0.1) == 1.0
+    assert epsilon_at(50, 100, 1.0, 0.1) == pytest.approx(0.55)
+    assert epsilon_at(500, 100, 1.0, 0.1) == pytest.approx(0.1)
 
 
-def test_actor_and_learner_run_through_terminated_and_truncated_episodes():
-    trainer, episodes, updates = _trainer()
-    trainer.run(30)
-    assert episodes == [(12, 12), (24, 12)]
-    assert [s for s, _ in updates] == list(range(10, 31, 2))  # from learning_starts, every update_every steps
-    assert all(np.isfinite(loss) for _, loss in updates)
-    replay = trainer.replay
-    assert replay.size == 30 + 2  # every step plus each episode's final observation
-    ends = np.flatnonzero(replay.actions[: replay.size] == -1)
-    np.testing.assert_array_equal(ends, [12, 25])
-    assert replay.terminated[11] and not replay.truncated[11]  # the first episode ended in the game
-    assert replay.truncated[24] and not replay.terminated[24]  # the second hit the time limit
-    assert trainer.timing.learning > 0 and trainer.timing.environment > 0
-
-
-def test_same_seed_gives_the_same_actions_and_updates():
-    a, _, ua = _trainer(seed=4)
-    b, _, ub = _trainer(seed=4)
-    a.run(20)
-    b.run(20)
-    np.testing.assert_array_equal(a.replay.actions, b.replay.actions)
-    assert ua == ub
+def test_greedy_policy_acts_on_the_typed_observation_and_carries_its_memory():
+    views = _batch()[0]
+    policy = QPolicy(_network(), epsilon=0.0, seed=0)
+    first = {"view": {k: v.numpy()[0, 0] for k, v in views.items()}}
+    action = policy.act(first)  # type: ignore[arg-type]
+    assert action == int(np.argmax(policy.last_q)) and 0 <= action < 3
+    assert not np.allclose(policy.state[0].numpy(), 0.0)  # the LSTM state moved on
+    policy.reset()
+    np.testing.assert_array_equal(policy.state[0].numpy(), 0.0)

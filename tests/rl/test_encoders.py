@@ -14,7 +14,7 @@ def _inputs(seed=0, b=2, k=3, grid=21, c=5):
     return coordinates, heatmaps, features
 
 
-@pytest.mark.parametrize("encoder", [CNNEncoder(filters=8), GNNEncoder(steps=2), KeyQNEncoder(bins=4)])
+@pytest.mark.parametrize("encoder", [CNNEncoder(filters=8, binarise=None), GNNEncoder(steps=2), KeyQNEncoder(bins=4)])
 def test_encoders_map_keypointer_outputs_to_128(encoder):
     out = encoder(encoder.view(*_inputs()))
     assert out.shape == (2, 128)
@@ -80,7 +80,7 @@ def test_gnn_nodes_see_each_other():
 
 def test_cnn_mask_binarises_like_the_authors_code_when_asked():
     _, heatmaps, _ = _inputs()
-    soft = CNNEncoder(filters=4).mask(heatmaps).numpy()
+    soft = CNNEncoder(filters=4, binarise=None).mask(heatmaps).numpy()
     hard = CNNEncoder(filters=4, binarise=0.2).mask(heatmaps).numpy()
     assert set(np.unique(hard)) <= {0.0, 1.0}
     assert 0.0 < soft.mean() < 1.0 and soft.max() <= 1.0

@@ -57,8 +57,9 @@ def test_keypoint_observations_carry_the_encoder_view():
     from rl.encoders import CNNEncoder, GNNEncoder
 
     keypointer = TransporterKeypointer(build_transporter(tiny_config()))
-    for encoder, names in ((GNNEncoder(), {"view.coordinates", "view.features"}), (CNNEncoder(), {"view.masked"})):
+    for encoder, names in ((GNNEncoder(steps=1), {"coordinates", "features"}), (CNNEncoder(8, None), {"masked"})):
         env = KeypointObservation(make_agent_env("pong", train=False, max_episode_frames=400), keypointer, encoder.view)
         check_env(env, skip_render_check=True)
         obs, _ = env.reset(seed=0)
-        assert names <= set(obs) and all(obs[n].dtype == np.float32 for n in names)
+        assert set(obs) == {"frame", "keypoints", "view"}
+        assert set(obs["view"]) == names and all(obs["view"][n].dtype == np.float32 for n in names)

@@ -4,8 +4,12 @@ import pytest
 import tensorflow as tf
 
 from keypoints.ops import keypoints_to_maps
-from rl.agent import Learner, RecurrentQNetwork, epsilon_at
 from rl.encoders import ENCODERS
+from rl.learner import Learner
+from rl.networks import RecurrentQNetwork
+
+OPTIONS = {"cnn": {"filters": 128, "binarise": None}, "gnn": {"steps": 1}, "keyqn": {"bins": 16}}  # the paper's
+HYPERPARAMETERS = {"learning_rate": 2e-4, "clip_norm": 10.0, "gamma": 0.99, "n": 3, "tau": 0.005}
 
 
 def _batch(seed=0, encoder="gnn", b=2, w=4, k=3, grid=7, c=4, actions=3):
@@ -14,7 +18,7 @@ def _batch(seed=0, encoder="gnn", b=2, w=4, k=3, grid=7, c=4, actions=3):
     coordinates = tf.constant(rng.uniform(-0.9, 0.9, (b * (w + 1), k, 2)), tf.float32)
     heatmaps = keypoints_to_maps(coordinates, grid, grid, 0.2)
     features = tf.constant(rng.normal(size=(b * (w + 1), grid, grid, c)), tf.float32)
-    flat = ENCODERS[encoder]().view(coordinates, heatmaps, features)
+    flat = ENCODERS[encoder](**OPTIONS[encoder]).view(coordinates, heatmaps, features)
     views = {name: tf.reshape(v, (b, w + 1, *v.shape[1:])) for name, v in flat.items()}
     return (
         views,
@@ -25,25 +29,23 @@ def _batch(seed=0, encoder="gnn", b=2, w=4, k=3, grid=7, c=4, actions=3):
     )
 
 
+def _network(encoder="gnn"):
+    """The paper's 128 LSTM units and encoder settings."""
+    return RecurrentQNetwork(3, encoder, 128, OPTIONS[encoder])
+
+
 def _learner(seed=0, encoder="gnn"):
     keras.utils.set_random_seed(seed)
-    learner = Learner(RecurrentQNetwork(3, encoder), RecurrentQNetwork(3, encoder), tau=0.005)
+    learner = Learner(_network(encoder), _network(encoder), **HYPERPARAMETERS)
     learner.start(_batch(encoder=encoder)[0])
     return learner
-
-
-def test_q_values_have_one_per_step_and_action():
-    net = RecurrentQNetwork(3, "keyqn")
-    assert net(_batch(encoder="keyqn")[0]).shape == (2, 5, 3)
-    with pytest.raises(ValueError, match="Unknown encoder"):
-        RecurrentQNetwork(3, "transformer")
 
 
 def test_target_starts_as_a_copy_and_must_be_started():
     learner = _learner()
     for t, o in zip(learner.target.trainable_variables, learner.online.trainable_variables, strict=True):
         np.testing.assert_array_equal(t.numpy(), o.numpy())
-    fresh = Learner(RecurrentQNetwork(3, "gnn"), RecurrentQNetwork(3, "gnn"))
+    fresh = Learner(_network(), _network(), **HYPERPARAMETERS)
     with pytest.raises(RuntimeError, match="start"):
         fresh.train_step(*_batch())
 
@@ -67,20 +69,3 @@ def test_loss_falls_and_target_trails_by_polyak():
     online = learner.online.trainable_variables[0].numpy()
     target = learner.target.trainable_variables[0].numpy()
     assert not np.allclose(online, target)  # the target moves 0.5% per update
-
-
-def test_epsilon_schedule_is_linear_then_flat():
-    assert epsilon_at(0, 100) == 1.0
-    assert epsilon_at(50, 100) == pytest.approx(0.55)
-    assert epsilon_at(500, 100) == pytest.approx(0.1)
-
-
-def test_stepping_with_carried_state_matches_the_whole_sequence():
-    """The actor feeds one step at a time and carries the LSTM state; that must equal running the window at once."""
-    net = RecurrentQNetwork(3, "gnn")
-    views = _batch()[0]
-    whole = net(views).numpy()
-    state = net.initial_state(2)
-    for t in range(5):
-        q, state = net({k: v[:, t : t + 1] for k, v in views.items()}, initial_state=state, return_state=True)
-        np.testing.assert_allclose(q.numpy()[:, 0], whole[:, t], rtol=1e-4, atol=1e-5)

@@ -1,0 +1,23 @@
+import numpy as np
+import pytest
+
+from rl.networks import RecurrentQNetwork
+from tests.rl.test_learner import _batch, _network
+
+
+def test_q_values_have_one_per_step_and_action():
+    net = _network("keyqn")
+    assert net(_batch(encoder="keyqn")[0]).shape == (2, 5, 3)
+    with pytest.raises(ValueError, match="Unknown encoder"):
+        RecurrentQNetwork(3, "transformer", 128, {})
+
+
+def test_stepping_with_carried_state_matches_the_whole_sequence():
+    """The actor feeds one step at a time and carries the LSTM state; that must equal running the window at once."""
+    net = _network()
+    views = _batch()[0]
+    whole = net(views).numpy()
+    state = net.initial_state(2)
+    for t in range(5):
+        q, state = net({k: v[:, t : t + 1] for k, v in views.items()}, initial_state=state, return_state=True)
+        np.testing.assert_allclose(q.numpy()[:, 0], whole[:, t], rtol=1e-4, atol=1e-5)
