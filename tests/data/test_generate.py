@@ -174,7 +174,9 @@ def test_a_worker_failure_ends_with_its_cause_disk_full(tmp_path):
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
     assert "Generating shard" in last and "No space left on device" in last, done.stderr[-3000:]
-    assert "IndexError" not in done.stderr and "100%" not in done.stderr  # the bar stops where the worker failed
+    # Sacred's traceback filter does not fail on the worker's traceback. (Whether the frames bar reached 100% first
+    # depends on scheduling: the workers may generate every frame before a shard's write fails.)
+    assert "IndexError" not in done.stderr
     record = json.loads(next((tmp_path / "runs").glob("*/run.json")).read_text())
     assert record["status"] == "FAILED"
 
