@@ -36,24 +36,21 @@ ENCODER_OPTIONS = {"gnn": {"steps": 1}, "cnn": {"filters": 128, "binarise": None
 
 
 def make_keypointer(name: str, policy: str):
+    """The benchmark's keypointer computing in Keras policy `policy`: an untrained one of the real size, or a saved
+    one."""
+    if name not in ("permakey", "transporter"):
+        return load_keypointer(name, policy=policy)
     with keras_policy(policy):
-        return _make_keypointer(name, policy)
+        if name == "permakey":
+            from bench.bench_permakey import PAPER
+            from permakey.keypointer import PermaKeyKeypointer, build_permakey
 
-
-def _make_keypointer(name: str, policy: str):
-    if name == "permakey":
-        from bench.bench_permakey import PAPER
-        from permakey.keypointer import PermaKeyKeypointer, build_permakey
-
-        return PermaKeyKeypointer(build_permakey(dataclasses.replace(PAPER, norm="layer", num_keypoints=7)))
-    if name == "transporter":
+            return PermaKeyKeypointer(build_permakey(dataclasses.replace(PAPER, norm="layer", num_keypoints=7)))
         from bench.bench_transporter import benchmark_config
         from transporter.keypointer import TransporterKeypointer
         from transporter.model import build_transporter
 
-        config = benchmark_config("pkey_reimpl", norm="layer")
-        return TransporterKeypointer(build_transporter(config))
-    return load_keypointer(name, policy=policy)
+        return TransporterKeypointer(build_transporter(benchmark_config("pkey_reimpl", norm="layer")))
 
 
 def measure(game: str, keypointer, encoder: str, seconds: float, loop_steps: int) -> dict[str, float]:

@@ -199,15 +199,21 @@ class PermaKeyTraining:
         return model, tf.train.Checkpoint(model=model, **model.module_optimizers), PermaKeyKeypointer(model)
 
     def read(self, data: DataSettings, split: str, training: bool) -> tf.data.Dataset:
-        read = {"batch_size": data.batch_size, "game": data.game.name, "distractors": data.noise}
         order = {"drop_remainder": True} if training else {"shuffle": False}
-        return frames_dataset(data.dataset, split, seed=data.seed, **order, **read)  # type: ignore[arg-type]
+        return frames_dataset(
+            data.dataset,
+            split,
+            seed=data.seed,
+            batch_size=data.batch_size,
+            game=data.game.name,
+            distractors=data.noise,
+            **order,  # type: ignore[arg-type]
+        )
 
     def after_training(self, state: dict, data: DataSettings, run) -> dict:
         if not self.refit_steps:
             return state
-        read = {"batch_size": data.batch_size, "game": data.game.name, "distractors": data.noise}
-        frames = frames_dataset(data.dataset, "train", seed=data.seed, shuffle=False, **read)  # type: ignore[arg-type]
+        frames = self.read(data, "train", training=False)  # in order, every frame once: the maps are cached
         return refit_pointnet(self, state, frames, data.seed, data.batch_size, run)
 
     def load_best(self, folder: Path) -> PermaKeyKeypointer:
@@ -245,9 +251,9 @@ def refit_pointnet(
         step = tf.function(model.pointnet_step)
         progress = tqdm(maps.take(steps), total=steps, desc="PointNet refit", disable=not training.progress)
         for i, batch in enumerate(progress):
-            loss = float(step(batch))
-            if (i + 1) % training.log_every == 0:
-                run.log_scalar("refit.pointnet_loss", loss, i + 1)
+            loss = step(batch)
+            if (i + 1) % training.log_every == 0:  # read back only when logged: the steps queue without a sync
+                run.log_scalar("refit.pointnet_loss", float(loss), i + 1)
         PermaKeyKeypointer(model).save(work / "best")
         state = {**state, "pointnet_refit": steps}
         write_json_atomic(work / "state.json", state)

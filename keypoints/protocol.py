@@ -115,6 +115,7 @@ class SavedKeypointer:
         return tuple(tf.cast(t, tf.float32) for t in self._forward(frames))
 
     def _forward(self, frames: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(coordinates, heatmaps, features) of checked float frames, in the model's compute dtype."""
         raise NotImplementedError
 
     @classmethod

@@ -48,7 +48,7 @@ class PermaKeyKeypointer(SavedKeypointer):
         heatmaps = keypoints_to_maps(coordinates, h, w, self.config.sigma)
         same_grid = [a for a in activations if a.shape[1] == h and a.shape[2] == w]
         features = same_grid[-1] if same_grid else tf.image.resize(activations[-1], (h, w))
-        return coordinates, heatmaps, tf.cast(features, tf.float32)
+        return coordinates, heatmaps, features
 
 
 def build_permakey(config: PermaKeyConfig) -> PermaKey:

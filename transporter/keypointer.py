@@ -27,5 +27,4 @@ class TransporterKeypointer(SavedKeypointer):
         return c.grid, receptive_field(c.input_size, c.kernels, c.strides, c.image_shape[0])
 
     def _forward(self, frames: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        coordinates, heatmaps, features = self.model.infer(frames)
-        return coordinates, heatmaps, tf.cast(features, tf.float32)
+        return self.model.infer(frames)

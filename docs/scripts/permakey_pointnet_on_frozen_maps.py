@@ -27,6 +27,7 @@ from data.games import get_game
 from data.readers import frames_dataset
 from experiments.health import ground_truth_clip, keypoint_health
 from permakey.keypointer import PermaKeyKeypointer, build_permakey
+from permakey.model import PermaKeyConfig
 from permakey.pointnet import window_loss
 
 
@@ -54,27 +55,19 @@ def main() -> None:
         error_normalisation=args.normalisation or saved.config.error_normalisation,
     )
     cache = Path(f"{args.folder.rstrip('/')}.{config.error_normalisation}.maps.npy")
-    clip = ground_truth_clip(dataset, game.name, 300, game.epsilon)
-    maps = None
+    clip = ground_truth_clip(dataset, game.name, 300, game.epsilon or 0.15)
+    changed = args.fresh or config != saved.config
+    if cache.exists():
+        maps = np.load(cache)
+    else:  # the maps depend on the VAE, the LSPNs and the normalisation only: computed once for every seed
+        frozen = copy_weights(saved, config, pointnet=False) if changed else saved
+        frames = frames_dataset(dataset, "train", batch_size=64, seed=0, shuffle=False, game=game.name)
+        maps = np.concatenate([frozen.error_maps(b).numpy().astype(np.float16) for b in frames])
+        np.save(cache, maps)
+    held = tf.constant(maps[:: max(1, len(maps) // 512)].astype(np.float32))
     for seed in args.seeds:
         keras.utils.set_random_seed(seed)
-        if args.fresh or config != saved.config:
-            model = build_permakey(config)
-            model.vae.set_weights(saved.model.vae.get_weights())
-            for new, old in zip(model.lspns, saved.model.lspns, strict=True):
-                new.set_weights(old.get_weights())
-            if not args.fresh:
-                model.pointnet.set_weights(saved.model.pointnet.get_weights())
-            keypointer = PermaKeyKeypointer(model)
-        else:
-            keypointer = saved
-        if maps is None:
-            if cache.exists():
-                maps = np.load(cache)
-            else:
-                frames = frames_dataset(dataset, "train", batch_size=64, seed=0, shuffle=False, game=game.name)
-                maps = np.concatenate([keypointer.error_maps(b).numpy().astype(np.float16) for b in frames])
-                np.save(cache, maps)
+        keypointer = copy_weights(saved, config, pointnet=not args.fresh) if changed else saved
         net = keypointer.model.pointnet
         optimizer = keras.optimizers.Adam(args.lr)
 
@@ -86,13 +79,6 @@ def main() -> None:
             optimizer.apply_gradients(zip(gradients, net.trainable_variables, strict=True))
             return loss
 
-        held = tf.constant(maps[:: max(1, len(maps) // 512)].astype(np.float32))
-
-        def held_loss(net=net, held=held) -> float:
-            """PointNet's loss on a fixed spread of 512 training maps (no ground truth: usable to pick a refit)."""
-            losses = [window_loss(net(held[i : i + 64])["heatmaps"], held[i : i + 64]) for i in range(0, len(held), 64)]
-            return float(np.mean(losses))
-
         rng = np.random.default_rng(seed)
         start = time.time()
         print(f"seed {seed} {config.error_normalisation} K={config.num_keypoints} sigma={config.sigma}")
@@ -103,10 +89,28 @@ def main() -> None:
                 print(
                     i,
                     f"{time.time() - start:.0f}s",
-                    f"loss {float(loss):.5f} held {held_loss():.5f}",
+                    f"loss {float(loss):.5f} held {held_loss(net, held):.5f}",
                     keypoint_health(keypointer, clip),
                     flush=True,
                 )
+
+
+def copy_weights(saved: PermaKeyKeypointer, config: PermaKeyConfig, pointnet: bool) -> PermaKeyKeypointer:
+    """A keypointer of `config` with the saved VAE and LSPN weights (and PointNet's, when `pointnet`); a fresh
+    PointNet otherwise."""
+    model = build_permakey(config)
+    model.vae.set_weights(saved.model.vae.get_weights())
+    for new, old in zip(model.lspns, saved.model.lspns, strict=True):
+        new.set_weights(old.get_weights())
+    if pointnet:
+        model.pointnet.set_weights(saved.model.pointnet.get_weights())
+    return PermaKeyKeypointer(model)
+
+
+def held_loss(net: keras.Model, held: tf.Tensor) -> float:
+    """PointNet's loss on a fixed spread of 512 training maps (no ground truth: usable to pick a refit)."""
+    losses = [window_loss(net(held[i : i + 64])["heatmaps"], held[i : i + 64]) for i in range(0, len(held), 64)]
+    return float(np.mean(losses))
 
 
 if __name__ == "__main__":
