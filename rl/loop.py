@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
-from rl.actor import QPolicy, epsilon_at
+from rl.actor import Policy, QPolicy, epsilon_at
 from rl.envs import Observation
 from rl.learner import Learner
 from rl.networks import RecurrentQNetwork
@@ -73,7 +73,10 @@ class Timing:
 
 
 class Trainer:
-    """The actor (an epsilon-greedy QPolicy), the replay and the learner, stepped together through `env`."""
+    """The actor, the replay and the learner, stepped together through `env`. The actor is an epsilon-greedy QPolicy
+    on `online` whose epsilon follows the schedule, unless `policy` is given: then that policy explores its own way
+    (rl/options.py's OptionPolicy) and the schedule's epsilon is unused. A given policy needs `reset`, `act` and a
+    numpy Generator `rng` (its stream is saved with the counters)."""
 
     def __init__(
         self,
@@ -85,9 +88,11 @@ class Trainer:
         seed: int,
         on_episode: Callable[[int, float, int], None] | None = None,
         on_update: Callable[[int, dict[str, float]], None] | None = None,
+        policy: Policy | None = None,
     ):
         self.env, self.online, self.learner, self.replay, self.schedule = env, online, learner, replay, schedule
-        self.policy = QPolicy(online, epsilon=schedule.epsilon_start, seed=seed)
+        self._scheduled = policy is None  # our QPolicy: epsilon from the schedule
+        self.policy: Any = QPolicy(online, epsilon=schedule.epsilon_start, seed=seed) if policy is None else policy
         self.on_episode, self.on_update = on_episode, on_update
         self.seed = seed
         self.step = 0
@@ -129,7 +134,8 @@ class Trainer:
             self._reset()
         while self.step < until:
             t0 = time.perf_counter()
-            self.policy.epsilon = epsilon_at(self.step, s.total_steps, s.epsilon_start, s.epsilon_end)
+            if self._scheduled:
+                self.policy.epsilon = epsilon_at(self.step, s.total_steps, s.epsilon_start, s.epsilon_end)
             observation = self._observation
             assert observation is not None
             action = self.policy.act(observation)

@@ -85,3 +85,45 @@ def hard_copy(target: list[tf.Variable], online: list[tf.Variable]) -> None:
     """target <- online: done once at the start (the authors' code never did, so its target began random)."""
     for t, o in zip(target, online, strict=True):
         t.assign(o)
+
+
+def lambda_returns(
+    rewards: tf.Tensor,
+    terminated: tf.Tensor,
+    truncated: tf.Tensor,
+    bootstrap: tf.Tensor,
+    lam: float,
+    gamma: float,
+) -> tf.Tensor:
+    """Peng's Q(lambda) returns over a window, truncated at its end (the "n-step Q(lambda)" of seed 000, section
+    3.2.2, with n the window length): G_t = r_t + g [(1 - lam) V(s_{t+1}) + lam G_{t+1}], G_T = V(s_T). A transition
+    that terminates has G_t = r_t; one after which the episode is truncated has G_t = r_t + g V(s_{t+1}).
+    lam = 0 is the one-step target; lam = 1 the n-step return to the window's end.
+
+    Args:
+      rewards: [B, T, ...] (any trailing dims, e.g. one per Q function); terminated, truncated: [B, T].
+      bootstrap: [B, T + 1, ...] double-Q values of s_0..s_T.
+    Returns:
+      [B, T, ...] float32 targets; every step is complete (the window's last state bootstraps).
+    """
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lambda must lie in [0, 1], got {lam}.")
+    rewards = tf.cast(rewards, tf.float32)
+    bootstrap = tf.cast(bootstrap, tf.float32)
+    extra = len(rewards.shape) - 2
+
+    def per_step(flags: tf.Tensor) -> tf.Tensor:  # [B, T] -> [B, T, 1, ...] to broadcast over the trailing dims
+        return tf.reshape(tf.cast(flags, tf.float32), tf.concat([tf.shape(flags), [1] * extra], 0))
+
+    stop = 1.0 - per_step(terminated)  # no value after a terminating transition
+    cut = per_step(truncated)  # after truncation: bootstrap fully, no later return
+    length = rewards.shape[1]
+    following = bootstrap[:, length]  # G_T = V(s_T)
+    targets = []
+    for t in reversed(range(length)):
+        value = bootstrap[:, t + 1]
+        mixed = (1.0 - lam) * value + lam * following
+        mixed = cut[:, t] * value + (1.0 - cut[:, t]) * mixed
+        following = rewards[:, t] + gamma * stop[:, t] * mixed
+        targets.append(following)
+    return tf.stack(targets[::-1], axis=1)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rl.targets import double_q_values, hard_copy, n_step_targets, polyak_update
+from rl.targets import double_q_values, hard_copy, lambda_returns, n_step_targets, polyak_update
 
 G = 0.9
 
@@ -73,3 +73,45 @@ def test_polyak_and_hard_copy():
 def test_n_must_be_positive():
     with pytest.raises(ValueError, match="n must be"):
         _targets([1.0], n=0)
+
+
+def _lambda(rewards, terminated, truncated, bootstrap, lam, gamma=0.5):
+    out = lambda_returns(
+        tf.constant([rewards], tf.float32),
+        tf.constant([terminated]),
+        tf.constant([truncated]),
+        tf.constant([bootstrap], tf.float32),
+        lam,
+        gamma,
+    )
+    return out.numpy()[0]
+
+
+def test_lambda_returns_by_hand():
+    r, v, no = [1.0, 2.0, 3.0], [10.0, 20.0, 30.0, 40.0], [False] * 3
+    # lambda 0: one-step targets r_t + g V(s_{t+1})
+    np.testing.assert_allclose(_lambda(r, no, no, v, 0.0), [1 + 10, 2 + 15, 3 + 20])
+    # lambda 1: the return to the window's end, bootstrapped from V(s_3)
+    np.testing.assert_allclose(_lambda(r, no, no, v, 1.0), [1 + 1 + 0.75 + 5, 2 + 1.5 + 10, 3 + 20])
+    # lambda 0.5: G_2 = 3 + 0.5 * 40 = 23; G_1 = 2 + 0.5 (0.5 * 30 + 0.5 * 23) = 15.25;
+    # G_0 = 1 + 0.5 (0.5 * 20 + 0.5 * 15.25) = 9.8125
+    np.testing.assert_allclose(_lambda(r, no, no, v, 0.5), [9.8125, 15.25, 23.0])
+
+
+def test_lambda_returns_stop_at_termination_and_bootstrap_at_truncation():
+    r, v, no = [1.0, 2.0, 3.0], [10.0, 20.0, 30.0, 40.0], [False] * 3
+    ended = [False, True, False]  # the episode ends after the second transition
+    terminated = _lambda(r, ended, no, v, 1.0)
+    np.testing.assert_allclose(terminated[:2], [1 + 0.5 * 2, 2])  # no value after termination
+    truncated = _lambda(r, no, ended, v, 1.0)
+    np.testing.assert_allclose(truncated[:2], [1 + 0.5 * (2 + 0.5 * 30), 2 + 0.5 * 30])  # V(s_2) after truncation
+    with pytest.raises(ValueError, match="lambda"):
+        _lambda(r, no, no, v, 1.5)
+
+
+def test_lambda_returns_keep_trailing_dims_per_q_function():
+    rewards = np.arange(12, dtype=np.float32).reshape(1, 3, 2, 2)  # [B, T, K, 4]-like trailing dims
+    bootstrap = np.ones((1, 4, 2, 2), np.float32)
+    flags = tf.zeros((1, 3), tf.bool)
+    out = lambda_returns(tf.constant(rewards), flags, flags, tf.constant(bootstrap), 0.0, 0.9).numpy()
+    np.testing.assert_allclose(out, rewards + 0.9)
