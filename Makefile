@@ -23,7 +23,7 @@ RUNS_DIR ?= runs
 KP ?=
 
 .PHONY: install test demo data bench-data lint format help train-permakey bench-permakey train-transporter \
-	bench-transporter eval-keypoints train-agent test-agent bench-agent bench-grid rl-benchmark compare
+	bench-transporter eval-keypoints train-agent test-agent explore bench-agent bench-grid rl-benchmark compare
 
 help:
 	@echo "make demo                       small end-to-end run (fresh machine: installs first)"
@@ -33,6 +33,8 @@ help:
 	@echo "make train-transporter GAME=pong [MODEL=transporter|imm] [ARCH=paper|pkey_reimpl] [PRESET=quick] [NOISE=...]"
 	@echo "make eval-keypoints GAME=pong RUNS=9,10 [REPORT=docs/x.md]   tracking precision/recall vs ground truth"
 	@echo "make train-agent GAME=ms_pacman KP=<keypointer run id> [ENC=gnn|cnn|keyqn] [PRESET=quick] [NOISE=...]"
+	@echo "make explore GAME=ms_pacman [KP=<keypointer run>] [PRESET=quick]   keypoint options: random options of the"
+	@echo "                                 most controllable keypoint vs random actions (Transporter 4.2.2)"
 	@echo "make test-agent RUNS=21,22,23   the paper's test protocol over agent runs, beside the random policy"
 	@echo "make rl-benchmark [GRID=table1|table2|table3|keypoints] [PRESET=quick|paper] [SEEDS=0,1,2] [GAMES=ms_pacman]"
 	@echo "                                 the papers' grids on Ray (local cores; a cluster via RAY_ADDRESS), resumable"
@@ -118,6 +120,15 @@ train-agent: install
 test-agent: install
 	@test -n "$(RUNS)" || { echo "Give the agent runs (one policy each): make test-agent RUNS=21,22,23"; exit 2; }
 	$(PY) -m experiments.test_agent with 'runs=[$(RUNS)]'
+
+# The keypointer defaults to the quick PermaKey run of GAME (trained first when missing, about 12 minutes).
+EXPLORE_KP = $(or $(KP),$(shell $(WORKSPACE) work permakey $(GAME) quick none --seed 0)/best)
+
+explore: install
+	@if [ -z "$(KP)" ] && [ ! -f "$(EXPLORE_KP)/keypointer.json" ]; then \
+		echo "No keypointer given (KP=...): training the quick PermaKey keypointer of $(GAME) first."; \
+		$(PY) -m experiments.train_permakey with quick game=$(GAME) seed=0; fi
+	$(PY) -m experiments.explore with game=$(GAME) keypointer=$(EXPLORE_KP) seed=$(SEED) $(PRESET)
 
 bench-agent: install
 	$(PY) -m bench.bench_agent

@@ -47,6 +47,42 @@ def play(
     return scores
 
 
+def play_budget(
+    env: gym.Env,
+    policy: Policy,
+    seed: int,
+    steps: int,
+    on_step: Callable[[Any, int], None] | None = None,
+    on_reset: Callable[[], None] | None = None,
+    progress: Any = None,
+) -> list[tuple[float, int]]:
+    """(score, agent steps) of every episode that ends within a budget of `steps` agent steps, the first episode
+    started with reset(seed=seed); the episode the budget cuts is not counted. on_step(observation, action) before
+    each step, on_reset() after each reset (a ground-truth tracker restarts there)."""
+    episodes: list[tuple[float, int]] = []
+    observation, _ = env.reset(seed=seed)
+    policy.reset()
+    if on_reset is not None:
+        on_reset()
+    score, length = 0.0, 0
+    for _ in range(steps):
+        action = policy.act(observation)
+        if on_step is not None:
+            on_step(observation, action)
+        observation, reward, terminated, truncated, _ = env.step(action)
+        score, length = score + float(reward), length + 1
+        if terminated or truncated:
+            episodes.append((score, length))
+            observation, _ = env.reset()
+            policy.reset()
+            if on_reset is not None:
+                on_reset()
+            score, length = 0.0, 0
+        if progress is not None:
+            progress.update(1)
+    return episodes
+
+
 def policy_scores(
     env: gym.Env, policy: Policy, seeds: Sequence[int], episodes: int, progress: bool = False, name: str = ""
 ) -> np.ndarray:

@@ -127,14 +127,16 @@ def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
 
 @dataclasses.dataclass
 class Option:
-    """One committed option: keypoint i moved along DIRECTIONS[j], from agent step `start`, with its epsilon; when it
-    ends, `steps` taken and `displacement` (the undiscounted sum of its intrinsic reward: the keypoint's move along
-    its direction from its first to its last observation)."""
+    """One committed option: keypoint i moved along DIRECTIONS[j], from agent step `start`, with its epsilon, drawn
+    when `most_controllable` was equation 2's choice; when it ends, `steps` taken and `displacement` (the undiscounted
+    sum of its intrinsic reward: the keypoint's move along its direction from its first to its last observation; an
+    option cut by the episode's end is measured to the last observation the policy saw)."""
 
     keypoint: int
     direction: int
     epsilon: float
     start: int
+    most_controllable: int
     origin: np.ndarray  # the keypoint's (y, x) when the option began
     steps: int = 0
     displacement: float = 0.0
@@ -173,6 +175,13 @@ class OptionPolicy:
         self.steps = 0  # agent steps acted, over all episodes
         self._last_keypoints: np.ndarray | None = None
 
+    @property
+    def most_controllable(self) -> int:
+        """Equation 2's keypoint at the last observation acted on."""
+        if self.last_gap is None:
+            raise RuntimeError("most_controllable is known after the first act().")
+        return int(np.argmax(self.last_gap))
+
     def reset(self) -> None:
         """A new episode: the LSTM state restarts and the running option ends (measured to the last observation)."""
         self._close()
@@ -195,7 +204,7 @@ class OptionPolicy:
             epsilon = log_uniform(self.rng, *self.epsilon_range)
         else:
             keypoint, direction, epsilon = int(np.argmax(gap)), int(self.rng.integers(len(DIRECTIONS))), 0.0
-        return Option(keypoint, direction, epsilon, self.steps, keypoints[keypoint].copy())
+        return Option(keypoint, direction, epsilon, self.steps, int(np.argmax(gap)), keypoints[keypoint].copy())
 
     def act(self, observation: Observation) -> int:
         q, self.state = self._q(view_of(observation), self.state)

@@ -1,0 +1,216 @@
+"""What an explore run records (experiments/explore.py): its learning curves while it trains, and at the end the
+return table of both exploration methods, the pictures and the options network.
+
+Files of a run: exploration_returns.csv (every episode of both methods), exploration.md (the tables), options.png
+(options' intrinsic returns over training, equation 2's choice over time, the return distributions),
+explore_episode.gif (option exploration, the most controllable keypoint ringed) and options.json + options.weights.h5
+(the trained option Q-network).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import imageio.v2 as imageio
+import numpy as np
+import pandas as pd
+
+from experiments.compare import markdown_table
+from keypoints.draw import draw_keypoints
+from keypoints.ops import keypoints_to_pixels
+from rl.options import DIRECTIONS, Option, OptionPolicy
+
+OPTION_COLUMNS = ["start", "keypoint", "direction", "displacement", "steps", "epsilon", "most_controllable"]
+PERCENTILES = (10, 25, 50, 75, 90)
+
+
+class ExplorationRecord:
+    """Curves of the option learning (logged to Sacred as they come): the exploring episodes' game returns, the TD loss
+    every `log_every` updates, and every finished option (OPTION_COLUMNS)."""
+
+    def __init__(self, run: Any, log_every: int):
+        self.run, self.log_every = run, log_every
+        self.curves: dict[str, list] = {"episodes": [], "loss": [], "options": []}
+        self.updates = 0
+
+    def on_episode(self, step: int, episode_return: float, length: int) -> None:
+        self.curves["episodes"].append([step, episode_return, length])
+        self.run.log_scalar("train.episode_return", episode_return, step)
+
+    def on_update(self, step: int, out: dict[str, float]) -> None:
+        self.updates += 1
+        if self.updates % self.log_every == 0:
+            self.curves["loss"].append([step, out["loss"], out["q"]])
+            self.run.log_scalar("train.loss", out["loss"], step)
+            self.run.log_scalar("train.q", out["q"], step)
+
+    def take_options(self, finished: list[Option]) -> float:
+        """Moves the behaviour's finished options into the curves; returns their mean displacement (nan if none)."""
+        rows = [
+            [o.start, o.keypoint, o.direction, o.displacement, o.steps, o.epsilon, o.most_controllable]
+            for o in finished
+        ]
+        finished.clear()
+        self.curves["options"] += rows
+        moved = float(np.mean([r[3] for r in rows])) if rows else float("nan")
+        if rows:
+            self.run.log_scalar("train.option_displacement", moved, rows[-1][0])
+        return moved
+
+
+def return_summary(table: pd.DataFrame, methods: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per method: episodes, mean, std, percentiles and max of the episodic game return (a method with no finished
+    episode in its budget has 0 episodes and nan statistics)."""
+    out = {}
+    for method in methods:
+        returns = table.loc[table["method"] == method, "return"].to_numpy(np.float64)
+        row = {"episodes": len(returns), "mean": float("nan"), "std": float("nan"), "max": float("nan")}
+        if len(returns):
+            row.update(mean=float(returns.mean()), std=float(returns.std()), max=float(returns.max()))
+            row.update({f"p{p}": float(np.percentile(returns, p)) for p in PERCENTILES})
+        out[method] = row
+    return out
+
+
+def choice_shares(options: pd.DataFrame, num_keypoints: int, bins: int = 10) -> pd.DataFrame:
+    """Equation 2's choice over training: per stretch of agent steps, the share of option draws at which each keypoint
+    was the most controllable."""
+    if options.empty:
+        return pd.DataFrame(columns=["until", *range(num_keypoints)])
+    edges = np.linspace(0, options["start"].max() + 1, bins + 1)
+    stretch = np.clip(np.digitize(options["start"], edges) - 1, 0, bins - 1)
+    counts = pd.crosstab(stretch, options["most_controllable"]).reindex(columns=range(num_keypoints), fill_value=0)
+    shares = counts.div(counts.sum(axis=1), axis=0)
+    shares.insert(0, "until", edges[1:][shares.index].round().astype(int))
+    return shares.reset_index(drop=True)
+
+
+def plot(path: Path, options: pd.DataFrame, shares: pd.DataFrame, table: pd.DataFrame, game: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    for j, name in enumerate(DIRECTIONS):
+        moved = options[options["direction"] == j]
+        window = max(1, min(200, len(moved) // 10))
+        if len(moved) >= window:
+            smooth = np.convolve(moved["displacement"], np.ones(window) / window, mode="valid")
+            axes[0].plot(moved["start"].to_numpy()[window - 1 :], smooth, label=name)
+    axes[0].axhline(0.0, color="grey", lw=0.5)
+    axes[0].set(title="options' intrinsic return (keypoint move, [-1, 1] units)", xlabel="agent step")
+    axes[0].legend(fontsize=8)
+    keypoints = [c for c in shares.columns if c != "until"]
+    if len(shares):
+        axes[1].stackplot(shares["until"], *[shares[k] for k in keypoints], labels=[f"kp {k}" for k in keypoints])
+        axes[1].legend(fontsize=7, ncol=2)
+    axes[1].set(title="most controllable keypoint (eq. 2) at option draws", xlabel="agent step", ylim=(0, 1))
+    methods = list(dict.fromkeys(table["method"]))
+    groups = [table.loc[table["method"] == m, "return"].to_numpy() for m in methods]
+    if groups:
+        axes[2].boxplot(groups, showmeans=True)
+        axes[2].set_xticks(range(1, len(groups) + 1), methods)
+    axes[2].set(title=f"{game}: episodic game return, same frames", ylabel="return")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def episode_gif(env: Any, policy: OptionPolicy, seed: int, steps: int, path: Path, scale: int = 3) -> None:
+    """`steps` agent steps of option exploration with the keypoints drawn and the most controllable one ringed."""
+    frames = []
+    observation, _ = env.reset(seed=seed)
+    policy.reset()
+    for _ in range(steps):
+        action = policy.act(observation)
+        image = draw_keypoints(observation["frame"][None], observation["keypoints"][None], scale=scale)[0]
+        chosen = observation["keypoints"][policy.most_controllable]
+        row, col = (keypoints_to_pixels(chosen[None, None], *observation["frame"].shape[:2])[0, 0] + 0.5) * scale
+        cv2.circle(image, (int(col), int(row)), 4 * scale, (255, 255, 255), 2, cv2.LINE_AA)
+        frames.append(image)
+        observation, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            observation, _ = env.reset()
+            policy.reset()
+    imageio.mimsave(path, frames[::2], duration=0.066, loop=0)  # type: ignore[arg-type]
+
+
+def markdown(summary: dict[str, Any], shares: pd.DataFrame, avatar: dict[str, Any], settings: Any) -> str:
+    frames = 4 * settings.explore_steps
+    lines = [
+        f"# Exploration with keypoint options: {settings.game.name}",
+        "",
+        f"Both methods: {settings.explore_steps:,} agent steps ({frames:,} frames) from the same environment seed; "
+        f"options learned for {settings.schedule.total_steps:,} agent steps (T = {settings.option_steps}).",
+        "",
+        "| method | episodes | mean | std | p10 | p25 | p50 | p75 | p90 | max |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for method, row in summary["returns"].items():
+        cells = [f"{row.get(k, float('nan')):.1f}" for k in ("mean", "std", "p10", "p25", "p50", "p75", "p90", "max")]
+        lines.append(f"| {method} | {row['episodes']} | " + " | ".join(cells) + " |")
+    moved = summary["option_displacement"]
+    lines += [
+        "",
+        "Options' intrinsic return (how far an option moved its keypoint along its direction, [-1, 1] units), mean "
+        f"over options: first tenth of training {moved['first_tenth']:.4f}, last tenth {moved['last_tenth']:.4f}, "
+        f"greedy during exploration {moved['exploring']:.4f}.",
+        "",
+    ]
+    if avatar.get("measured"):
+        lines.append(
+            f"The most controllable keypoint lay within epsilon = {avatar['epsilon']} of the player in "
+            f"{avatar['most_controllable']:.3f} of {avatar['steps']:,} exploration steps (each keypoint: "
+            f"{avatar['per_keypoint']}; mean {avatar['mean_keypoint']:.3f}, best {avatar['best_keypoint']:.3f})."
+        )
+    else:
+        lines.append("The game's ground truth has no player category: the avatar check was not measured.")
+    if len(shares):
+        lines += ["", "Most controllable keypoint at option draws, share per stretch of training:", ""]
+        lines.append(markdown_table(shares))
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(
+    folder: Path,
+    settings: Any,
+    explorer: Any,
+    keypointer: Any,
+    record: ExplorationRecord,
+    table: pd.DataFrame,
+    avatar: dict[str, Any],
+    taken: list[Option],
+    gif: tuple[Any, int],
+    methods: Sequence[str],
+) -> dict[str, Any]:
+    """Writes the run's files into `folder` and returns the summary the run records (JSON-able). `gif`: the
+    environment (keypoint observations) and seed of the exploration GIF; `methods`: the table's methods, in order."""
+    options = pd.DataFrame(record.curves["options"], columns=OPTION_COLUMNS)
+    shares = choice_shares(options, keypointer.num_keypoints)
+    tenth = max(1, len(options) // 10)
+    summary = {
+        "returns": return_summary(table, methods),
+        "option_displacement": {
+            "first_tenth": float(options["displacement"][:tenth].mean()) if len(options) else float("nan"),
+            "last_tenth": float(options["displacement"][-tenth:].mean()) if len(options) else float("nan"),
+            "exploring": float(np.mean([o.displacement for o in taken])) if taken else float("nan"),
+        },
+        "avatar": avatar,
+    }
+    table.to_csv(folder / "exploration_returns.csv", index=False)
+    (folder / "exploration.md").write_text(markdown(summary, shares, avatar, settings))
+    plot(folder / "options.png", options, shares, table, settings.game.name)
+    env, seed = gif
+    policy = OptionPolicy(explorer.online, settings.option_steps, seed, mode="explore")
+    episode_gif(env, policy, seed, settings.video_steps, folder / "explore_episode.gif")
+    info = {"num_keypoints": keypointer.num_keypoints, "num_actions": explorer.num_actions}
+    info |= {"encoder": settings.encoder, "encoder_options": settings.encoder_options, "units": settings.units}
+    (folder / "options.json").write_text(json.dumps(info, indent=2))
+    explorer.online.save_weights(os.path.join(folder, "options.weights.h5"))
+    return json.loads(json.dumps(summary, default=float))

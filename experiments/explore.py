@@ -1,0 +1,356 @@
+"""Keypoint options for exploration: `python -m experiments.explore with game=ms_pacman keypointer=<run or folder>
+[quick]` (`make explore GAME=ms_pacman [KP=...] [PRESET=quick]`).
+
+Transporter's sections 3.2.2 and 4.2.2 (seed 000; rl/options.py has the method): K x 4 Q functions learn, without any
+game reward, to move each keypoint of a frozen keypointer left, right, up and down; then random exploration in option
+space with the most controllable keypoint (equation 2) is compared with random actions at the same frame budget, by
+the game's episodic return. The paper learns Transporter and the options together on 128 actors and 4 GPUs for
+billions of frames; here the keypointer is pre-trained and frozen, and the default sizes are ours (the paper gives
+only T = 20, the LSTM of 256 and the epsilon range).
+
+The run records the options' intrinsic returns over training (how far each option moved its keypoint), equation 2's
+choice over time, the return table of both exploration methods on the same seeds and budget (mean, std, percentiles,
+as figure 7), where the game's ground truth has a player how often the chosen keypoint lies within epsilon of it,
+and a GIF of option exploration with the chosen keypoint ringed. Training checkpoints in its work folder (networks,
+optimizer, replay, counters, curves); rerunning the same command resumes.
+
+Seeds: training env = seed; both exploration methods start from env seed 20,000 + seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from data.atari import FRAME_SHAPE, MAX_EPISODE_FRAMES, GroundTruth, ram_of
+from data.distractors import check_mode
+from data.games import Game, get_game
+from data.storage import hold_folder, write_json_atomic
+from experiments.checkpointing import link_runs, load_state
+from experiments.common import experiment
+from experiments.exploration_report import ExplorationRecord, write_outputs
+from experiments.keypointers import keypointer_tag, load_keypointer
+from experiments.precision import detect_precision
+from experiments.workspace import Workspace
+from keypoints.metrics import truth_from_boxes
+from keypoints.protocol import Keypointer
+from rl.actor import RandomPolicy
+from rl.envs import KeypointObservation, make_agent_env
+from rl.evaluation import play_budget
+from rl.loop import Schedule, Trainer, replay_fields, train_with_validation
+from rl.options import OptionLearner, OptionPolicy, OptionQNetwork
+from rl.replay import SequenceReplay
+
+ex = experiment("explore")
+
+EXPLORE_SEED = 20_000
+METHODS = ("random actions", "random options")
+UNTRAINED = ("progress", "explore_steps", "video_steps", "log_every", "preset", "keypointer_name", "precision")
+
+
+@ex.config
+def config():
+    game = "ms_pacman"
+    keypointer = ""  # required: a keypoint-model run id (runs/<id>) or a keypointer folder (work/.../best)
+    encoder = "keyqn"  # keyqn (Transporter's KeyQN inputs) or gnn; the options need the keypoints' coordinates
+    keyqn_bins = 16
+    gnn_steps = 1
+    units = 256  # the paper's LSTM
+    option_steps = 20  # T: steps an option is followed before the next draw (the paper's)
+    epsilon_range = [1e-4, 0.4]  # each option's epsilon, log-uniform (the paper's)
+    noise = "none"
+    seed = 0
+    preset = "paper"
+    steps = 1_000_000  # agent steps of option learning (the paper: billions of frames on 128 actors)
+    learning_starts = 10_000
+    update_every = 4
+    batch_size = 16
+    window = 10  # transitions per replay window: the n of n-step Q(lambda)
+    lam = 0.8
+    gamma = 0.95  # a horizon near T; the paper does not say
+    learning_rate = 2e-4
+    clip_norm = 10.0
+    tau = 0.005
+    replay_capacity = 100_000
+    checkpoint_every = 25_000
+    explore_steps = 250_000  # agent steps (x4 frames) of each exploration method
+    max_episode_frames = MAX_EPISODE_FRAMES
+    video_steps = 600
+    log_every = 100
+    progress = True
+    precision = "auto"  # the frozen keypointer's (experiments/precision.py); the options network stays float32
+    keypointer_name = keypointer_tag(keypointer) if keypointer else "none"
+    work = Workspace.here().work_folder(
+        "explore", get_game(game).name, f"kp{keypointer_name}", encoder, noise, seed=seed
+    )
+
+
+@ex.named_config
+def quick():
+    """CPU-sized: 20,000 agent steps of option learning (learning from 2,000), checkpoints every 5,000, 6,000 agent
+    steps (24k frames) per exploration method, a 128-unit LSTM. About 25 minutes with a quick PermaKey keypointer on
+    2 cores (README)."""
+    preset = "quick"
+    units = 128
+    steps = 20_000
+    learning_starts = 2_000
+    replay_capacity = 20_000
+    checkpoint_every = 5_000
+    explore_steps = 6_000
+    video_steps = 300
+
+
+@dataclasses.dataclass(frozen=True)
+class ExploreSettings:
+    """Everything an explore run uses, resolved from its config once."""
+
+    game: Game
+    keypointer: str
+    encoder: str
+    encoder_options: dict[str, Any]
+    units: int
+    option_steps: int
+    epsilon_range: tuple[float, float]
+    noise: str
+    seed: int
+    precision: str
+    learner: dict[str, float]
+    schedule: Schedule
+    replay_capacity: int
+    checkpoint_every: int
+    explore_steps: int
+    max_episode_frames: int
+    video_steps: int
+    log_every: int
+    progress: bool
+    work: Path
+    trained: dict[str, Any]
+
+    @classmethod
+    def from_config(cls, c: dict[str, Any]) -> ExploreSettings:
+        options = {"gnn": {"steps": c["gnn_steps"]}, "keyqn": {"bins": c["keyqn_bins"]}}.get(c["encoder"], {})
+        schedule = Schedule(
+            total_steps=c["steps"],
+            learning_starts=c["learning_starts"],
+            update_every=c["update_every"],
+            batch_size=c["batch_size"],
+            window=c["window"],
+            epsilon_start=0.0,  # unused: each option draws its own epsilon
+            epsilon_end=0.0,
+        )
+        learner = {k: c[k] for k in ("learning_rate", "clip_norm", "gamma", "lam", "tau")}
+        low, high = (float(v) for v in c["epsilon_range"])
+        return cls(
+            game=get_game(c["game"]),
+            keypointer=str(c["keypointer"]),
+            encoder=c["encoder"],
+            encoder_options=options,
+            units=c["units"],
+            option_steps=c["option_steps"],
+            epsilon_range=(low, high),
+            noise=check_mode(c["noise"]),
+            seed=c["seed"],
+            precision=c["precision"],
+            learner=learner,
+            schedule=schedule,
+            replay_capacity=c["replay_capacity"],
+            checkpoint_every=c["checkpoint_every"],
+            explore_steps=c["explore_steps"],
+            max_episode_frames=c["max_episode_frames"],
+            video_steps=c["video_steps"],
+            log_every=c["log_every"],
+            progress=c["progress"],
+            work=Path(c["work"]),
+            trained=json.loads(json.dumps({k: v for k, v in c.items() if k not in UNTRAINED})),
+        )
+
+
+@dataclasses.dataclass
+class Explorer:
+    """A run's option learner, built: the networks, the learner, the training environment, the replay."""
+
+    online: OptionQNetwork
+    target: OptionQNetwork
+    learner: OptionLearner
+    env: gym.Env
+    replay: SequenceReplay
+    num_actions: int
+
+
+def options_network(settings: ExploreSettings, keypointer: Keypointer, num_actions: int) -> OptionQNetwork:
+    """An OptionQNetwork with its variables created by one call on the keypointer's view."""
+    network = OptionQNetwork(
+        keypointer.num_keypoints, num_actions, settings.encoder, settings.units, settings.encoder_options
+    )
+    out = keypointer(np.zeros((1, *FRAME_SHAPE), np.uint8))
+    network({k: v[:, None] for k, v in network.view(out.coordinates, out.heatmaps, out.features).items()})
+    return network
+
+
+def game_env(settings: ExploreSettings) -> gym.Env:
+    """Whole games with their real scores (the evaluation environment: no life-loss ends, no clipping): the options
+    learn from intrinsic rewards only, and the exploration is scored by the game."""
+    return make_agent_env(
+        settings.game.name, train=False, distractors=settings.noise, max_episode_frames=settings.max_episode_frames
+    )
+
+
+def build_explorer(settings: ExploreSettings, keypointer: Keypointer) -> Explorer:
+    num_actions = int(game_env(settings).action_space.n)  # type: ignore[attr-defined]
+    online = options_network(settings, keypointer, num_actions)
+    target = options_network(settings, keypointer, num_actions)
+    learner = OptionLearner(online, target, **settings.learner)  # type: ignore[arg-type]
+    env = KeypointObservation(game_env(settings), keypointer, online.view)
+    replay = SequenceReplay(settings.replay_capacity, replay_fields(env.observation_space), seed=settings.seed)
+    zeros = {k: tf.zeros((1, settings.schedule.window + 1, *shape)) for k, (shape, _) in replay.fields.items()}
+    learner.start(zeros)
+    return Explorer(online, target, learner, env, replay, num_actions)
+
+
+def train_options(settings: ExploreSettings, explorer: Explorer, record: ExplorationRecord, run: Any) -> Trainer:
+    """Learns the options resumably in the work folder, checkpointing every `checkpoint_every` steps."""
+    work = settings.work
+    behaviour = OptionPolicy(explorer.online, settings.option_steps, settings.seed, "train", settings.epsilon_range)
+    trainer = Trainer(
+        explorer.env,
+        explorer.online,
+        explorer.learner,
+        explorer.replay,
+        settings.schedule,
+        seed=settings.seed,
+        on_episode=record.on_episode,
+        on_update=record.on_update,
+        policy=behaviour,
+    )
+    optimizer = explorer.learner.optimizer
+    checkpoint = tf.train.Checkpoint(online=explorer.online, target=explorer.target, optimizer=optimizer)
+    with hold_folder(work):
+        saved = load_state(work, checkpoint, settings.trained, fresh={})
+        link_runs(work, run)
+        if saved:
+            explorer.replay.load(work / "replay.npz")
+            trainer.restore(saved["trainer"])
+            record.curves = saved["curves"]
+            run.info["resumed_from_step"] = trainer.step
+        manager = tf.train.CheckpointManager(checkpoint, str(work / "last"), max_to_keep=1)
+        total = settings.schedule.total_steps
+        bar = tqdm(total=total, initial=trainer.step, desc="option steps", disable=not settings.progress)
+
+        def summary() -> float:  # the stretch's options: how far they moved their keypoints
+            return record.take_options(behaviour.finished)
+
+        def keep(step: int, moved: float) -> None:
+            bar.set_postfix(moved=moved)
+            manager.save(checkpoint_number=step)
+            explorer.replay.save(work / "replay.npz")
+            write_json_atomic(work / "state.json", {"trainer": trainer.state(), "curves": record.curves})
+
+        with bar:
+            train_with_validation(trainer, settings.checkpoint_every, summary, keep, bar)
+    return trainer
+
+
+class AvatarCheck:
+    """How often the most controllable keypoint lies within epsilon of the game's player (OCAtari ground truth), and
+    the same for every keypoint (chance and best-keypoint references). Counts steps where the player is on screen."""
+
+    def __init__(self, game: Game, env: gym.Env, num_keypoints: int):
+        self.truth = GroundTruth(game)
+        self.player = self.truth.categories.index("Player") if "Player" in self.truth.categories else None
+        self.env, self.epsilon = env, float(game.epsilon or 0.2)
+        self.hits, self.each, self.steps = 0, np.zeros(num_keypoints), 0
+
+    def reset(self) -> None:
+        self.truth.reset()
+
+    def on_step(self, keypoints: np.ndarray, chosen: int) -> None:
+        if self.player is None:
+            return
+        objects = self.truth.detect(ram_of(self.env))
+        boxes = objects.boxes[objects.categories == self.player]
+        if not len(boxes):
+            return
+        near = np.linalg.norm(keypoints - truth_from_boxes(boxes[:1])[0], axis=-1) <= self.epsilon
+        self.hits += int(near[chosen])
+        self.each += near
+        self.steps += 1
+
+    def summary(self) -> dict[str, Any]:
+        if self.player is None or not self.steps:
+            return {"measured": False}
+        each = self.each / self.steps
+        return {
+            "measured": True,
+            "steps": self.steps,
+            "epsilon": self.epsilon,
+            "most_controllable": self.hits / self.steps,
+            "per_keypoint": each.round(4).tolist(),
+            "best_keypoint": float(each.max()),
+            "mean_keypoint": float(each.mean()),
+        }
+
+
+def explore(
+    settings: ExploreSettings, explorer: Explorer, keypointer: Keypointer
+) -> tuple[pd.DataFrame, dict[str, Any], list[Any]]:
+    """Both exploration methods for `explore_steps` agent steps from the same env seed: random actions (no keypointer)
+    and random options of the most controllable keypoint (greedy within each option). Returns the episodes table, the
+    avatar check and the options the explorer took."""
+    seed, steps = EXPLORE_SEED + settings.seed, settings.explore_steps
+    rows = []
+    bar = tqdm(total=2 * steps, desc="exploration", disable=not settings.progress)
+    with bar:
+        random_episodes = play_budget(
+            game_env(settings), RandomPolicy(explorer.num_actions, seed), seed, steps, progress=bar
+        )
+        rows += [(METHODS[0], i, r, n) for i, (r, n) in enumerate(random_episodes)]
+        env = KeypointObservation(game_env(settings), keypointer, explorer.online.view)
+        policy = OptionPolicy(explorer.online, settings.option_steps, seed, mode="explore")
+        avatar = AvatarCheck(settings.game, env, keypointer.num_keypoints)
+
+        def check(observation: dict, action: int) -> None:
+            avatar.on_step(observation["keypoints"], policy.most_controllable)
+
+        option_episodes = play_budget(env, policy, seed, steps, on_step=check, on_reset=avatar.reset, progress=bar)
+        rows += [(METHODS[1], i, r, n) for i, (r, n) in enumerate(option_episodes)]
+    table = pd.DataFrame(rows, columns=["method", "episode", "return", "steps"])
+    return table, avatar.summary(), policy.finished
+
+
+@ex.automain
+def main(_config, _run):
+    c = _config
+    if not c["keypointer"]:
+        raise ValueError(
+            "No keypointer given: the options move a trained keypointer's keypoints. Pass keypointer=<run id or "
+            "folder> (make explore KP=12), e.g. a run of `make train-permakey GAME=ms_pacman PRESET=quick`."
+        )
+    settings = ExploreSettings.from_config(c)
+    keras.utils.set_random_seed(settings.seed)
+    policy, reason = detect_precision(settings.precision)
+    _run.info["precision"] = {"policy": policy, "reason": reason, "applies_to": "the frozen keypointer"}
+    keypointer = load_keypointer(settings.keypointer, policy=policy)
+    settings.work.mkdir(parents=True, exist_ok=True)
+    explorer = build_explorer(settings, keypointer)
+    record = ExplorationRecord(_run, settings.log_every)
+    trainer = train_options(settings, explorer, record, _run)
+    _run.info["timing_seconds"] = trainer.timing.as_dict()
+    table, avatar, taken = explore(settings, explorer, keypointer)
+    _run.info["avatar"] = avatar
+    with tempfile.TemporaryDirectory() as tmp:
+        gif = (KeypointObservation(game_env(settings), keypointer, explorer.online.view), EXPLORE_SEED + settings.seed)
+        summary = write_outputs(Path(tmp), settings, explorer, keypointer, record, table, avatar, taken, gif, METHODS)
+        for path in sorted(Path(tmp).iterdir()):
+            _run.add_artifact(str(path))
+    _run.info["exploration"] = summary
+    return summary
