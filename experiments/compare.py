@@ -4,7 +4,8 @@ Loads every Sacred run of a FileStorage folder (or of MongoDB, `mongo_url=...`) 
 status and results, and writes (into `out`, and as artifacts of this run):
   - compare.md: Tables 1-3 in the paper's layout (game x method, mean (std) over policies of each policy's median
     test score over seeds, seed 002 Appendix A.2.3), our numbers beside the published ones (reference.md section 5)
-    and our random policy on the same seeds; the keypoint-quality table; an aggregate across games and seeds;
+    and our random policy on the same seeds; the keypoint-quality table; the exploration table (explore runs:
+    random options vs random actions, seed 000 figure 7); an aggregate across games and seeds;
   - runs.csv (one row per run), agents.csv (one row per agent run);
   - learning_curves.png (validation score by agent step, per game and method, mean over seeds);
   - aggregate.png (interquartile mean of human-normalised test scores with 95% stratified-bootstrap intervals).
@@ -332,6 +333,33 @@ def keypoint_table(runs: pd.DataFrame) -> pd.DataFrame:
     return frame.groupby(["run", "game", "model", "noise", "L"], as_index=False).first()
 
 
+def exploration_table(runs: pd.DataFrame, runs_dir: str | None = None) -> pd.DataFrame:
+    """One row per completed explore run (seed 000, figure 7): game, keypointer, seed, the mean and 90th percentile
+    episodic return of random actions and of random options at the same frame budget, and how often the most
+    controllable keypoint was on the player."""
+    rows = []
+    for _, r in runs[(runs.experiment == "explore") & (runs.status == "COMPLETED")].iterrows():
+        c, info = r["config"], r["info"] or {}
+        returns = (info.get("exploration") or {}).get("returns", {})
+        kind, _ = _keypointer_facts(c.get("keypointer", ""), runs_dir)
+        actions, options = returns.get("random actions", {}), returns.get("random options", {})
+        rows.append(
+            {
+                "id": r.id,
+                "game": c.get("game"),
+                "keypointer": KIND_NAMES.get(kind, kind),
+                "seed": c.get("seed"),
+                "actions mean": actions.get("mean"),
+                "options mean": options.get("mean"),
+                "actions p90": actions.get("p90"),
+                "options p90": options.get("p90"),
+                "avatar": (info.get("avatar") or {}).get("most_controllable"),
+            }
+        )
+    columns = ["id", "game", "keypointer", "seed", "actions mean", "options mean", "actions p90", "options p90"]
+    return pd.DataFrame(rows, columns=[*columns, "avatar"])
+
+
 def plot_learning_curves(runs: pd.DataFrame, agents: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
@@ -420,6 +448,15 @@ def report(runs: pd.DataFrame, settings: ReportSettings) -> tuple[str, dict[str,
     tables["keypoints"] = keypoints
     if len(keypoints):
         lines += ["## Keypoint tracking precision / recall", "", markdown_table(keypoints), ""]
+    explore = exploration_table(runs, None if s.mongo_url else s.runs_dir)
+    tables["exploration"] = explore
+    if len(explore):
+        lines += [
+            "## Exploration with keypoint options: episodic return at the same frame budget (Transporter figure 7)",
+            "",
+            markdown_table(explore),
+            "",
+        ]
     tables["aggregate"] = aggregate(agents, s.bootstrap) if len(agents) else pd.DataFrame()
     if len(tables["aggregate"]):
         lines += [

@@ -10,7 +10,9 @@ Grids:
              x seeds (each game's keypointers trained once and shared by its agents);
   table2     Noisy Atari: seaquest and ms_pacman with distractor bars, PKey + CNN and Transporter + CNN;
   table3     the keypoint-count ablation on ms_pacman: K in {5, 7, 10}, PKey + CNN and Transporter + CNN;
-  keypoints  the keypoint-quality evaluation (tracking precision/recall) of each game's table1 keypointers.
+  keypoints  the keypoint-quality evaluation (tracking precision/recall) of each game's table1 keypointers;
+  explore    keypoint options for exploration (seed 000, section 4.2.2, figure 7): ms_pacman, seaquest and
+             montezuma_revenge x keypointers permakey, transporter x seeds, random options vs random actions.
 Transporter here is PermaKey's re-implementation (architecture pkey_reimpl), the baseline of Tables 1-3.
 """
 
@@ -25,6 +27,7 @@ from experiments.workspace import Workspace
 TABLE1_GAMES = ("battlezone", "ms_pacman", "seaquest", "frostbite")
 TABLE2_GAMES = ("seaquest", "ms_pacman")
 TABLE3_KEYPOINTS = (5, 7, 10)
+EXPLORE_GAMES = ("ms_pacman", "seaquest", "montezuma_revenge")
 KEYPOINTERS = ("permakey", "transporter")
 ENCODERS = ("cnn", "gnn")
 NOISY = "both"  # "a coloured strip (either horizontal, vertical or both) at random locations" (seed 002, 5.2)
@@ -134,11 +137,29 @@ def keypoints(preset: str, seeds: Sequence[int], games: Sequence[str] = TABLE1_G
     return jobs
 
 
+def explore(preset: str, seeds: Sequence[int], games: Sequence[str] = EXPLORE_GAMES) -> list[Job]:
+    """Each game's keypointers (the table1 work folders: shared with it), then one explore run per keypointer and
+    seed."""
+    jobs = []
+    named = ("quick",) if preset == "quick" else ()
+    for game in games:
+        keypointers = [_keypointer_job("explore", preset, game, kind) for kind in KEYPOINTERS]
+        jobs += keypointers
+        for kp in keypointers:
+            for seed in seeds:
+                name = f"{kp.name}/explore-s{seed}"
+                config = {"game": game, "keypointer": kp.settings["work"] + "/best", "seed": seed}
+                config["work"] = _work(preset, name)
+                jobs.append(Job(name, "explore", tuple(sorted(config.items())), named, (kp.name,), "explore"))
+    return jobs
+
+
 GRIDS: dict[str, Callable[..., list[Job]]] = {
     "table1": table1,
     "table2": table2,
     "table3": table3,
     "keypoints": keypoints,
+    "explore": explore,
 }
 
 

@@ -34,6 +34,15 @@ def test_other_grids_and_bad_requests():
     assert ks == {5, 7, 10}
     evaluation = [j for j in expand("keypoints", "quick", [0], games=["pong"]) if j.experiment == "eval_keypoints"]
     assert len(evaluation) == 1 and len(evaluation[0].depends) == 2
+    explore = expand("explore", "quick", [0, 1])
+    runs = [j for j in explore if j.experiment == "explore"]
+    assert len(runs) == 3 * 2 * 2  # 3 games x 2 keypointers x 2 seeds
+    table1_work = {j.settings["work"] for j in expand("table1", "quick", [0]) if j.experiment != "train_agent"}
+    shared = {
+        j.settings["work"] for j in explore if j.experiment != "explore" and j.settings["game"] != "montezuma_revenge"
+    }
+    assert len(shared) == 4 and shared <= table1_work  # ms_pacman's and seaquest's keypointers are table1's
+    assert all(j.settings["keypointer"].endswith("/best") and j.depends for j in runs)
     with pytest.raises(ValueError, match="Unknown grid"):
         expand("table9")
     with pytest.raises(ValueError, match="preset"):

@@ -65,6 +65,16 @@ def test_compare_renders_tables_curves_and_aggregate_with_gaps_shown(tmp_path):
         info={"test": {"agent": {"mean": 400.0}, "random": {"mean": 70.0}}},
     )
 
+    returns = {"random actions": {"mean": 210.0, "p90": 400.0}, "random options": {"mean": 250.0, "p90": 520.0}}
+    _write_run(
+        runs,
+        7,
+        "explore",
+        "COMPLETED",
+        config={"game": "ms_pacman", "keypointer": permakey, "seed": 0},
+        info={"exploration": {"returns": returns}, "avatar": {"most_controllable": 0.4}},
+    )
+
     from experiments import compare
 
     ex = compare.ex
@@ -73,7 +83,7 @@ def test_compare_renders_tables_curves_and_aggregate_with_gaps_shown(tmp_path):
     run = ex.run(
         config_updates={"runs_dir": str(runs), "grid": "table1", "seeds": [0, 1], "out": str(out), "bootstrap": 200}
     )
-    assert run.status == "COMPLETED" and run.result == {"runs": 6, "agent_runs": 3}
+    assert run.status == "COMPLETED" and run.result == {"runs": 7, "agent_runs": 3}
     text = (out / "compare.md").read_text()
     pacman = next(line for line in text.splitlines() if line.startswith("| ms_pacman"))
     assert "900.0 (100.0) [n=2]" in pacman  # mean (std) over the two policies
@@ -85,6 +95,7 @@ def test_compare_renders_tables_curves_and_aggregate_with_gaps_shown(tmp_path):
     # the keypointer is named by its run id (5) and found in runs_dir
     assert "| 400.0 [n=1] (seed 1: missing) | 455.3 (160.6) |" in seaquest
     assert "## Aggregate" in text
+    assert "| 7 | ms_pacman | PKey | 0 | 210 | 250 | 400 | 520 | 0.4 |" in text  # the exploration table
     for name in ("learning_curves.png", "aggregate.png", "runs.csv", "agents.csv"):
         assert (out / name).stat().st_size > 100, name
 

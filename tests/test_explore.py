@@ -1,0 +1,76 @@
+"""The explore experiment end to end at a tiny size, through Sacred with a real FileStorageObserver, a tiny saved
+keypointer, real ALE environments and OCAtari's ground truth."""
+
+import json
+
+import pandas as pd
+import pytest
+from sacred.observers import FileStorageObserver
+
+from tests.test_train_agent import tiny_keypointer  # noqa: F401 (a fixture)
+
+TINY_EXPLORE = {
+    "game": "pong",
+    "units": 8,
+    "keyqn_bins": 4,
+    "option_steps": 5,
+    "steps": 40,
+    "learning_starts": 16,
+    "update_every": 4,
+    "batch_size": 2,
+    "window": 4,
+    "replay_capacity": 100,
+    "checkpoint_every": 20,
+    "explore_steps": 70,
+    "max_episode_frames": 120,  # 30 agent steps per episode: both methods finish episodes in their budget
+    "video_steps": 10,
+    "log_every": 1,
+    "progress": False,
+}
+
+
+def _explore_run(tmp_path, keypointer, **changes):
+    from experiments import explore
+
+    ex = explore.ex
+    ex.observers[:] = [FileStorageObserver(str(tmp_path / "runs"))]
+    config = {**TINY_EXPLORE, "keypointer": str(keypointer), "work": str(tmp_path / "work"), **changes}
+    return ex.run(config_updates=config)
+
+
+def test_explore_learns_options_compares_methods_and_records(tmp_path, tiny_keypointer):  # noqa: F811
+    run = _explore_run(tmp_path, tiny_keypointer)
+    assert run.status == "COMPLETED"
+    folder = tmp_path / "runs" / str(run._id)
+    names = ("options.png", "explore_episode.gif", "exploration_returns.csv", "exploration.md", "options.weights.h5")
+    for name in names:
+        assert (folder / name).stat().st_size > 100, name
+    table = pd.read_csv(folder / "exploration_returns.csv")
+    assert set(table["method"]) == {"random actions", "random options"}
+    for _, group in table.groupby("method"):
+        assert len(group) == 2 and group["steps"].sum() <= 70  # two 30-step episodes end inside each 70-step budget
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert len(metrics["train.loss"]["values"]) == (40 - 16) // 4 + 1  # one update every 4 steps from step 16
+    assert metrics["train.option_displacement"]["values"]  # options finished and were measured
+    info = json.loads((folder / "info.json").read_text())
+    avatar = info["avatar"]
+    assert avatar["measured"] and 0 < avatar["steps"] <= 70  # pong's player is on screen in most steps
+    assert 0.0 <= avatar["most_controllable"] <= avatar["best_keypoint"] <= 1.0
+    assert info["exploration"]["returns"]["random actions"]["episodes"] == 2
+    assert "random options" in (folder / "exploration.md").read_text()
+
+
+def test_interrupted_explore_run_resumes_and_refuses_other_settings(tmp_path, tiny_keypointer):  # noqa: F811
+    first = _explore_run(tmp_path, tiny_keypointer, steps=20, explore_steps=5)
+    assert first.status == "COMPLETED"
+    assert json.loads((tmp_path / "work" / "state.json").read_text())["trainer"]["step"] == 20
+    second = _explore_run(tmp_path, tiny_keypointer, steps=20, explore_steps=5)
+    info = json.loads((tmp_path / "runs" / str(second._id) / "info.json").read_text())
+    assert info["resumed_from_step"] == 20 and info["previous_runs"] == [first._id]
+    with pytest.raises(ValueError, match="other settings"):
+        _explore_run(tmp_path, tiny_keypointer, steps=20, explore_steps=5, lam=0.5)
+
+
+def test_explore_without_a_keypointer_says_what_to_pass(tmp_path):
+    with pytest.raises(ValueError, match="keypointer=<run id"):
+        _explore_run(tmp_path, "")
