@@ -334,15 +334,16 @@ def keypoint_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def exploration_table(runs: pd.DataFrame, runs_dir: str | None = None) -> pd.DataFrame:
-    """One row per completed explore run (seed 000, figure 7): game, keypointer, seed, the mean and 90th percentile
-    episodic return of random actions and of random options at the same frame budget, and how often the most
-    controllable keypoint was on the player."""
+    """One row per completed explore run (seed 000, figure 7): game, keypointer, seed, the mean episodic return of
+    random actions, of a random action held for T steps and of random options at the same frame budget, the 90th
+    percentiles of random actions and options, and how often the most controllable keypoint was on the player."""
     rows = []
     for _, r in runs[(runs.experiment == "explore") & (runs.status == "COMPLETED")].iterrows():
         c, info = r["config"], r["info"] or {}
         returns = (info.get("exploration") or {}).get("returns", {})
         kind, _ = _keypointer_facts(c.get("keypointer", ""), runs_dir)
         actions, options = returns.get("random actions", {}), returns.get("random options", {})
+        repeated = returns.get("repeated random actions", {})
         rows.append(
             {
                 "id": r.id,
@@ -350,13 +351,15 @@ def exploration_table(runs: pd.DataFrame, runs_dir: str | None = None) -> pd.Dat
                 "keypointer": KIND_NAMES.get(kind, kind),
                 "seed": c.get("seed"),
                 "actions mean": actions.get("mean"),
+                "repeated mean": repeated.get("mean"),
                 "options mean": options.get("mean"),
                 "actions p90": actions.get("p90"),
                 "options p90": options.get("p90"),
                 "avatar": (info.get("avatar") or {}).get("most_controllable"),
             }
         )
-    columns = ["id", "game", "keypointer", "seed", "actions mean", "options mean", "actions p90", "options p90"]
+    columns = ["id", "game", "keypointer", "seed", "actions mean", "repeated mean", "options mean", "actions p90"]
+    columns.append("options p90")
     return pd.DataFrame(rows, columns=[*columns, "avatar"])
 
 

@@ -9,12 +9,13 @@ billions of frames; here the keypointer is pre-trained and frozen, and the defau
 only T = 20, the LSTM of 256 and the epsilon range).
 
 The run records the options' intrinsic returns over training (how far each option moved its keypoint), equation 2's
-choice over time, the return table of both exploration methods on the same seeds and budget (mean, std, percentiles,
-as figure 7), where the game's ground truth has a player how often the chosen keypoint lies within epsilon of it,
-and a GIF of option exploration with the chosen keypoint ringed. Training checkpoints in its work folder (networks,
-optimizer, replay, counters, curves); rerunning the same command resumes.
+choice over time, the return table of the exploration methods on the same seed and budget (mean, std, percentiles,
+as figure 7; beside random actions, a random action held for T steps: the control for the options' commitment),
+where the game's ground truth has a player how often the chosen keypoint lies within epsilon of it, and a GIF of
+option exploration with the chosen keypoint ringed. Training checkpoints in its work folder (networks, optimizer,
+replay, counters, curves); rerunning the same command resumes.
 
-Seeds: training env = seed; both exploration methods start from env seed 20,000 + seed.
+Seeds: training env = seed; every exploration method starts from env seed 20,000 + seed.
 """
 
 from __future__ import annotations
@@ -48,13 +49,13 @@ from rl.actor import RandomPolicy
 from rl.envs import KeypointObservation, make_agent_env
 from rl.evaluation import play_budget
 from rl.loop import Schedule, Trainer, replay_fields, train_with_validation
-from rl.options import OptionLearner, OptionPolicy, OptionQNetwork
+from rl.options import OptionLearner, OptionPolicy, OptionQNetwork, RepeatedActionPolicy
 from rl.replay import SequenceReplay
 
 ex = experiment("explore")
 
 EXPLORE_SEED = 20_000
-METHODS = ("random actions", "random options")
+METHODS = ("random actions", "repeated random actions", "random options")
 UNTRAINED = ("progress", "explore_steps", "video_steps", "log_every", "preset", "keypointer_name", "precision")
 
 
@@ -97,16 +98,16 @@ def config():
 
 @ex.named_config
 def quick():
-    """CPU-sized: 20,000 agent steps of option learning (learning from 2,000), checkpoints every 5,000, 6,000 agent
-    steps (24k frames) per exploration method, a 128-unit LSTM. About 25 minutes with a quick PermaKey keypointer on
-    2 cores (README)."""
+    """CPU-sized: 30,000 agent steps of option learning (learning from 2,000), checkpoints every 5,000, 10,000 agent
+    steps (40k frames) per exploration method, a 128-unit LSTM. Wall time with a quick PermaKey keypointer on 2 cores:
+    README."""
     preset = "quick"
     units = 128
-    steps = 20_000
+    steps = 30_000
     learning_starts = 2_000
-    replay_capacity = 20_000
+    replay_capacity = 30_000
     checkpoint_every = 5_000
-    explore_steps = 6_000
+    explore_steps = 10_000
     video_steps = 300
 
 
@@ -303,17 +304,19 @@ class AvatarCheck:
 def explore(
     settings: ExploreSettings, explorer: Explorer, keypointer: Keypointer
 ) -> tuple[pd.DataFrame, dict[str, Any], list[Any]]:
-    """Both exploration methods for `explore_steps` agent steps from the same env seed: random actions (no keypointer)
-    and random options of the most controllable keypoint (greedy within each option). Returns the episodes table, the
-    avatar check and the options the explorer took."""
-    seed, steps = EXPLORE_SEED + settings.seed, settings.explore_steps
+    """The exploration methods (METHODS) for `explore_steps` agent steps each from the same env seed: random actions
+    and a random action held for T steps (no keypointer), and random options of the most controllable keypoint
+    (greedy within each option). Returns the episodes table, the avatar check and the options the explorer took."""
+    seed, steps, num_actions = EXPLORE_SEED + settings.seed, settings.explore_steps, explorer.num_actions
+    baselines = {
+        METHODS[0]: RandomPolicy(num_actions, seed),
+        METHODS[1]: RepeatedActionPolicy(num_actions, settings.option_steps, seed),
+    }
     rows = []
-    bar = tqdm(total=2 * steps, desc="exploration", disable=not settings.progress)
-    with bar:
-        random_episodes = play_budget(
-            game_env(settings), RandomPolicy(explorer.num_actions, seed), seed, steps, progress=bar
-        )
-        rows += [(METHODS[0], i, r, n) for i, (r, n) in enumerate(random_episodes)]
+    with tqdm(total=len(METHODS) * steps, desc="exploration", disable=not settings.progress) as bar:
+        for method, baseline in baselines.items():
+            episodes = play_budget(game_env(settings), baseline, seed, steps, progress=bar)
+            rows += [(method, i, r, n) for i, (r, n) in enumerate(episodes)]
         env = KeypointObservation(game_env(settings), keypointer, explorer.online.view)
         policy = OptionPolicy(explorer.online, settings.option_steps, seed, mode="explore")
         avatar = AvatarCheck(settings.game, env, keypointer.num_keypoints)
@@ -321,8 +324,8 @@ def explore(
         def check(observation: dict, action: int) -> None:
             avatar.on_step(observation["keypoints"], policy.most_controllable)
 
-        option_episodes = play_budget(env, policy, seed, steps, on_step=check, on_reset=avatar.reset, progress=bar)
-        rows += [(METHODS[1], i, r, n) for i, (r, n) in enumerate(option_episodes)]
+        episodes = play_budget(env, policy, seed, steps, on_step=check, on_reset=avatar.reset, progress=bar)
+        rows += [(METHODS[2], i, r, n) for i, (r, n) in enumerate(episodes)]
     table = pd.DataFrame(rows, columns=["method", "episode", "return", "steps"])
     return table, avatar.summary(), policy.finished
 

@@ -14,6 +14,8 @@ equation 2; reference.md section 2). Nothing public implements this part; this m
 - Controllability (equation 2): Q_gap_i(s) = 1/4 sum_j (max_a Q_ij(s, a) - min_a Q_ij(s, a)); the most controllable
   keypoint is argmax_i (`q_gap`). Mode "explore": at each draw, that keypoint and a direction drawn uniformly, followed
   greedily for T steps: the random exploration in option space that section 4.2.2 compares with random actions.
+  `RepeatedActionPolicy` (ours, not the paper's) holds a random action for T steps: the control that separates what
+  the keypoints bring from what committing to one behaviour for T steps brings.
 """
 
 from __future__ import annotations
@@ -222,3 +224,25 @@ class OptionPolicy:
         if option.epsilon > 0 and self.rng.random() < option.epsilon:
             return int(self.rng.integers(self.network.num_env_actions))
         return int(np.argmax(values[option.keypoint, option.direction]))
+
+
+class RepeatedActionPolicy:
+    """The control for option exploration's commitment: a uniformly random action held for `steps` agent steps, then
+    redrawn (and at each episode start). Random options of T steps may win over random actions only by committing to
+    an action for T steps; this policy commits the same way without any keypoint."""
+
+    def __init__(self, num_actions: int, steps: int, seed: int):
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}.")
+        self.num_actions, self.steps = num_actions, steps
+        self.rng = np.random.default_rng(seed)
+        self._action, self._left = 0, 0
+
+    def reset(self) -> None:
+        self._left = 0
+
+    def act(self, observation: Any) -> int:
+        if self._left == 0:
+            self._action, self._left = int(self.rng.integers(self.num_actions)), self.steps
+        self._left -= 1
+        return self._action

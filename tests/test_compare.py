@@ -66,6 +66,7 @@ def test_compare_renders_tables_curves_and_aggregate_with_gaps_shown(tmp_path):
     )
 
     returns = {"random actions": {"mean": 210.0, "p90": 400.0}, "random options": {"mean": 250.0, "p90": 520.0}}
+    returns["repeated random actions"] = {"mean": 230.0}
     _write_run(
         runs,
         7,
@@ -95,7 +96,7 @@ def test_compare_renders_tables_curves_and_aggregate_with_gaps_shown(tmp_path):
     # the keypointer is named by its run id (5) and found in runs_dir
     assert "| 400.0 [n=1] (seed 1: missing) | 455.3 (160.6) |" in seaquest
     assert "## Aggregate" in text
-    assert "| 7 | ms_pacman | PKey | 0 | 210 | 250 | 400 | 520 | 0.4 |" in text  # the exploration table
+    assert "| 7 | ms_pacman | PKey | 0 | 210 | 230 | 250 | 400 | 520 | 0.4 |" in text  # the exploration table
     for name in ("learning_curves.png", "aggregate.png", "runs.csv", "agents.csv"):
         assert (out / name).stat().st_size > 100, name
 

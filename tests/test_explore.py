@@ -46,7 +46,7 @@ def test_explore_learns_options_compares_methods_and_records(tmp_path, tiny_keyp
     for name in names:
         assert (folder / name).stat().st_size > 100, name
     table = pd.read_csv(folder / "exploration_returns.csv")
-    assert set(table["method"]) == {"random actions", "random options"}
+    assert set(table["method"]) == {"random actions", "repeated random actions", "random options"}
     for _, group in table.groupby("method"):
         assert len(group) == 2 and group["steps"].sum() <= 70  # two 30-step episodes end inside each 70-step budget
     metrics = json.loads((folder / "metrics.json").read_text())

@@ -9,7 +9,16 @@ import tensorflow as tf
 from scipy import stats
 
 from rl.loop import Schedule, Trainer, replay_fields
-from rl.options import DIRECTIONS, OptionLearner, OptionPolicy, OptionQNetwork, intrinsic_rewards, log_uniform, q_gap
+from rl.options import (
+    DIRECTIONS,
+    OptionLearner,
+    OptionPolicy,
+    OptionQNetwork,
+    RepeatedActionPolicy,
+    intrinsic_rewards,
+    log_uniform,
+    q_gap,
+)
 from rl.replay import SequenceReplay
 
 CONTROLLED = 1  # the keypoint index of the object the actions move
@@ -199,3 +208,13 @@ def test_q_gap_picks_the_keypoint_the_actions_move(seed):
     assert gaps.mean(axis=0)[CONTROLLED] > 1.25 * others.max()
     moves = [o.displacement for o in explorer.finished if o.keypoint == CONTROLLED]
     assert np.mean(moves) > 0.3  # greedy options move the controlled dot along their direction (0.15 per step)
+
+
+def test_repeated_action_policy_holds_each_random_action_for_its_steps():
+    policy = RepeatedActionPolicy(num_actions=9, steps=4, seed=0)
+    actions = [policy.act(None) for _ in range(40)]
+    blocks = [actions[i : i + 4] for i in range(0, 40, 4)]
+    assert all(len(set(block)) == 1 for block in blocks) and len({b[0] for b in blocks}) > 2
+    policy.act(None)
+    policy.reset()  # a new episode draws at once and holds that action for a whole block again
+    assert len({policy.act(None) for _ in range(4)}) == 1 and policy._left == 0
