@@ -43,9 +43,9 @@ from experiments.exploration_report import ExplorationRecord, write_outputs
 from experiments.keypointers import keypointer_tag, load_keypointer
 from experiments.precision import detect_precision
 from experiments.workspace import Workspace
-from keypoints.metrics import truth_from_boxes
+from keypoints.metrics import grid_to_frame, scored_objects, truth_from_boxes
 from keypoints.protocol import Keypointer
-from rl.actor import RandomPolicy
+from rl.actor import Policy, RandomPolicy
 from rl.envs import KeypointObservation, make_agent_env
 from rl.evaluation import play_budget
 from rl.loop import Schedule, Trainer, replay_fields, train_with_validation
@@ -239,9 +239,14 @@ def train_options(settings: ExploreSettings, explorer: Explorer, record: Explora
         saved = load_state(work, checkpoint, settings.trained, fresh={})
         link_runs(work, run)
         if saved:
+            if not (work / "replay.npz").exists():
+                raise FileNotFoundError(
+                    f"{work}/state.json exists but its replay is missing; delete {work} to restart."
+                )
             explorer.replay.load(work / "replay.npz")
             trainer.restore(saved["trainer"])
-            record.curves = saved["curves"]
+            behaviour.steps = trainer.step  # options started after the resume count their start from here
+            record.curves, record.updates = saved["curves"], saved.get("updates", 0)
             run.info["resumed_from_step"] = trainer.step
         manager = tf.train.CheckpointManager(checkpoint, str(work / "last"), max_to_keep=1)
         total = settings.schedule.total_steps
@@ -254,7 +259,8 @@ def train_options(settings: ExploreSettings, explorer: Explorer, record: Explora
             bar.set_postfix(moved=moved)
             manager.save(checkpoint_number=step)
             explorer.replay.save(work / "replay.npz")
-            write_json_atomic(work / "state.json", {"trainer": trainer.state(), "curves": record.curves})
+            state = {"trainer": trainer.state(), "curves": record.curves, "updates": record.updates}
+            write_json_atomic(work / "state.json", state)
 
         with bar:
             train_with_validation(trainer, settings.checkpoint_every, summary, keep, bar)
@@ -263,13 +269,16 @@ def train_options(settings: ExploreSettings, explorer: Explorer, record: Explora
 
 class AvatarCheck:
     """How often the most controllable keypoint lies within epsilon of the game's player (OCAtari ground truth), and
-    the same for every keypoint (chance and best-keypoint references). Counts steps where the player is on screen."""
+    the same for every keypoint (chance and best-keypoint references). Counts steps where the player is on screen.
+    Keypoints are mapped to the frame through the keypointer's geometry, as the tracking evaluation maps them; epsilon
+    is the game's tracking threshold, 0.2 where the game has none (Transporter's value for pong and frostbite)."""
 
-    def __init__(self, game: Game, env: gym.Env, num_keypoints: int):
+    def __init__(self, game: Game, env: gym.Env, keypointer: Keypointer):
         self.truth = GroundTruth(game)
         self.player = self.truth.categories.index("Player") if "Player" in self.truth.categories else None
         self.env, self.epsilon = env, float(game.epsilon or 0.2)
-        self.hits, self.each, self.steps = 0, np.zeros(num_keypoints), 0
+        self.grid, self.geometry = keypointer.geometry
+        self.hits, self.each, self.steps = 0, np.zeros(keypointer.num_keypoints), 0
 
     def reset(self) -> None:
         self.truth.reset()
@@ -278,10 +287,12 @@ class AvatarCheck:
         if self.player is None:
             return
         objects = self.truth.detect(ram_of(self.env))
-        boxes = objects.boxes[objects.categories == self.player]
+        keep = np.arange(len(self.truth.categories)) == self.player
+        boxes = objects.boxes[scored_objects(objects.boxes, objects.categories, keep)]
         if not len(boxes):
             return
-        near = np.linalg.norm(keypoints - truth_from_boxes(boxes[:1])[0], axis=-1) <= self.epsilon
+        frame = grid_to_frame(keypoints, self.grid, self.geometry)
+        near = np.linalg.norm(frame - truth_from_boxes(boxes[:1])[0], axis=-1) <= self.epsilon
         self.hits += int(near[chosen])
         self.each += near
         self.steps += 1
@@ -308,9 +319,9 @@ def explore(
     and a random action held for T steps (no keypointer), and random options of the most controllable keypoint
     (greedy within each option). Returns the episodes table, the avatar check and the options the explorer took."""
     seed, steps, num_actions = EXPLORE_SEED + settings.seed, settings.explore_steps, explorer.num_actions
-    baselines = {
+    baselines: dict[str, Policy] = {
         METHODS[0]: RandomPolicy(num_actions, seed),
-        METHODS[1]: RepeatedActionPolicy(num_actions, settings.option_steps, seed),
+        METHODS[1]: RepeatedActionPolicy(num_actions, settings.option_steps, seed + 1),
     }
     rows = []
     with tqdm(total=len(METHODS) * steps, desc="exploration", disable=not settings.progress) as bar:
@@ -319,7 +330,7 @@ def explore(
             rows += [(method, i, r, n) for i, (r, n) in enumerate(episodes)]
         env = KeypointObservation(game_env(settings), keypointer, explorer.online.view)
         policy = OptionPolicy(explorer.online, settings.option_steps, seed, mode="explore")
-        avatar = AvatarCheck(settings.game, env, keypointer.num_keypoints)
+        avatar = AvatarCheck(settings.game, env, keypointer)
 
         def check(observation: dict, action: int) -> None:
             avatar.on_step(observation["keypoints"], policy.most_controllable)

@@ -105,15 +105,20 @@ class OptionLearner(Learner):
         )
         self.lam = lam
 
-    def _step(self, views, actions, rewards, terminated, truncated) -> dict[str, tf.Tensor]:
+    def td_loss(self, views, actions, terminated, truncated) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(loss, Q of the taken actions [B, W, K, 4], intrinsic rewards [B, W, K, 4]) of a batch of windows: every
+        Q function is scored on every transition, whichever option chose its action."""
         intrinsic = intrinsic_rewards(views["coordinates"])  # [B, W, K, 4]
+        q = self.online(views, training=True)  # [B, W + 1, K, 4, A]
+        action = tf.broadcast_to(actions[:, :, None, None], tf.shape(intrinsic))
+        taken = tf.gather(q[:, :-1], action, axis=-1, batch_dims=4)  # [B, W, K, 4]
+        bootstrap = double_q_values(tf.stop_gradient(q), self.target(views))  # [B, W + 1, K, 4]
+        targets = lambda_returns(intrinsic, terminated, truncated, bootstrap, self.lam, self.gamma)
+        return tf.reduce_mean(tf.square(tf.stop_gradient(targets) - taken)), taken, intrinsic
+
+    def _step(self, views, actions, rewards, terminated, truncated) -> dict[str, tf.Tensor]:
         with tf.GradientTape() as tape:
-            q = self.online(views, training=True)  # [B, W + 1, K, 4, A]
-            action = tf.broadcast_to(actions[:, :, None, None], tf.shape(intrinsic))
-            taken = tf.gather(q[:, :-1], action, axis=-1, batch_dims=4)  # [B, W, K, 4]
-            bootstrap = double_q_values(tf.stop_gradient(q), self.target(views))  # [B, W + 1, K, 4]
-            targets = lambda_returns(intrinsic, terminated, truncated, bootstrap, self.lam, self.gamma)
-            loss = tf.reduce_mean(tf.square(tf.stop_gradient(targets) - taken))
+            loss, taken, intrinsic = self.td_loss(views, actions, terminated, truncated)
         variables = self.online.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         polyak_update(self.target.trainable_variables, variables, self.tau)

@@ -60,15 +60,30 @@ def test_explore_learns_options_compares_methods_and_records(tmp_path, tiny_keyp
     assert "random options" in (folder / "exploration.md").read_text()
 
 
-def test_interrupted_explore_run_resumes_and_refuses_other_settings(tmp_path, tiny_keypointer):  # noqa: F811
-    first = _explore_run(tmp_path, tiny_keypointer, steps=20, explore_steps=5)
-    assert first.status == "COMPLETED"
+def test_interrupted_explore_run_resumes_and_refuses_other_settings(tmp_path, tiny_keypointer, monkeypatch):  # noqa: F811
+    from experiments import exploration_report
+
+    original = exploration_report.ExplorationRecord.on_update
+
+    def stop_after_the_first_checkpoint(self, step, out):
+        if step > 28:  # the checkpoint at step 20 is written; the run dies before the one at 40
+            raise KeyboardInterrupt
+        original(self, step, out)
+
+    monkeypatch.setattr(exploration_report.ExplorationRecord, "on_update", stop_after_the_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        _explore_run(tmp_path, tiny_keypointer, explore_steps=5)
     assert json.loads((tmp_path / "work" / "state.json").read_text())["trainer"]["step"] == 20
-    second = _explore_run(tmp_path, tiny_keypointer, steps=20, explore_steps=5)
+    monkeypatch.undo()
+    second = _explore_run(tmp_path, tiny_keypointer, explore_steps=5)
     info = json.loads((tmp_path / "runs" / str(second._id) / "info.json").read_text())
-    assert info["resumed_from_step"] == 20 and info["previous_runs"] == [first._id]
+    assert info["resumed_from_step"] == 20 and len(info["previous_runs"]) == 1  # the interrupted run
+    state = json.loads((tmp_path / "work" / "state.json").read_text())
+    starts = [row[0] for row in state["curves"]["options"]]
+    assert starts == sorted(starts) and max(starts) >= 20  # options after the resume count from step 20 on
+    assert len(state["curves"]["loss"]) == (40 - 16) // 4 + 1  # every update logged once across both runs
     with pytest.raises(ValueError, match="other settings"):
-        _explore_run(tmp_path, tiny_keypointer, steps=20, explore_steps=5, lam=0.5)
+        _explore_run(tmp_path, tiny_keypointer, explore_steps=5, lam=0.5)
 
 
 def test_explore_without_a_keypointer_says_what_to_pass(tmp_path):

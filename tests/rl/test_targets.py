@@ -110,8 +110,25 @@ def test_lambda_returns_stop_at_termination_and_bootstrap_at_truncation():
 
 
 def test_lambda_returns_keep_trailing_dims_per_q_function():
-    rewards = np.arange(12, dtype=np.float32).reshape(1, 3, 2, 2)  # [B, T, K, 4]-like trailing dims
-    bootstrap = np.ones((1, 4, 2, 2), np.float32)
-    flags = tf.zeros((1, 3), tf.bool)
-    out = lambda_returns(tf.constant(rewards), flags, flags, tf.constant(bootstrap), 0.0, 0.9).numpy()
-    np.testing.assert_allclose(out, rewards + 0.9)
+    """[B, T, K, 4]-like rewards: each trailing entry gets the scalar recursion, with the per-step flags broadcast."""
+    rng = np.random.default_rng(0)
+    rewards = rng.normal(size=(2, 3, 2, 4)).astype(np.float32)
+    bootstrap = rng.normal(size=(2, 4, 2, 4)).astype(np.float32)
+    terminated = np.array([[False, True, False], [False, False, False]])
+    truncated = np.array([[False, False, False], [True, False, False]])
+    out = lambda_returns(
+        tf.constant(rewards), tf.constant(terminated), tf.constant(truncated), tf.constant(bootstrap), 0.5, 0.9
+    ).numpy()
+    for b in range(2):
+        for k in range(2):
+            for j in range(4):
+                expected = lambda_returns(
+                    tf.constant(rewards[b : b + 1, :, k, j]),
+                    tf.constant(terminated[b : b + 1]),
+                    tf.constant(truncated[b : b + 1]),
+                    tf.constant(bootstrap[b : b + 1, :, k, j]),
+                    0.5,
+                    0.9,
+                ).numpy()[0]
+                np.testing.assert_allclose(out[b, :, k, j], expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out[0, 1], rewards[0, 1], rtol=1e-6)  # terminated: the reward alone
