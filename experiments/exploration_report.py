@@ -141,7 +141,19 @@ def episode_gif(env: Any, policy: OptionPolicy, seed: int, steps: int, path: Pat
     imageio.mimsave(path, frames[::2], duration=0.066, loop=0)  # type: ignore[arg-type]
 
 
-def markdown(summary: dict[str, Any], shares: pd.DataFrame, avatar: dict[str, Any], settings: Any) -> str:
+def option_table(options: pd.DataFrame, num_keypoints: int) -> pd.DataFrame:
+    """Each option's mean intrinsic return (keypoint move along its direction) over the last tenth of training:
+    [keypoint x DIRECTIONS], nan where an option was not drawn then."""
+    last = options[options["start"] >= options["start"].max() * 0.9] if len(options) else options
+    table = last.pivot_table(index="keypoint", columns="direction", values="displacement", aggfunc="mean")
+    table = table.reindex(index=range(num_keypoints), columns=range(len(DIRECTIONS)))
+    table.columns = list(DIRECTIONS)
+    return table.rename_axis("keypoint").reset_index()
+
+
+def markdown(
+    summary: dict[str, Any], shares: pd.DataFrame, per_option: pd.DataFrame, avatar: dict[str, Any], settings: Any
+) -> str:
     frames = 4 * settings.explore_steps
     lines = [
         f"# Exploration with keypoint options: {settings.game.name}",
@@ -160,7 +172,9 @@ def markdown(summary: dict[str, Any], shares: pd.DataFrame, avatar: dict[str, An
         "",
         "Options' intrinsic return (how far an option moved its keypoint along its direction, [-1, 1] units), mean "
         f"over options: first tenth of training {moved['first_tenth']:.4f}, last tenth {moved['last_tenth']:.4f}, "
-        f"greedy during exploration {moved['exploring']:.4f}.",
+        f"greedy during exploration {moved['exploring']:.4f}. Per option, last tenth of training:",
+        "",
+        markdown_table(per_option, digits=2),
         "",
     ]
     if avatar.get("measured"):
@@ -204,7 +218,8 @@ def write_outputs(
         "avatar": avatar,
     }
     table.to_csv(folder / "exploration_returns.csv", index=False)
-    (folder / "exploration.md").write_text(markdown(summary, shares, avatar, settings))
+    per_option = option_table(options, keypointer.num_keypoints)
+    (folder / "exploration.md").write_text(markdown(summary, shares, per_option, avatar, settings))
     plot(folder / "options.png", options, shares, table, settings.game.name)
     env, seed = gif
     policy = OptionPolicy(explorer.online, settings.option_steps, seed, mode="explore")
