@@ -65,3 +65,25 @@ def load_agent(run: str | int, policy: str = "float32") -> tuple[dict[str, Any],
     network = build_network(info, keypointer)
     network.load_weights(str(folder / AGENT_WEIGHTS))
     return info, network, keypointer
+
+
+class LearningRecord:
+    """The curves of a run that learns by acting (logged to Sacred as they come): each finished episode's return and
+    length, and every `log_every` updates the TD loss and mean Q; `curves` also holds a list per name in `extra`,
+    which subclasses fill (validation scores, options)."""
+
+    def __init__(self, run: Any, log_every: int, extra: tuple[str, ...] = ()):
+        self.run, self.log_every = run, log_every
+        self.curves: dict[str, list] = {"episodes": [], "loss": [], **{name: [] for name in extra}}
+        self.updates = 0
+
+    def on_episode(self, step: int, episode_return: float, length: int) -> None:
+        self.curves["episodes"].append([step, episode_return, length])
+        self.run.log_scalar("train.episode_return", episode_return, step)
+
+    def on_update(self, step: int, out: dict[str, float]) -> None:
+        self.updates += 1
+        if self.updates % self.log_every == 0:
+            self.curves["loss"].append([step, out["loss"], out["q"]])
+            self.run.log_scalar("train.loss", out["loss"], step)
+            self.run.log_scalar("train.q", out["q"], step)

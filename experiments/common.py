@@ -7,6 +7,8 @@ record into MongoDB as well, the many-machine option.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import sys
@@ -86,3 +88,12 @@ def experiment(name: str) -> Experiment:
     if not any(isinstance(f, _NamedConfigDocs) for f in root.filters):
         root.addFilter(_NamedConfigDocs())
     return ex
+
+
+def settings_from_config(cls: Any, config: dict[str, Any], untrained: Sequence[str], **resolved: Any) -> Any:
+    """A frozen settings dataclass `cls` from a Sacred config: each field named like a config entry takes its value,
+    `resolved` gives the fields computed from several entries (game, schedule, ...), and the field `trained` is the
+    record of every entry not in `untrained` (work/settings.json: a resume with other values is refused)."""
+    values = {f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config and f.name not in resolved}
+    trained = json.loads(json.dumps({k: v for k, v in config.items() if k not in untrained}))
+    return cls(**values, **resolved, trained=trained)

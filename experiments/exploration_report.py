@@ -20,6 +20,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pandas as pd
 
+from experiments.agents import LearningRecord
 from experiments.compare import markdown_table
 from keypoints.draw import draw_keypoints
 from keypoints.ops import keypoints_to_pixels
@@ -29,25 +30,12 @@ OPTION_COLUMNS = ["start", "keypoint", "direction", "displacement", "steps", "ep
 PERCENTILES = (10, 25, 50, 75, 90)
 
 
-class ExplorationRecord:
-    """Curves of the option learning (logged to Sacred as they come): the exploring episodes' game returns, the TD loss
-    every `log_every` updates, and every finished option (OPTION_COLUMNS)."""
+class ExplorationRecord(LearningRecord):
+    """Curves of the option learning: the exploring episodes' game returns, the TD loss (LearningRecord), and every
+    finished option (OPTION_COLUMNS)."""
 
     def __init__(self, run: Any, log_every: int):
-        self.run, self.log_every = run, log_every
-        self.curves: dict[str, list] = {"episodes": [], "loss": [], "options": []}
-        self.updates = 0
-
-    def on_episode(self, step: int, episode_return: float, length: int) -> None:
-        self.curves["episodes"].append([step, episode_return, length])
-        self.run.log_scalar("train.episode_return", episode_return, step)
-
-    def on_update(self, step: int, out: dict[str, float]) -> None:
-        self.updates += 1
-        if self.updates % self.log_every == 0:
-            self.curves["loss"].append([step, out["loss"], out["q"]])
-            self.run.log_scalar("train.loss", out["loss"], step)
-            self.run.log_scalar("train.q", out["q"], step)
+        super().__init__(run, log_every, extra=("options",))
 
     def take_options(self, finished: list[Option]) -> float:
         """Moves the behaviour's finished options into the curves; returns their mean displacement (nan if none)."""

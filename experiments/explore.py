@@ -21,7 +21,6 @@ Seeds: training env = seed; every exploration method starts from env seed 20,000
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from data.distractors import check_mode
 from data.games import Game, get_game
 from data.storage import hold_folder, write_json_atomic
 from experiments.checkpointing import link_runs, load_state
-from experiments.common import experiment
+from experiments.common import experiment, settings_from_config
 from experiments.exploration_report import ExplorationRecord, write_outputs
 from experiments.keypointers import keypointer_tag, load_keypointer
 from experiments.precision import detect_precision
@@ -151,28 +150,18 @@ class ExploreSettings:
         )
         learner = {k: c[k] for k in ("learning_rate", "clip_norm", "gamma", "lam", "tau")}
         low, high = (float(v) for v in c["epsilon_range"])
-        return cls(
+        return settings_from_config(
+            cls,
+            c,
+            UNTRAINED,
             game=get_game(c["game"]),
             keypointer=str(c["keypointer"]),
-            encoder=c["encoder"],
             encoder_options=options,
-            units=c["units"],
-            option_steps=c["option_steps"],
             epsilon_range=(low, high),
             noise=check_mode(c["noise"]),
-            seed=c["seed"],
-            precision=c["precision"],
             learner=learner,
             schedule=schedule,
-            replay_capacity=c["replay_capacity"],
-            checkpoint_every=c["checkpoint_every"],
-            explore_steps=c["explore_steps"],
-            max_episode_frames=c["max_episode_frames"],
-            video_steps=c["video_steps"],
-            log_every=c["log_every"],
-            progress=c["progress"],
             work=Path(c["work"]),
-            trained=json.loads(json.dumps({k: v for k, v in c.items() if k not in UNTRAINED})),
         )
 
 

@@ -31,9 +31,9 @@ from data.atari import MAX_EPISODE_FRAMES
 from data.distractors import check_mode
 from data.games import Game, get_game
 from data.storage import hold_folder, write_json_atomic
-from experiments.agents import AGENT_FILE, AGENT_WEIGHTS, agent_env, build_network, save_agent
+from experiments.agents import AGENT_FILE, AGENT_WEIGHTS, LearningRecord, agent_env, build_network, save_agent
 from experiments.checkpointing import link_runs, load_state
-from experiments.common import experiment
+from experiments.common import experiment, settings_from_config
 from experiments.keypointers import keypointer_folder, keypointer_tag, load_keypointer
 from experiments.precision import detect_precision
 from experiments.test_agent import TEST_SEED, score_policies
@@ -216,50 +216,24 @@ class AgentSettings:
         )
         learner = {"learning_rate": c["learning_rate"], "clip_norm": c["clip_norm"], "gamma": c["gamma"]}
         learner.update(n=c["n_step"], tau=c["tau"])
-        return cls(
+        return settings_from_config(
+            cls,
+            c,
+            UNTRAINED,
             game=get_game(c["game"]),
             keypointer=str(c["keypointer"]),
-            encoder=c["encoder"],
             encoder_options=options,
-            units=c["units"],
-            noise=c["noise"],
-            seed=c["seed"],
-            precision=c["precision"],
             learner=learner,
             schedule=schedule,
-            replay_capacity=c["replay_capacity"],
-            max_episode_frames=c["max_episode_frames"],
-            validate_every=c["validate_every"],
-            validation_episodes=c["validation_episodes"],
-            test_seeds=c["test_seeds"],
-            test_episodes=c["test_episodes"],
-            video_steps=c["video_steps"],
-            log_every=c["log_every"],
-            progress=c["progress"],
             work=Path(c["work"]),
-            trained=json.loads(json.dumps({k: v for k, v in c.items() if k not in UNTRAINED})),
         )
 
 
-class Record:
-    """The run's learning curves (also logged to Sacred as they come): training episodes, validation scores and, every
-    `log_every` updates, the TD loss and mean Q."""
+class Record(LearningRecord):
+    """The run's learning curves: training episodes, TD loss and mean Q (LearningRecord), and validation scores."""
 
     def __init__(self, run: Any, log_every: int):
-        self.run, self.log_every = run, log_every
-        self.curves: dict[str, list] = {"episodes": [], "validation": [], "loss": []}
-        self.updates = 0
-
-    def on_episode(self, step: int, episode_return: float, length: int) -> None:
-        self.curves["episodes"].append([step, episode_return, length])
-        self.run.log_scalar("train.episode_return", episode_return, step)
-
-    def on_update(self, step: int, out: dict[str, float]) -> None:
-        self.updates += 1
-        if self.updates % self.log_every == 0:
-            self.curves["loss"].append([step, out["loss"], out["q"]])
-            self.run.log_scalar("train.loss", out["loss"], step)
-            self.run.log_scalar("train.q", out["q"], step)
+        super().__init__(run, log_every, extra=("validation",))
 
     def on_validation(self, step: int, score: float) -> None:
         self.curves["validation"].append([step, score])
