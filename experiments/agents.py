@@ -14,8 +14,10 @@ import gymnasium as gym
 import numpy as np
 
 from data.atari import FRAME_SHAPE
+from data.storage import write_json_atomic
 from experiments.keypointers import keypointer_folder, load_keypointer
 from rl.envs import KeypointObservation, make_agent_env
+from rl.loop import Trainer
 from rl.networks import RecurrentQNetwork
 
 AGENT_FILE = "agent.json"
@@ -87,3 +89,22 @@ class LearningRecord:
             self.curves["loss"].append([step, out["loss"], out["q"]])
             self.run.log_scalar("train.loss", out["loss"], step)
             self.run.log_scalar("train.q", out["q"], step)
+
+
+def save_learning(work: Path, trainer: Trainer, record: LearningRecord, **extra: Any) -> None:
+    """What a resume needs besides the networks' checkpoint (the caller's): the replay, and state.json with the loop's
+    counters, the record's curves and update count, and `extra`; each written under a temporary name and renamed."""
+    trainer.replay.save(work / "replay.npz")
+    state = {"trainer": trainer.state(), "curves": record.curves, "updates": record.updates, **extra}
+    write_json_atomic(work / "state.json", state)
+
+
+def resume_learning(work: Path, saved: dict[str, Any], trainer: Trainer, record: LearningRecord, run: Any) -> None:
+    """Continues from the work folder's saved state (state.json; the checkpoint already restored): the replay, the
+    loop's counters, and the curves and update count, which this run's record receives whole."""
+    if not (work / "replay.npz").exists():
+        raise FileNotFoundError(f"{work}/state.json exists but its replay is missing; delete {work} to restart.")
+    trainer.replay.load(work / "replay.npz")
+    trainer.restore(saved["trainer"])
+    record.curves, record.updates = saved["curves"], saved.get("updates", 0)
+    run.info["resumed_from_step"] = trainer.step

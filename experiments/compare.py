@@ -358,9 +358,8 @@ def exploration_table(runs: pd.DataFrame, runs_dir: str | None = None) -> pd.Dat
                 "avatar": (info.get("avatar") or {}).get("most_controllable"),
             }
         )
-    columns = ["id", "game", "keypointer", "seed", "actions mean", "repeated mean", "options mean", "actions p90"]
-    columns.append("options p90")
-    return pd.DataFrame(rows, columns=[*columns, "avatar"])
+    columns = ["id", "game", "keypointer", "seed", "actions mean", "repeated mean", "options mean"]
+    return pd.DataFrame(rows, columns=[*columns, "actions p90", "options p90", "avatar"])
 
 
 def plot_learning_curves(runs: pd.DataFrame, agents: pd.DataFrame, path: Path) -> None:

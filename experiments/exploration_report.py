@@ -1,7 +1,7 @@
 """What an explore run records (experiments/explore.py): its learning curves while it trains, and at the end the
-return table of both exploration methods, the pictures and the options network.
+return table of the exploration methods, the pictures and the options network.
 
-Files of a run: exploration_returns.csv (every episode of both methods), exploration.md (the tables), options.png
+Files of a run: exploration_returns.csv (every episode of every method), exploration.md (the tables), options.png
 (options' intrinsic returns over training, equation 2's choice over time, the return distributions),
 explore_episode.gif (option exploration, the most controllable keypoint ringed) and options.json + options.weights.h5
 (the trained option Q-network).
@@ -24,7 +24,7 @@ from experiments.agents import LearningRecord
 from experiments.compare import markdown_table
 from keypoints.draw import draw_keypoints
 from keypoints.ops import keypoints_to_pixels
-from rl.options import DIRECTIONS, Option, OptionPolicy
+from rl.options import DIRECTIONS, Option
 
 OPTION_COLUMNS = ["start", "keypoint", "direction", "displacement", "steps", "epsilon", "most_controllable"]
 PERCENTILES = (10, 25, 50, 75, 90)
@@ -110,23 +110,13 @@ def plot(path: Path, options: pd.DataFrame, shares: pd.DataFrame, table: pd.Data
     plt.close(fig)
 
 
-def episode_gif(env: Any, policy: OptionPolicy, seed: int, steps: int, path: Path, scale: int = 3) -> None:
-    """`steps` agent steps of option exploration with the keypoints drawn and the most controllable one ringed."""
-    frames = []
-    observation, _ = env.reset(seed=seed)
-    policy.reset()
-    for _ in range(steps):
-        action = policy.act(observation)
-        image = draw_keypoints(observation["frame"][None], observation["keypoints"][None], scale=scale)[0]
-        chosen = observation["keypoints"][policy.most_controllable]
-        row, col = (keypoints_to_pixels(chosen[None, None], *observation["frame"].shape[:2])[0, 0] + 0.5) * scale
-        cv2.circle(image, (int(col), int(row)), 4 * scale, (255, 255, 255), 2, cv2.LINE_AA)
-        frames.append(image)
-        observation, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:
-            observation, _ = env.reset()
-            policy.reset()
-    imageio.mimsave(path, frames[::2], duration=0.066, loop=0)  # type: ignore[arg-type]
+def ringed_frame(observation: dict, chosen: int, scale: int = 3) -> np.ndarray:
+    """The observation's frame upscaled, its keypoints drawn and keypoint `chosen` (the most controllable) ringed."""
+    image = draw_keypoints(observation["frame"][None], observation["keypoints"][None], scale=scale)[0]
+    point = observation["keypoints"][chosen]
+    row, col = (keypoints_to_pixels(point[None, None], *observation["frame"].shape[:2])[0, 0] + 0.5) * scale
+    cv2.circle(image, (int(col), int(row)), 4 * scale, (255, 255, 255), 2, cv2.LINE_AA)
+    return image
 
 
 def option_table(options: pd.DataFrame, num_keypoints: int) -> pd.DataFrame:
@@ -146,7 +136,7 @@ def markdown(
     lines = [
         f"# Exploration with keypoint options: {settings.game.name}",
         "",
-        f"Both methods: {settings.explore_steps:,} agent steps ({frames:,} frames) from the same environment seed; "
+        f"Each method: {settings.explore_steps:,} agent steps ({frames:,} frames) from the same environment seed; "
         f"options learned for {settings.schedule.total_steps:,} agent steps (T = {settings.option_steps}).",
         "",
         "| method | episodes | mean | std | p10 | p25 | p50 | p75 | p90 | max |",
@@ -188,11 +178,11 @@ def write_outputs(
     table: pd.DataFrame,
     avatar: dict[str, Any],
     taken: list[Option],
-    gif: tuple[Any, int],
+    frames: list[np.ndarray],
     methods: Sequence[str],
 ) -> dict[str, Any]:
-    """Writes the run's files into `folder` and returns the summary the run records (JSON-able). `gif`: the
-    environment (keypoint observations) and seed of the exploration GIF; `methods`: the table's methods, in order."""
+    """Writes the run's files into `folder` and returns the summary the run records (JSON-able). `frames`: the
+    exploration's first steps as `ringed_frame`s, for the GIF; `methods`: the table's methods, in order."""
     options = pd.DataFrame(record.curves["options"], columns=OPTION_COLUMNS)
     shares = choice_shares(options, keypointer.num_keypoints)
     tenth = max(1, len(options) // 10)
@@ -209,9 +199,7 @@ def write_outputs(
     per_option = option_table(options, keypointer.num_keypoints)
     (folder / "exploration.md").write_text(markdown(summary, shares, per_option, avatar, settings))
     plot(folder / "options.png", options, shares, table, settings.game.name)
-    env, seed = gif
-    policy = OptionPolicy(explorer.online, settings.option_steps, seed, mode="explore")
-    episode_gif(env, policy, seed, settings.video_steps, folder / "explore_episode.gif")
+    imageio.mimsave(folder / "explore_episode.gif", frames[::2], duration=0.066, loop=0)  # type: ignore[arg-type]
     info = {"num_keypoints": keypointer.num_keypoints, "num_actions": explorer.num_actions}
     info |= {"encoder": settings.encoder, "encoder_options": settings.encoder_options, "units": settings.units}
     (folder / "options.json").write_text(json.dumps(info, indent=2))

@@ -35,10 +35,11 @@ from tqdm.auto import tqdm
 from data.atari import FRAME_SHAPE, MAX_EPISODE_FRAMES, GroundTruth, ram_of
 from data.distractors import check_mode
 from data.games import Game, get_game
-from data.storage import hold_folder, write_json_atomic
+from data.storage import hold_folder
+from experiments.agents import resume_learning, save_learning
 from experiments.checkpointing import link_runs, load_state
 from experiments.common import experiment, settings_from_config
-from experiments.exploration_report import ExplorationRecord, write_outputs
+from experiments.exploration_report import ExplorationRecord, ringed_frame, write_outputs
 from experiments.keypointers import keypointer_tag, load_keypointer
 from experiments.precision import detect_precision
 from experiments.workspace import Workspace
@@ -228,15 +229,8 @@ def train_options(settings: ExploreSettings, explorer: Explorer, record: Explora
         saved = load_state(work, checkpoint, settings.trained, fresh={})
         link_runs(work, run)
         if saved:
-            if not (work / "replay.npz").exists():
-                raise FileNotFoundError(
-                    f"{work}/state.json exists but its replay is missing; delete {work} to restart."
-                )
-            explorer.replay.load(work / "replay.npz")
-            trainer.restore(saved["trainer"])
+            resume_learning(work, saved, trainer, record, run)
             behaviour.steps = trainer.step  # options started after the resume count their start from here
-            record.curves, record.updates = saved["curves"], saved.get("updates", 0)
-            run.info["resumed_from_step"] = trainer.step
         manager = tf.train.CheckpointManager(checkpoint, str(work / "last"), max_to_keep=1)
         total = settings.schedule.total_steps
         bar = tqdm(total=total, initial=trainer.step, desc="option steps", disable=not settings.progress)
@@ -247,9 +241,7 @@ def train_options(settings: ExploreSettings, explorer: Explorer, record: Explora
         def keep(step: int, moved: float) -> None:
             bar.set_postfix(moved=moved)
             manager.save(checkpoint_number=step)
-            explorer.replay.save(work / "replay.npz")
-            state = {"trainer": trainer.state(), "curves": record.curves, "updates": record.updates}
-            write_json_atomic(work / "state.json", state)
+            save_learning(work, trainer, record)
 
         with bar:
             train_with_validation(trainer, settings.checkpoint_every, summary, keep, bar)
@@ -303,10 +295,11 @@ class AvatarCheck:
 
 def explore(
     settings: ExploreSettings, explorer: Explorer, keypointer: Keypointer
-) -> tuple[pd.DataFrame, dict[str, Any], list[Any]]:
+) -> tuple[pd.DataFrame, dict[str, Any], list[Any], list[np.ndarray]]:
     """The exploration methods (METHODS) for `explore_steps` agent steps each from the same env seed: random actions
     and a random action held for T steps (no keypointer), and random options of the most controllable keypoint
-    (greedy within each option). Returns the episodes table, the avatar check and the options the explorer took."""
+    (greedy within each option). Returns the episodes table, the avatar check, the options the explorer took and its
+    first `video_steps` frames with the most controllable keypoint ringed."""
     seed, steps, num_actions = EXPLORE_SEED + settings.seed, settings.explore_steps, explorer.num_actions
     baselines: dict[str, Policy] = {
         METHODS[0]: RandomPolicy(num_actions, seed),
@@ -320,14 +313,17 @@ def explore(
         env = KeypointObservation(game_env(settings), keypointer, explorer.online.view)
         policy = OptionPolicy(explorer.online, settings.option_steps, seed, mode="explore")
         avatar = AvatarCheck(settings.game, env, keypointer)
+        frames: list[np.ndarray] = []
 
         def check(observation: dict, action: int) -> None:
             avatar.on_step(observation["keypoints"], policy.most_controllable)
+            if len(frames) < settings.video_steps:
+                frames.append(ringed_frame(observation, policy.most_controllable))
 
         episodes = play_budget(env, policy, seed, steps, on_step=check, on_reset=avatar.reset, progress=bar)
         rows += [(METHODS[2], i, r, n) for i, (r, n) in enumerate(episodes)]
     table = pd.DataFrame(rows, columns=["method", "episode", "return", "steps"])
-    return table, avatar.summary(), policy.finished
+    return table, avatar.summary(), policy.finished, frames
 
 
 @ex.automain
@@ -348,11 +344,12 @@ def main(_config, _run):
     record = ExplorationRecord(_run, settings.log_every)
     trainer = train_options(settings, explorer, record, _run)
     _run.info["timing_seconds"] = trainer.timing.as_dict()
-    table, avatar, taken = explore(settings, explorer, keypointer)
+    table, avatar, taken, frames = explore(settings, explorer, keypointer)
     _run.info["avatar"] = avatar
     with tempfile.TemporaryDirectory() as tmp:
-        gif = (KeypointObservation(game_env(settings), keypointer, explorer.online.view), EXPLORE_SEED + settings.seed)
-        summary = write_outputs(Path(tmp), settings, explorer, keypointer, record, table, avatar, taken, gif, METHODS)
+        summary = write_outputs(
+            Path(tmp), settings, explorer, keypointer, record, table, avatar, taken, frames, METHODS
+        )
         for path in sorted(Path(tmp).iterdir()):
             _run.add_artifact(str(path))
     _run.info["exploration"] = summary

@@ -30,8 +30,17 @@ from tqdm.auto import tqdm
 from data.atari import MAX_EPISODE_FRAMES
 from data.distractors import check_mode
 from data.games import Game, get_game
-from data.storage import hold_folder, write_json_atomic
-from experiments.agents import AGENT_FILE, AGENT_WEIGHTS, LearningRecord, agent_env, build_network, save_agent
+from data.storage import hold_folder
+from experiments.agents import (
+    AGENT_FILE,
+    AGENT_WEIGHTS,
+    LearningRecord,
+    agent_env,
+    build_network,
+    resume_learning,
+    save_agent,
+    save_learning,
+)
 from experiments.checkpointing import link_runs, load_state
 from experiments.common import experiment, settings_from_config
 from experiments.keypointers import keypointer_folder, keypointer_tag, load_keypointer
@@ -280,12 +289,7 @@ def build_agent(settings: AgentSettings, keypointer: Keypointer) -> Agent:
 def resume(work: Path, saved: dict[str, Any], trainer: Trainer, record: Record, run: Any) -> dict[str, Any]:
     """Continues from the work folder's saved state (state.json; the checkpoint already restored): the replay, the
     loop's counters and the curves, which this run's record receives whole. Returns the best validation so far."""
-    if not (work / "replay.npz").exists():
-        raise FileNotFoundError(f"{work}/state.json exists but its replay is missing; delete {work} to restart.")
-    trainer.replay.load(work / "replay.npz")
-    trainer.restore(saved["trainer"])
-    record.curves = saved["curves"]
-    run.info["resumed_from_step"] = trainer.step
+    resume_learning(work, saved, trainer, record, run)
     for step, score in record.curves["validation"]:  # this run's record holds the whole validation curve
         run.log_scalar("validation.score", score, step)
     return saved["best"]
@@ -320,8 +324,7 @@ def train(settings: AgentSettings, agent: Agent, trainer: Trainer, record: Recor
                 best = {"best": score, "best_step": step}
                 save_agent(work / "best", {**agent.info, "step": step, "validation": score}, agent.online)
             manager.save(checkpoint_number=step)
-            agent.replay.save(work / "replay.npz")
-            write_json_atomic(work / "state.json", {"trainer": trainer.state(), "curves": record.curves, "best": best})
+            save_learning(work, trainer, record, best=best)
 
         with bar:
             train_with_validation(trainer, settings.validate_every, validate, keep, bar)

@@ -197,21 +197,20 @@ class OptionPolicy:
     def _close(self) -> None:
         option = self.option
         if option is not None and option.steps > 0 and self._last_keypoints is not None:
-            sign = 1.0 if DIRECTIONS[option.direction][0] == "+" else -1.0
-            axis = 1 if DIRECTIONS[option.direction][1] == "x" else 0
-            move = self._last_keypoints[option.keypoint, axis] - option.origin[axis]
-            option.displacement = float(sign * move)
+            ends = np.stack([option.origin, self._last_keypoints[option.keypoint]])[:, None]  # [2, 1, 2]
+            option.displacement = float(intrinsic_rewards(ends)[0, 0, option.direction])  # the rewards telescope
             self.finished.append(option)
         self.option = None
 
-    def _draw(self, keypoints: np.ndarray, gap: np.ndarray) -> Option:
+    def _draw(self, keypoints: np.ndarray) -> Option:
+        chosen = self.most_controllable
         if self.mode == "train":
             head = int(self.rng.integers(self.network.num_keypoints * len(DIRECTIONS)))
             keypoint, direction = divmod(head, len(DIRECTIONS))
             epsilon = log_uniform(self.rng, *self.epsilon_range)
         else:
-            keypoint, direction, epsilon = int(np.argmax(gap)), int(self.rng.integers(len(DIRECTIONS))), 0.0
-        return Option(keypoint, direction, epsilon, self.steps, int(np.argmax(gap)), keypoints[keypoint].copy())
+            keypoint, direction, epsilon = chosen, int(self.rng.integers(len(DIRECTIONS))), 0.0
+        return Option(keypoint, direction, epsilon, self.steps, chosen, keypoints[keypoint].copy())
 
     def act(self, observation: Observation) -> int:
         q, self.state = self._q(view_of(observation), self.state)
@@ -222,7 +221,7 @@ class OptionPolicy:
         if self.option is not None and self.option.steps >= self.option_steps:
             self._close()
         if self.option is None:
-            self.option = self._draw(keypoints, self.last_gap)
+            self.option = self._draw(keypoints)
         option = self.option
         option.steps += 1
         self.steps += 1
