@@ -42,6 +42,8 @@ class PermaKeyConfig:
     sigma: float
     error_normalisation: str = "activation"
     """How a cell's error is made relative to activation scale (permakey.lspn.error_map); "activation": the paper's."""
+    pointnet_coordinates: bool = False
+    """Off the paper: PointNet also sees each pixel's (y, x) (permakey.pointnet.with_coordinates); False: paper."""
 
     def __post_init__(self) -> None:
         if self.num_keypoints < 1:
@@ -101,6 +103,7 @@ class PermaKey(keras.Model):
             c.pointnet_strides,
             c.sigma,
             c.norm,
+            coordinates=c.pointnet_coordinates,
             name="pointnet",
         )
         self.trackers = {name: keras.metrics.Mean(name=f"{name}_loss") for name in (*MODULES, "total")}
@@ -139,7 +142,7 @@ class PermaKey(keras.Model):
         per-layer activations."""
         activations = self.vae.encoder(frames, training=False)
         error_maps = self.predict_errors(activations)[1]
-        return error_maps, self.pointnet.keynet(error_maps, training=False), activations
+        return error_maps, self.pointnet.keypoint_maps(error_maps, training=False), activations
 
     def predict_errors(self, activations: list[tf.Tensor]) -> tuple[list[tuple[tf.Tensor, tf.Tensor]], tf.Tensor]:
         """The LSPNs' (prediction, target) cells per chosen encoder layer and the stacked error maps [B, 84, 84, M]."""

@@ -6,6 +6,11 @@ A KeyNet (the VAE encoder's architecture plus a 1x1 regressor to K maps) turns t
 resized (nearest) to the error maps' resolution and compared directly with every error-map channel (MSE, equation 3;
 the authors' ul_loss.py: `mean((heatmaps_sum - stacked_error_mask)^2)`). There is no decoder: the Gaussians are the
 bottleneck, so the only way to lower the loss is to move the keypoints onto the regions that carry the error.
+
+Off the paper, `coordinates=True` appends two channels holding each pixel's (y, x) in [-1, 1] to PointNet's input
+(CoordConv, Liu et al. 2018). Error maps carry no colour, so Pong's two paddles look alike to a translation-equivariant
+KeyNet and a keypoint drawn to "a paddle" is split between both; the coordinates let it tell left from right
+(docs/permakey_quick.md measures it). The quick preset uses it; the paper preset does not.
 """
 
 from __future__ import annotations
@@ -27,6 +32,16 @@ def summed_windows(heatmaps: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
     return tf.image.resize(summed, size, method="nearest")
 
 
+def with_coordinates(images: tf.Tensor) -> tf.Tensor:
+    """[B, H, W, C] -> [B, H, W, C + 2]: the images, then each pixel's y and x on linspace(-1, 1) (the keypoints'
+    convention, keypoints/ops.py), in the images' dtype."""
+    shape = tf.shape(images)
+    height, width = images.shape[1], images.shape[2]
+    y, x = tf.meshgrid(tf.linspace(-1.0, 1.0, height), tf.linspace(-1.0, 1.0, width), indexing="ij")
+    grid = tf.cast(tf.stack([y, x], axis=-1), images.dtype)[None]
+    return tf.concat([images, tf.tile(grid, [shape[0], 1, 1, 1])], axis=-1)
+
+
 class PointNet(keras.layers.Layer):
     """call(error_maps [B, H, W, M] in [0, 1]) -> dict of keypoints [B, K, 2] (y, x) in [-1, 1] and heatmaps
     [B, h, w, K] (Gaussians at the keypoints on the KeyNet's grid, peak 1, float32)."""
@@ -39,14 +54,24 @@ class PointNet(keras.layers.Layer):
         strides: Sequence[int],
         sigma: float,
         norm: str,
+        coordinates: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.keynet = KeyNet(num_keypoints, filters, kernels, strides, norm, name="keynet")
         self.sigma = sigma
+        self.coordinates = coordinates
+
+    def keypoint_maps(self, error_maps: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """The KeyNet's keypoint maps (logits) [B, h, w, K] of error maps [B, H, W, M]; with `coordinates`, the KeyNet
+        sees M + 2 channels (the error maps, then each pixel's y and x in [-1, 1])."""
+        inputs = tf.stop_gradient(error_maps)
+        if self.coordinates:
+            inputs = with_coordinates(inputs)
+        return self.keynet(inputs, training=training)
 
     def call(self, error_maps: tf.Tensor, training: bool = False) -> dict:
-        maps = self.keynet(tf.stop_gradient(error_maps), training=training)  # [B, h, w, K]
+        maps = self.keypoint_maps(error_maps, training=training)  # [B, h, w, K]
         keypoints = maps_to_keypoints(maps)
         heatmaps = keypoints_to_maps(keypoints, maps.shape[1], maps.shape[2], self.sigma)
         return {"keypoints": keypoints, "heatmaps": heatmaps}

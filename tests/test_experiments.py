@@ -130,6 +130,29 @@ def test_pointnet_refit_trains_a_fresh_pointnet_alone_once(tmp_path, pong_datase
     assert "refit.pointnet_loss" not in json.loads((tmp_path / "runs" / str(again._id) / "metrics.json").read_text())
 
 
+def test_pointnet_refit_restarts_keep_the_one_whose_keypoints_move_most(tmp_path, pong_dataset):
+    from experiments.train_permakey import validation_motion
+    from permakey.keypointer import PermaKeyKeypointer
+
+    work = tmp_path / "work"
+    run = _permakey_run(
+        tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3, pointnet_refit_restarts=3, pointnet_coordinates=True
+    )
+    assert run.status == "COMPLETED"
+    state = json.loads((work / "state.json").read_text())
+    motions = state["pointnet_refit_motions"]
+    assert len(motions) == 3 and state["pointnet_refit_choice"] == int(np.argmax(motions))
+    assert len(set(motions)) == 3  # three initialisations, three sets of keypoints
+    metrics = json.loads((tmp_path / "runs" / str(run._id) / "metrics.json").read_text())
+    assert metrics["refit.keypoint_motion"]["values"] == pytest.approx(motions)
+    for name in ("refit.pointnet_loss", "refit.1.pointnet_loss", "refit.2.pointnet_loss"):
+        assert len(metrics[name]["values"]) == 3, name
+    validation = np.concatenate(list(frames_dataset(pong_dataset, "validation", batch_size=16, seed=0, shuffle=False)))
+    kept = PermaKeyKeypointer.load(work / "best")
+    assert kept.model.config.pointnet_coordinates
+    assert validation_motion(kept, validation) == pytest.approx(max(motions), rel=1e-3)
+
+
 def test_train_permakey_refuses_to_resume_other_settings(tmp_path, pong_dataset):
     _permakey_run(tmp_path, pong_dataset, epochs=1)
     with pytest.raises(ValueError, match="other settings.*lspn_hidden"):

@@ -8,8 +8,8 @@ Keypointer folders are a training's work/permakey/<name>/best, or `permakey_quic
 (<folder>.<normalisation>.maps.npy). Every --every steps it prints the loss (of the batch and of 512 fixed training
 maps) and, on 300 frames of the test split with ground truth, frame recall@1 at the game's epsilon, motion, distinct
 spots and error mass on moving objects (experiments.health). --fresh starts each seed from a new PointNet (with
---sigma and --k) instead of the saved one; --normalisation recomputes the error maps from the same VAE and LSPNs
-(permakey.lspn.error_map).
+--sigma, --k, --coordinates and --gain) instead of the saved one; --normalisation recomputes the error maps from the
+same VAE and LSPNs (permakey.lspn.error_map).
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=0.15)
     parser.add_argument("--k", type=int, default=None, help="default: the saved keypointer's K")
     parser.add_argument("--normalisation", default=None, help="default: the saved keypointer's")
+    parser.add_argument("--coordinates", action="store_true", help="fresh PointNets see each pixel's (y, x) too")
+    parser.add_argument("--gain", type=float, default=1.0, help="a fresh PointNet's 1x1 head scaled at init")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="PointNet initialisation and batch order")
     args = parser.parse_args()
     game = get_game(args.game)
@@ -53,6 +55,7 @@ def main() -> None:
         sigma=args.sigma,
         num_keypoints=args.k or saved.config.num_keypoints,
         error_normalisation=args.normalisation or saved.config.error_normalisation,
+        pointnet_coordinates=args.coordinates or saved.config.pointnet_coordinates,
     )
     cache = Path(f"{args.folder.rstrip('/')}.{config.error_normalisation}.maps.npy")
     clip = ground_truth_clip(dataset, game.name, 300, game.epsilon or 0.15)
@@ -69,6 +72,8 @@ def main() -> None:
         keras.utils.set_random_seed(seed)
         keypointer = copy_weights(saved, config, pointnet=not args.fresh) if changed else saved
         net = keypointer.model.pointnet
+        if args.fresh:
+            net.keynet.head.kernel.assign(net.keynet.head.kernel * args.gain)
         optimizer = keras.optimizers.Adam(args.lr)
 
         @tf.function

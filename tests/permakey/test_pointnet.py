@@ -4,9 +4,9 @@ import pytest
 import tensorflow as tf
 
 from keypoints.metrics import grid_to_frame
-from keypoints.ops import keypoints_to_maps
+from keypoints.ops import keypoints_to_maps, maps_to_keypoints
 from permakey.keypointer import PermaKeyKeypointer, build_permakey
-from permakey.pointnet import PointNet, shuffled_window_loss, summed_windows, window_loss
+from permakey.pointnet import PointNet, shuffled_window_loss, summed_windows, window_loss, with_coordinates
 from tests.permakey.conftest import tiny_config
 
 
@@ -86,3 +86,40 @@ def test_shuffled_loss_compares_each_frame_with_another_frames_windows():
     maps, centres = _blobs(rng, 4, 0.3, 0.8)
     heatmaps = keypoints_to_maps(tf.constant(centres[:, None], tf.float32), 84, 84, 0.1)
     assert float(window_loss(heatmaps, maps)) < float(shuffled_window_loss(heatmaps, maps))
+
+
+@pytest.mark.parametrize("coordinates", [False, True])
+def test_only_coordinates_let_pointnet_tell_two_identical_blobs_apart(coordinates):
+    """Why the quick preset gives PointNet coordinate channels: error maps carry no colour, so to a translation-
+    equivariant KeyNet two identical objects (Pong's paddles) give identical keypoint logits, and a keypoint drawn to
+    one is drawn as much to the other (its marginal softmax splits between them). With each pixel's (y, x) as input
+    the logits around the two differ, so a keypoint can prefer one (docs/permakey_quick.md measures the effect)."""
+    maps = np.zeros((1, 84, 84, 2), np.float32)
+    maps[0, 36:42, 24:30] = maps[0, 36:42, 52:58] = 1.0  # 28 px apart: 7 cells of the 21x21 grid (total stride 4)
+    keras.utils.set_random_seed(0)
+    net = PointNet(2, (8, 16, 16, 16), (4, 3, 3, 3), (1, 2, 2, 1), 0.1, "layer", coordinates=coordinates)
+    logits = net.keypoint_maps(tf.constant(maps)).numpy()[0]  # [21, 21, 2]
+    left, right = logits[5:14, 3:10], logits[5:14, 10:17]  # the same neighbourhood of each blob
+    difference = np.abs(left - right).max() / np.abs(logits).max()
+    if coordinates:
+        assert difference > 1e-2
+    else:  # equal up to float32 rounding: the same sums over the same values, in another place
+        assert difference < 1e-4
+
+
+def test_coordinate_channels_follow_the_keypoint_convention():
+    images = tf.zeros((2, 21, 11, 3), tf.bfloat16)
+    out = with_coordinates(images)
+    assert out.shape == (2, 21, 11, 5) and out.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(out[1, :, 0, 3], tf.float32), np.linspace(-1, 1, 21), atol=1e-2)
+    np.testing.assert_allclose(tf.cast(out[0, 0, :, 4], tf.float32), np.linspace(-1, 1, 11), atol=1e-2)
+
+
+def test_inference_and_training_paths_agree_with_coordinates():
+    model = build_permakey(tiny_config(pointnet_coordinates=True))
+    frames = tf.random.uniform((2, 84, 84, 3), seed=0)
+    error_maps, maps, _ = model.infer(frames)
+    assert model.pointnet.keynet.features.layers[0].kernel.shape[-2] == error_maps.shape[-1] + 2
+    np.testing.assert_allclose(
+        model.pointnet(error_maps)["keypoints"].numpy(), maps_to_keypoints(maps).numpy(), rtol=1e-5, atol=1e-6
+    )
