@@ -157,15 +157,22 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+ADDED_SETTINGS = {"pointnet_coordinates": False, "pointnet_refit_restarts": 1}
+"""Config keys added after work folders existed, with the value every run trained before them had: a saved
+settings.json without the key is compared as if it held this value (a preset that sets another value is refused)."""
+
+
 def check_settings(work: Path, settings: dict) -> None:
     """Records `settings` (JSON-able: what is trained) in work/settings.json, or refuses a work folder that holds a run
     of other settings, so a changed config never silently resumes someone else's weights.
 
-    A key the saved settings lack was added to the config after that run started; it is not compared (a new key's
-    default keeps the behaviour the run had), so older work folders still resume."""
+    A key the saved settings lack was added to the config after that run started. It is compared with the value older
+    runs had when ADDED_SETTINGS knows it, and not compared otherwise (the new key's default keeps the behaviour the
+    run had), so older work folders still resume."""
     settings_path = work / "settings.json"
     if settings_path.exists():
         saved = json.loads(settings_path.read_text())
+        saved = {**{k: v for k, v in ADDED_SETTINGS.items() if k in settings}, **saved}
         changed = sorted(k for k in saved if saved[k] != settings.get(k))
         if changed:
             raise ValueError(

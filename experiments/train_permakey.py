@@ -238,6 +238,10 @@ class PermaKeyTraining:
         return save_pictures(keypointer, picture_frames(data.dataset, data.game.name, self.picture_frames), folder)
 
 
+VALIDATION_FRAMES = 1024
+"""At most this many validation frames (from the split's start, in order) measure each refit's keypoint motion."""
+
+
 def refit_pointnet(training: PermaKeyTraining, state: dict, data: DataSettings, run) -> dict:
     """Re-initialises the best epoch's PointNet and trains it alone for `pointnet_refit_steps` steps on the error maps
     of its frozen VAE and LSPNs (computed once and cached), `pointnet_refit_restarts` times from different
@@ -257,7 +261,8 @@ def refit_pointnet(training: PermaKeyTraining, state: dict, data: DataSettings, 
     ):  # a work folder refitted before restarts existed had one
         return state
     frames = training.read(data, "train", training=False)  # in order, every frame once: the maps are cached
-    validation = np.concatenate(list(training.read(data, "validation", training=False).as_numpy_iterator()))
+    validation = training.read(data, "validation", training=False).unbatch().take(VALIDATION_FRAMES)
+    validation = next(iter(validation.batch(VALIDATION_FRAMES))).numpy()
     with hold_folder(training.work):
         joint = PermaKeyKeypointer.load(training.work / "best").model
         maps, best, motions = None, None, []
@@ -268,10 +273,15 @@ def refit_pointnet(training: PermaKeyTraining, state: dict, data: DataSettings, 
             train_pointnet(model, maps, training, data, restart, run)
             motions.append(validation_motion(PermaKeyKeypointer(model), validation))
             run.log_scalar("refit.keypoint_motion", motions[-1], restart)
-            if motions[-1] == max(motions):
-                best = model
+            if np.isfinite(motions[-1]) and motions[-1] > max(motions[:-1], default=-np.inf):
+                best, choice = model, restart  # the first of equal motions, as the record says
+        if best is None:
+            raise FloatingPointError(
+                f"Every PointNet refit gave non-finite keypoints (motions {motions}); best/ keeps the joint training's "
+                "keypointer. Lower pointnet_learning_rate or set pointnet_refit_steps=0."
+            )
         PermaKeyKeypointer(best).save(training.work / "best")
-        state = {**state, **done, "pointnet_refit_motions": motions, "pointnet_refit_choice": int(np.argmax(motions))}
+        state = {**state, **done, "pointnet_refit_motions": motions, "pointnet_refit_choice": choice}
         write_json_atomic(training.work / "state.json", state)
     return state
 
@@ -305,17 +315,19 @@ def train_pointnet(
             run.log_scalar(name, float(loss), i + 1)
 
 
-def validation_motion(keypointer: PermaKeyKeypointer, frames: np.ndarray) -> float:
+def validation_motion(keypointer: PermaKeyKeypointer, frames: np.ndarray, batch: int = 256) -> float:
     """Keypoint motion (keypoints.metrics.collapse_statistics: mean over keypoints of the std of its position, in
-    normalised frame units) over the validation frames, in one batch; needs no ground truth."""
+    normalised frame units) over the validation frames; needs no ground truth."""
     grid, geometry = keypointer.geometry
-    coordinates = keypointer(frames).coordinates.numpy()
-    return float(collapse_statistics(grid_to_frame(coordinates, grid, geometry))["motion"])
+    coordinates = [keypointer(frames[i : i + batch]).coordinates.numpy() for i in range(0, len(frames), batch)]
+    return float(collapse_statistics(grid_to_frame(np.concatenate(coordinates), grid, geometry))["motion"])
 
 
 @ex.main
 def main(_config, _run, _seed):
     c = _config
+    if c["pointnet_refit_restarts"] < 1:
+        raise ValueError(f"pointnet_refit_restarts must be >= 1, got {c['pointnet_refit_restarts']}.")
     training = PermaKeyTraining(
         config=model_config(c),
         optimization=Optimization.from_config(c),

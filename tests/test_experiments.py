@@ -356,3 +356,19 @@ def test_work_folders_from_before_a_new_config_key_still_resume(tmp_path):
         check_settings(tmp_path, {"sigma": 0.2, "norm": "layer", "error_normalisation": "activation"})
     with pytest.raises(ValueError, match=r"other settings \(norm differ\)"):
         check_settings(tmp_path, {"sigma": 0.1})  # a key the run had is gone
+
+
+def test_a_new_key_whose_old_value_is_known_is_compared_with_it(tmp_path):
+    """A work folder from before pointnet_coordinates resumes with it off (what it trained with) and is refused with it
+    on (the quick preset now), instead of failing to restore weights of another shape."""
+    from experiments.checkpointing import check_settings
+
+    (tmp_path / "settings.json").write_text(json.dumps({"sigma": 0.1}))
+    check_settings(tmp_path, {"sigma": 0.1, "pointnet_coordinates": False, "pointnet_refit_restarts": 1})
+    with pytest.raises(ValueError, match=r"other settings \(pointnet_coordinates, pointnet_refit_restarts differ\)"):
+        check_settings(tmp_path, {"sigma": 0.1, "pointnet_coordinates": True, "pointnet_refit_restarts": 4})
+
+
+def test_train_permakey_refuses_fewer_than_one_refit_restart(tmp_path, pong_dataset):
+    with pytest.raises(ValueError, match="pointnet_refit_restarts must be >= 1"):
+        _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3, pointnet_refit_restarts=0)

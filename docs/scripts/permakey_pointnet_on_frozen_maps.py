@@ -43,10 +43,17 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=0.15)
     parser.add_argument("--k", type=int, default=None, help="default: the saved keypointer's K")
     parser.add_argument("--normalisation", default=None, help="default: the saved keypointer's")
-    parser.add_argument("--coordinates", action="store_true", help="fresh PointNets see each pixel's (y, x) too")
+    parser.add_argument(
+        "--coordinates",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fresh PointNets see each pixel's (y, x) too (default: as the saved keypointer)",
+    )
     parser.add_argument("--gain", type=float, default=1.0, help="a fresh PointNet's 1x1 head scaled at init")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="PointNet initialisation and batch order")
     args = parser.parse_args()
+    if not args.fresh and (args.coordinates is not None or args.gain != 1.0):
+        parser.error("--coordinates and --gain change a fresh PointNet: add --fresh")
     game = get_game(args.game)
     dataset = f"datasets/{game.name}_quick"
     saved = PermaKeyKeypointer.load(args.folder)
@@ -55,7 +62,7 @@ def main() -> None:
         sigma=args.sigma,
         num_keypoints=args.k or saved.config.num_keypoints,
         error_normalisation=args.normalisation or saved.config.error_normalisation,
-        pointnet_coordinates=args.coordinates or saved.config.pointnet_coordinates,
+        pointnet_coordinates=saved.config.pointnet_coordinates if args.coordinates is None else args.coordinates,
     )
     cache = Path(f"{args.folder.rstrip('/')}.{config.error_normalisation}.maps.npy")
     clip = ground_truth_clip(dataset, game.name, 300, game.epsilon or 0.15)
