@@ -207,6 +207,10 @@ class PermaKeyTraining:
     monitor: str = "val_total_loss"
     baseline: tuple[str, str] | None = ("val_pointnet_loss", "val_pointnet_shuffled_loss")
 
+    def __post_init__(self) -> None:
+        if self.refit_restarts < 1:
+            raise ValueError(f"pointnet_refit_restarts must be >= 1, got {self.refit_restarts}.")
+
     def build(self) -> tuple[keras.Model, tf.train.Checkpoint, PermaKeyKeypointer]:
         model = build_permakey(self.config)
         model.compile(optimizers=self.optimization.optimizers())
@@ -255,21 +259,18 @@ def refit_pointnet(training: PermaKeyTraining, state: dict, data: DataSettings, 
     prefers keypoints parked on static salient regions (Pong's score digits), keypoint motion, which needs no ground
     truth, prefers the restarts that track (off the paper; measured there)."""
     done = {"pointnet_refit": training.refit_steps, "pointnet_refit_restarts": training.refit_restarts}
-    if (
-        state.get("pointnet_refit") == done["pointnet_refit"]
-        and state.get("pointnet_refit_restarts", 1) == (done["pointnet_refit_restarts"])
-    ):  # a work folder refitted before restarts existed had one
+    recorded = {"pointnet_refit_restarts": 1, **state}  # a work folder refitted before restarts existed had one
+    if all(recorded.get(key) == value for key, value in done.items()):
         return state
     frames = training.read(data, "train", training=False)  # in order, every frame once: the maps are cached
     validation = training.read(data, "validation", training=False).unbatch().take(VALIDATION_FRAMES)
     validation = next(iter(validation.batch(VALIDATION_FRAMES))).numpy()
     with hold_folder(training.work):
         joint = PermaKeyKeypointer.load(training.work / "best").model
-        maps, best, motions = None, None, []
+        maps = frames.map(joint.error_maps).unbatch().cache()  # every restart has joint's VAE and LSPNs: one cache
+        best, motions = None, []
         for restart in range(training.refit_restarts):
             model = fresh_pointnet(joint, training.optimization, data.seed + 1 + restart)
-            if maps is None:  # the same frozen VAE and LSPNs in every restart: one cache serves them all
-                maps = frames.map(model.error_maps).unbatch().cache()
             train_pointnet(model, maps, training, data, restart, run)
             motions.append(validation_motion(PermaKeyKeypointer(model), validation))
             run.log_scalar("refit.keypoint_motion", motions[-1], restart)
@@ -326,8 +327,6 @@ def validation_motion(keypointer: PermaKeyKeypointer, frames: np.ndarray, batch:
 @ex.main
 def main(_config, _run, _seed):
     c = _config
-    if c["pointnet_refit_restarts"] < 1:
-        raise ValueError(f"pointnet_refit_restarts must be >= 1, got {c['pointnet_refit_restarts']}.")
     training = PermaKeyTraining(
         config=model_config(c),
         optimization=Optimization.from_config(c),
