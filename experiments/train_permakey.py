@@ -9,6 +9,7 @@ resumes from its work folder when rerun with the same settings. The run folder r
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -28,6 +29,7 @@ from experiments.workspace import Workspace
 from keypoints.draw import draw_keypoints
 from keypoints.metrics import collapse_statistics, grid_to_frame
 from permakey.keypointer import PermaKeyKeypointer, build_permakey
+from permakey.lspn import ERROR_NORMALISATIONS
 from permakey.model import MODULES, PermaKeyConfig
 
 ex = experiment("train_permakey")
@@ -71,6 +73,10 @@ def config():
     # Off the paper: refit this many PointNets from different initialisations and keep the one whose keypoints move
     # most on the validation frames (no ground truth used). 1: a single refit.
     pointnet_refit_restarts = 1
+    # Off the paper: the refit's restarts are repeated on the error maps of each of these normalisations
+    # (permakey/lspn.py: activation, image, none) and the most moving keypoints are kept, with their normalisation.
+    # []: the model's error_normalisation only.
+    pointnet_refit_normalisations = []
     precision = "auto"  # mixed_bfloat16 on GPUs and AMX/AVX512-BF16 CPUs, float32 elsewhere (experiments/precision.py)
     log_every = 50
     preset = "paper"
@@ -108,7 +114,13 @@ def quick():
       most on the validation frames kept (off the paper): which objects a refit finds depends on its initialisation,
       and the loss prefers the static score digits. On the same frozen Pong maps, 8 seeds each, frame recall >= 0.5
       came from 1 of 8 refits without coordinates and 4 of 8 with them, and motion separated those 4 from the rest
-      (0.15-0.18 against 0.00-0.09); the loss did not."""
+      (0.15-0.18 against 0.00-0.09); the loss did not.
+    - pointnet_refit_normalisations activation and none (off the paper): the restarts run on the paper's normalised
+      error maps and on the raw ones, and the most moving keypoints are kept, with the normalisation they were trained
+      on. No one normalisation serves every game: on ms_pacman the paper's division by the activation puts the error
+      in the black HUD band (refits move 0.007-0.009; the raw error 0.031-0.049, frame recall 0.37-0.39 against 0.14),
+      on Pong the raw error parks the keypoints on the score digits (motion 0.002-0.007, recall 0.08; the paper's
+      normalisation 0.15-0.21, recall up to 0.69). Motion, which needs no ground truth, picks the right one on both."""
     preset = "quick"
     data_frames = 3000
     epochs = 5
@@ -121,6 +133,7 @@ def quick():
     pointnet_refit_steps = 600
     pointnet_coordinates = True
     pointnet_refit_restarts = 4
+    pointnet_refit_normalisations = ["activation", "none"]
 
 
 def model_config(c: dict) -> PermaKeyConfig:
@@ -201,6 +214,7 @@ class PermaKeyTraining:
     work: Path
     refit_steps: int
     refit_restarts: int
+    refit_normalisations: tuple[str, ...]  # the error normalisations the refit tries; () for the model's own
     picture_frames: int
     log_every: int
     progress: bool
@@ -210,6 +224,14 @@ class PermaKeyTraining:
     def __post_init__(self) -> None:
         if self.refit_restarts < 1:
             raise ValueError(f"pointnet_refit_restarts must be >= 1, got {self.refit_restarts}.")
+        unknown = sorted(set(self.refit_normalisations) - set(ERROR_NORMALISATIONS))
+        if unknown or len(set(self.refit_normalisations)) < len(self.refit_normalisations):
+            raise ValueError(
+                f"pointnet_refit_normalisations must name each of {ERROR_NORMALISATIONS} at most once, got "
+                f"{list(self.refit_normalisations)}."
+            )
+        if not self.refit_normalisations:
+            object.__setattr__(self, "refit_normalisations", (self.config.error_normalisation,))
 
     def build(self) -> tuple[keras.Model, tf.train.Checkpoint, PermaKeyKeypointer]:
         model = build_permakey(self.config)
@@ -248,34 +270,35 @@ VALIDATION_FRAMES = 1024
 
 def refit_pointnet(training: PermaKeyTraining, state: dict, data: DataSettings, run) -> dict:
     """Re-initialises the best epoch's PointNet and trains it alone for `pointnet_refit_steps` steps on the error maps
-    of its frozen VAE and LSPNs (computed once and cached), `pointnet_refit_restarts` times from different
-    initialisations; keeps the restart whose keypoints move most on the validation frames and saves it as the work
-    folder's best keypointer. Done once: state.json records it, and an interrupted refit leaves best/ as it was, so a
-    rerun starts it afresh. Returns the updated state.
+    of its frozen VAE and LSPNs (`refits`); keeps the refit whose keypoints move most on the validation frames and
+    saves it, with the error normalisation it was trained on, as the work folder's best keypointer. Done once:
+    state.json records it, and an interrupted refit leaves best/ as it was, so a rerun starts it afresh. Returns the
+    updated state.
 
     Why (docs/permakey_quick.md): a Gaussian window is pulled only by errors it overlaps, so a PointNet trained while
     the error maps are still unformed parks its keypoints where nothing pulls them (a border) and stays there; one
-    trained on the formed maps finds the objects. Which objects depends on the initialisation; equation 3's loss
-    prefers keypoints parked on static salient regions (Pong's score digits), keypoint motion, which needs no ground
-    truth, prefers the restarts that track (off the paper; measured there)."""
-    done = {"pointnet_refit": training.refit_steps, "pointnet_refit_restarts": training.refit_restarts}
-    recorded = {"pointnet_refit_restarts": 1, **state}  # a work folder refitted before restarts existed had one
+    trained on the formed maps finds the objects. Which objects depends on the initialisation and on the error
+    normalisation; equation 3's loss prefers keypoints parked on static salient regions (Pong's score digits),
+    keypoint motion, which needs no ground truth, prefers the refits that track (off the paper; measured there)."""
+    done = {
+        "pointnet_refit": training.refit_steps,
+        "pointnet_refit_restarts": training.refit_restarts,
+        "pointnet_refit_normalisations": list(training.refit_normalisations),
+    }
+    before = {"pointnet_refit_restarts": 1, "pointnet_refit_normalisations": [training.config.error_normalisation]}
+    recorded = {**before, **state}  # a work folder refitted before these options existed had one of each
     if all(recorded.get(key) == value for key, value in done.items()):
         return state
-    frames = training.read(data, "train", training=False)  # in order, every frame once: the maps are cached
     validation = training.read(data, "validation", training=False).unbatch().take(VALIDATION_FRAMES)
     validation = next(iter(validation.batch(VALIDATION_FRAMES))).numpy()
     with hold_folder(training.work):
         joint = PermaKeyKeypointer.load(training.work / "best").model
-        maps = frames.map(joint.error_maps).unbatch().cache()  # every restart has joint's VAE and LSPNs: one cache
         best, motions = None, []
-        for restart in range(training.refit_restarts):
-            model = fresh_pointnet(joint, training.optimization, data.seed + 1 + restart)
-            train_pointnet(model, maps, training, data, restart, run)
+        for index, model in enumerate(refits(training, joint, data, run)):
             motions.append(validation_motion(PermaKeyKeypointer(model), validation))
-            run.log_scalar("refit.keypoint_motion", motions[-1], restart)
+            run.log_scalar("refit.keypoint_motion", motions[-1], index)
             if np.isfinite(motions[-1]) and motions[-1] > max(motions[:-1], default=-np.inf):
-                best, choice = model, restart  # the first of equal motions, as the record says
+                best, choice = model, index  # the first of equal motions, as the record says
         if best is None:
             raise FloatingPointError(
                 f"Every PointNet refit gave non-finite keypoints (motions {motions}); best/ keeps the joint training's "
@@ -283,14 +306,33 @@ def refit_pointnet(training: PermaKeyTraining, state: dict, data: DataSettings, 
             )
         PermaKeyKeypointer(best).save(training.work / "best")
         state = {**state, **done, "pointnet_refit_motions": motions, "pointnet_refit_choice": choice}
+        state["pointnet_refit_normalisation"] = best.config.error_normalisation
         write_json_atomic(training.work / "state.json", state)
     return state
 
 
-def fresh_pointnet(joint: keras.Model, optimization: Optimization, seed: int) -> keras.Model:
-    """A compiled PermaKey model with `joint`'s VAE and LSPN weights and a PointNet initialised from `seed`."""
+def refits(training: PermaKeyTraining, joint: keras.Model, data: DataSettings, run) -> Iterator[keras.Model]:
+    """Each refit in turn, trained: for each of `refit_normalisations`, `refit_restarts` PointNets from different
+    initialisations (restart r: seed + 1 + r, the same under every normalisation) on that normalisation's error maps,
+    computed once from `joint`'s VAE and LSPNs (every refit has them) and cached in memory."""
+    frames = training.read(data, "train", training=False)  # in order, every frame once: the maps are cached
+    for n, normalisation in enumerate(training.refit_normalisations):
+        config = dataclasses.replace(joint.config, error_normalisation=normalisation)
+        maps = None
+        for restart in range(training.refit_restarts):
+            model = fresh_pointnet(joint, config, training.optimization, data.seed + 1 + restart)
+            if maps is None:
+                maps = frames.map(model.error_maps).unbatch().cache()
+            index = n * training.refit_restarts + restart
+            train_pointnet(model, maps, training, data, index, run)
+            yield model
+
+
+def fresh_pointnet(joint: keras.Model, config: PermaKeyConfig, optimization: Optimization, seed: int) -> keras.Model:
+    """A compiled PermaKey model of `config` with `joint`'s VAE and LSPN weights and a PointNet initialised from
+    `seed`."""
     keras.utils.set_random_seed(seed)
-    model = build_permakey(joint.config)
+    model = build_permakey(config)
     model.vae.set_weights(joint.vae.get_weights())
     for lspn, trained in zip(model.lspns, joint.lspns, strict=True):
         lspn.set_weights(trained.get_weights())
@@ -299,14 +341,17 @@ def fresh_pointnet(joint: keras.Model, optimization: Optimization, seed: int) ->
 
 
 def train_pointnet(
-    model: keras.Model, maps: tf.data.Dataset, training: PermaKeyTraining, data: DataSettings, restart: int, run
+    model: keras.Model, maps: tf.data.Dataset, training: PermaKeyTraining, data: DataSettings, index: int, run
 ) -> None:
-    """`refit_steps` PointNet updates on shuffled batches of the cached error maps; logs refit.pointnet_loss (the
-    first restart's under that name, later ones' as refit.<restart>.pointnet_loss)."""
-    batches = maps.shuffle(4096, seed=data.seed + restart).repeat().batch(data.batch_size).prefetch(2)
+    """`refit_steps` PointNet updates on shuffled batches of the cached error maps (restart r's order, r = index mod
+    restarts, is the same under every normalisation); logs refit.pointnet_loss (the first refit's under that name,
+    later ones' as refit.<index>.pointnet_loss)."""
+    order = data.seed + index % training.refit_restarts
+    batches = maps.shuffle(4096, seed=order).repeat().batch(data.batch_size).prefetch(2)
     step = tf.function(model.pointnet_step)
-    name = "refit.pointnet_loss" if restart == 0 else f"refit.{restart}.pointnet_loss"
-    desc = f"PointNet refit {restart + 1}/{training.refit_restarts}"
+    name = "refit.pointnet_loss" if index == 0 else f"refit.{index}.pointnet_loss"
+    total = training.refit_restarts * len(training.refit_normalisations)
+    desc = f"PointNet refit {index + 1}/{total} ({model.config.error_normalisation} error)"
     progress = tqdm(
         batches.take(training.refit_steps), total=training.refit_steps, desc=desc, disable=not training.progress
     )
@@ -333,6 +378,7 @@ def main(_config, _run, _seed):
         work=Path(c["work"]),
         refit_steps=c["pointnet_refit_steps"],
         refit_restarts=c["pointnet_refit_restarts"],
+        refit_normalisations=tuple(c["pointnet_refit_normalisations"]),
         picture_frames=c["picture_frames"],
         log_every=c["log_every"],
         progress=c["progress"],

@@ -153,6 +153,33 @@ def test_pointnet_refit_restarts_keep_the_one_whose_keypoints_move_most(tmp_path
     assert validation_motion(kept, validation) == pytest.approx(max(motions), rel=1e-3)
 
 
+def test_pointnet_refit_normalisations_keep_the_most_moving_refit_with_its_normalisation(tmp_path, pong_dataset):
+    from experiments.train_permakey import validation_motion
+    from permakey.keypointer import PermaKeyKeypointer
+
+    work = tmp_path / "work"
+    run = _permakey_run(
+        tmp_path,
+        pong_dataset,
+        epochs=1,
+        pointnet_refit_steps=3,
+        pointnet_refit_restarts=2,
+        pointnet_refit_normalisations=["activation", "none"],
+    )
+    assert run.status == "COMPLETED"
+    state = json.loads((work / "state.json").read_text())
+    motions, choice = state["pointnet_refit_motions"], state["pointnet_refit_choice"]
+    assert len(motions) == 4 and choice == int(np.argmax(motions))
+    assert state["pointnet_refit_normalisation"] == ["activation", "activation", "none", "none"][choice]
+    kept = PermaKeyKeypointer.load(work / "best")
+    assert kept.model.config.error_normalisation == state["pointnet_refit_normalisation"]
+    validation = np.concatenate(list(frames_dataset(pong_dataset, "validation", batch_size=16, seed=0, shuffle=False)))
+    assert validation_motion(kept, validation) == pytest.approx(max(motions), rel=1e-3)
+    metrics = json.loads((tmp_path / "runs" / str(run._id) / "metrics.json").read_text())
+    # Refits 0 and 2 share the initialisation and the batch order; only their error maps differ, and so their losses.
+    assert metrics["refit.pointnet_loss"]["values"] != pytest.approx(metrics["refit.2.pointnet_loss"]["values"])
+
+
 def test_train_permakey_refuses_to_resume_other_settings(tmp_path, pong_dataset):
     _permakey_run(tmp_path, pong_dataset, epochs=1)
     with pytest.raises(ValueError, match="other settings.*lspn_hidden"):
@@ -372,3 +399,9 @@ def test_a_new_key_whose_old_value_is_known_is_compared_with_it(tmp_path):
 def test_train_permakey_refuses_fewer_than_one_refit_restart(tmp_path, pong_dataset):
     with pytest.raises(ValueError, match="pointnet_refit_restarts must be >= 1"):
         _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3, pointnet_refit_restarts=0)
+
+
+@pytest.mark.parametrize("normalisations", [["raw"], ["none", "none"]])
+def test_train_permakey_refuses_unknown_or_repeated_refit_normalisations(tmp_path, pong_dataset, normalisations):
+    with pytest.raises(ValueError, match=r"pointnet_refit_normalisations must name each of .*activation"):
+        _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_normalisations=normalisations)
