@@ -224,11 +224,13 @@ class PermaKeyTraining:
     def __post_init__(self) -> None:
         if self.refit_restarts < 1:
             raise ValueError(f"pointnet_refit_restarts must be >= 1, got {self.refit_restarts}.")
-        unknown = sorted(set(self.refit_normalisations) - set(ERROR_NORMALISATIONS))
-        if unknown or len(set(self.refit_normalisations)) < len(self.refit_normalisations):
+        names = list(self.refit_normalisations)
+        unknown = sorted(set(names) - set(ERROR_NORMALISATIONS))
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if unknown or repeated:
             raise ValueError(
-                f"pointnet_refit_normalisations must name each of {ERROR_NORMALISATIONS} at most once, got "
-                f"{list(self.refit_normalisations)}."
+                f"pointnet_refit_normalisations must name each of {ERROR_NORMALISATIONS} at most once, got {names} "
+                f"(unknown: {unknown}, repeated: {repeated})."
             )
         if not self.refit_normalisations:
             object.__setattr__(self, "refit_normalisations", (self.config.error_normalisation,))
@@ -314,7 +316,7 @@ def refit_pointnet(training: PermaKeyTraining, state: dict, data: DataSettings, 
 def refits(training: PermaKeyTraining, joint: keras.Model, data: DataSettings, run) -> Iterator[keras.Model]:
     """Each refit in turn, trained: for each of `refit_normalisations`, `refit_restarts` PointNets from different
     initialisations (restart r: seed + 1 + r, the same under every normalisation) on that normalisation's error maps,
-    computed once from `joint`'s VAE and LSPNs (every refit has them) and cached in memory."""
+    computed from `joint`'s VAE and LSPNs (every refit has them) and cached in memory by the first refit's pass."""
     frames = training.read(data, "train", training=False)  # in order, every frame once: the maps are cached
     for n, normalisation in enumerate(training.refit_normalisations):
         config = dataclasses.replace(joint.config, error_normalisation=normalisation)

@@ -128,6 +128,11 @@ def test_pointnet_refit_trains_a_fresh_pointnet_alone_once(tmp_path, pong_datase
     assert len(metrics["refit.pointnet_loss"]["values"]) == 3
     again = _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3)  # done once: not repeated
     assert "refit.pointnet_loss" not in json.loads((tmp_path / "runs" / str(again._id) / "metrics.json").read_text())
+    state = json.loads((work / "state.json").read_text())  # as refitted before restarts and normalisations existed
+    del state["pointnet_refit_restarts"], state["pointnet_refit_normalisations"]
+    (work / "state.json").write_text(json.dumps(state))
+    old = _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3)
+    assert "refit.pointnet_loss" not in json.loads((tmp_path / "runs" / str(old._id) / "metrics.json").read_text())
 
 
 def test_pointnet_refit_restarts_keep_the_one_whose_keypoints_move_most(tmp_path, pong_dataset):
@@ -176,8 +181,16 @@ def test_pointnet_refit_normalisations_keep_the_most_moving_refit_with_its_norma
     validation = np.concatenate(list(frames_dataset(pong_dataset, "validation", batch_size=16, seed=0, shuffle=False)))
     assert validation_motion(kept, validation) == pytest.approx(max(motions), rel=1e-3)
     metrics = json.loads((tmp_path / "runs" / str(run._id) / "metrics.json").read_text())
-    # Refits 0 and 2 share the initialisation and the batch order; only their error maps differ, and so their losses.
+    # Refit 2 trains on the raw error maps, refit 0 on the normalised ones: their losses differ.
     assert metrics["refit.pointnet_loss"]["values"] != pytest.approx(metrics["refit.2.pointnet_loss"]["values"])
+
+
+def test_a_refit_on_another_normalisation_is_saved_with_it(tmp_path, pong_dataset):
+    from permakey.keypointer import PermaKeyKeypointer
+
+    _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3, pointnet_refit_normalisations=["none"])
+    assert json.loads((tmp_path / "work" / "state.json").read_text())["pointnet_refit_normalisation"] == "none"
+    assert PermaKeyKeypointer.load(tmp_path / "work" / "best").model.config.error_normalisation == "none"
 
 
 def test_train_permakey_refuses_to_resume_other_settings(tmp_path, pong_dataset):

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from data.games import get_game
 from data.readers import pairs_dataset
 from experiments import eval_keypoints
 from experiments.train_transporter import ARCHITECTURES
@@ -51,7 +52,7 @@ def pairs(batch: int):
 
 def train(a: argparse.Namespace) -> None:
     m = model(a.norm, a.sigma, a.lr)
-    episodes, truth, _ = eval_keypoints.test_episodes({"dataset": "datasets/pong_eval", "frames": 300, "game": "pong"})
+    episodes, truth, _ = eval_keypoints.test_episodes("datasets/pong_eval", get_game("pong"), 300)
     frames = np.concatenate([e.frames for e in episodes])[:300]
     positions = [t[1] for per_episode in truth for t in per_episode][:300]
     keypointer, step, start = TransporterKeypointer(m), 0, time.time()
@@ -141,7 +142,9 @@ def main() -> None:
     q = sub.add_parser("squares")
     q.add_argument("--steps", type=int, default=600)
     q.add_argument("--size", type=int, default=8, help="side of the squares in pixels")
+    parser.add_argument("--threads", type=int, default=0, help="TensorFlow's intra-op threads (0: all cores)")
     a = parser.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(a.threads)
     {"train": train, "gradient": gradient, "squares": squares}[a.command](a)
 
 
