@@ -76,7 +76,7 @@ bench-data: install
 	$(PY) -m bench.bench_data
 
 # The demo grows with the project; today: a small Pong dataset with a picture of its ground truth, a quick PermaKey run
-# on it (about 13 minutes on a 2-core CPU with fast bfloat16), its evaluation against ground truth, and a quick agent
+# on it (about 17 minutes on a 2-core CPU with fast bfloat16), its evaluation against ground truth, and a quick agent
 # run on its keypointer. Quick Transporter is left out until its keypoints move (README, docs/transporter_quick.md):
 # `make train-transporter PRESET=quick` runs it.
 # The demo's dataset and keypointer: the folders the experiments name for these settings (experiments/workspace.py).

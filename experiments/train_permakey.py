@@ -97,7 +97,7 @@ def paper():
 
 @ex.named_config
 def quick():
-    """Same method and architecture, CPU-sized (about 13 minutes on 2 cores with mixed bfloat16 where the CPU has fast
+    """Same method and architecture, CPU-sized (about 17 minutes on 2 cores with mixed bfloat16 where the CPU has fast
     bf16; see the README): 3,000 frames, 5 epochs of 150 steps at batch 16, then PointNet refit for 600 steps on the
     frozen error maps. Settings that differ from the paper, each measured on Pong (docs/permakey_quick.md):
     - LayerNorm (per channel) instead of BatchNorm: at a few hundred steps BatchNorm's moving statistics lag the
