@@ -120,7 +120,7 @@ def quick():
       on. No one normalisation serves every game: on ms_pacman the paper's division by the activation puts the error
       in the black HUD band (refits move 0.007-0.009; the raw error 0.031-0.049, frame recall 0.37-0.39 against 0.14),
       on Pong the raw error parks the keypoints on the score digits (motion 0.002-0.007, recall 0.08; the paper's
-      normalisation 0.15-0.21, recall up to 0.69). Motion, which needs no ground truth, picks the right one on both."""
+      normalisation 0.08-0.21, recall up to 0.69). Motion, which needs no ground truth, picks the right one on both."""
     preset = "quick"
     data_frames = 3000
     epochs = 5
