@@ -214,7 +214,7 @@ class PermaKeyTraining:
     work: Path
     refit_steps: int
     refit_restarts: int
-    refit_normalisations: tuple[str, ...]  # the error normalisations the refit tries; () for the model's own
+    refit_normalisations: tuple[str, ...]  # the error normalisations the refit tries, in order
     picture_frames: int
     log_every: int
     progress: bool
@@ -232,8 +232,6 @@ class PermaKeyTraining:
                 f"pointnet_refit_normalisations must name each of {ERROR_NORMALISATIONS} at most once, got {names} "
                 f"(unknown: {unknown}, repeated: {repeated})."
             )
-        if not self.refit_normalisations:
-            object.__setattr__(self, "refit_normalisations", (self.config.error_normalisation,))
 
     def build(self) -> tuple[keras.Model, tf.train.Checkpoint, PermaKeyKeypointer]:
         model = build_permakey(self.config)
@@ -380,7 +378,7 @@ def main(_config, _run, _seed):
         work=Path(c["work"]),
         refit_steps=c["pointnet_refit_steps"],
         refit_restarts=c["pointnet_refit_restarts"],
-        refit_normalisations=tuple(c["pointnet_refit_normalisations"]),
+        refit_normalisations=tuple(c["pointnet_refit_normalisations"]) or (c["error_normalisation"],),
         picture_frames=c["picture_frames"],
         log_every=c["log_every"],
         progress=c["progress"],
