@@ -195,13 +195,25 @@ def load_state(work: Path, checkpoint: tf.train.Checkpoint, settings: dict, fres
         raise FileNotFoundError(
             f"{state_path} exists but {work / 'last'} holds no checkpoint; delete {work} to restart."
         )
-    status = checkpoint.restore(latest)
-    status.assert_existing_objects_matched()
-    # What stays unmatched is a Keras optimizer's list of the variables it trains, restored through the model already
-    # (the optimizer's own variables are restored when it builds them); without this, every resume prints one
-    # "Value in checkpoint could not be found" warning per trained variable.
-    status.expect_partial()
+    restore_whole(checkpoint, latest)
     return json.loads(state_path.read_text())
+
+
+def restore_whole(checkpoint: tf.train.Checkpoint, path: str) -> None:
+    """Restores the checkpoint at `path` into `checkpoint`, whose objects must all be built (models called once,
+    optimizers built on their variables): every saved value must land in a variable and every variable must get one,
+    or this fails naming the first mismatch. A partial restore is never silent (a model built after its optimizers'
+    restore once kept half of its weights at their initialisation)."""
+    status = checkpoint.restore(path)
+    try:
+        status.assert_consumed()
+    except AssertionError as error:
+        first = str(error).strip().splitlines()[0]
+        raise RuntimeError(
+            f"The checkpoint {path} does not restore whole into the rebuilt model and optimizers ({first}). A "
+            "settings change the work folder did not catch, or code that builds the model or its optimizers after "
+            "the restore; resume with the code and settings that wrote it, or delete the work folder to start afresh."
+        ) from error
 
 
 def link_runs(work: Path, run: Any) -> None:
@@ -238,14 +250,18 @@ def train_resumably(
 ) -> dict:
     """Fits a compiled keypoint model from where its work folder `fit.work` left off, logging to the Sacred `run`,
     checkpointing every epoch and keeping the best one by `monitor` through `save_best`; `more_callbacks` run after
-    the logging ones. The work folder is locked while it trains, and an epoch without a training step is an error.
-    Returns the training state (best epoch and value)."""
+    the logging ones. With `fit.steps_per_epoch`, a resumed run reads the seeded training stream from where the
+    interrupted one stopped, so it trains as an uninterrupted run would; a resumed one-pass epoch (no steps_per_epoch)
+    reads the split in its first shuffled order again. The work folder is locked while it trains, and an epoch without
+    a training step is an error. Returns the training state (best epoch and value)."""
     work = fit.work
     with hold_folder(work):
         state = load_state(work, checkpoint, fit.trained)
         link_runs(work, run)
         if state["epoch"]:
             run.info["resumed_from_epoch"] = state["epoch"]
+            if fit.steps_per_epoch:  # the seeded stream continues where the interrupted run left it
+                train = train.skip(state["epoch"] * fit.steps_per_epoch)
         callbacks = [
             EmptyEpochGuard(fit.batch_size),
             NaNGuard(work),

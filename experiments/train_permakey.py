@@ -236,7 +236,9 @@ class PermaKeyTraining:
     def build(self) -> tuple[keras.Model, tf.train.Checkpoint, PermaKeyKeypointer]:
         model = build_permakey(self.config)
         model.compile(optimizers=self.optimization.optimizers())
-        return model, tf.train.Checkpoint(model=model, **model.module_optimizers), PermaKeyKeypointer(model)
+        # The VAE's noise state too (Keras keeps it out of the weights), so a resumed run draws what it would have.
+        checkpoint = tf.train.Checkpoint(model=model, noise=model.vae.noise.state, **model.module_optimizers)
+        return model, checkpoint, PermaKeyKeypointer(model)
 
     def read(self, data: DataSettings, split: str, training: bool) -> tf.data.Dataset:
         order = {"drop_remainder": True} if training else {"shuffle": False}

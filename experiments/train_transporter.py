@@ -165,6 +165,7 @@ class TransporterTraining:
     def build(self) -> tuple[keras.Model, tf.train.Checkpoint, TransporterKeypointer]:
         model = build_transporter(self.config)
         model.compile(optimizer=self.optimizer())
+        model.optimizer.build(model.trainable_variables)  # its slots exist before a checkpoint is restored into it
         return model, tf.train.Checkpoint(model=model, optimizer=model.optimizer), TransporterKeypointer(model)
 
     def read(self, data: DataSettings, split: str, training: bool) -> tf.data.Dataset:

@@ -11,6 +11,15 @@ import tensorflow as tf
 NORMS = ("batch", "instance", "layer", "none")
 
 
+def track_for_checkpoints(owner: keras.layers.Layer, layers: Sequence[keras.layers.Layer]) -> None:
+    """Makes `layers`, kept by `owner` in a list, visible to tf.train.Checkpoint as well: Keras 3 tracks a list of
+    layers for its own saving but TensorFlow's checkpoints do not see into it, so their variables were saved only when
+    an optimizer listed them (never a BatchNorm's moving statistics) and restored only through a built optimizer.
+    Private attributes, which Keras's weight files visit after the list, so their layout does not change."""
+    for layer in layers:
+        setattr(owner, f"_checkpointed_{layer.name}", layer)
+
+
 def _normalisation(norm: str, filters: int, name: str) -> keras.layers.Layer:
     """Every option has one scale and one offset per channel, so the stack stays translation equivariant."""
     if norm == "batch":

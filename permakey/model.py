@@ -14,6 +14,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from keypoints.networks import track_for_checkpoints
 from permakey.lspn import ERROR_METRICS, ERROR_NORMALISATIONS, LSPN, error_map, prediction_loss, stack_error_maps
 from permakey.pointnet import PointNet, shuffled_window_loss, window_loss
 from permakey.vae import VAE, negative_elbo
@@ -96,6 +97,7 @@ class PermaKey(keras.Model):
             LSPN(c.encoder_filters[layer], c.patch, c.lspn_hidden, c.lspn_extra_hidden_layer, name=f"lspn_{layer}")
             for layer in c.lspn_layers
         ]
+        track_for_checkpoints(self, self.lspns)
         self.pointnet = PointNet(
             c.num_keypoints,
             c.encoder_filters,
@@ -116,6 +118,12 @@ class PermaKey(keras.Model):
             raise ValueError(f"Need one optimizer per module {MODULES}, got {sorted(optimizers)}.")
         super().compile(**kwargs)
         self.module_optimizers = optimizers
+        # A built model's optimizers create their slots now, not at the first step: a checkpoint of model and
+        # optimizers restores whole into a built graph only (restored before the slots existed, the encoder and LSPN
+        # weights were silently left at their initialisation, matched through the unbuilt optimizers' variable lists).
+        if self.weights:
+            for name, variables in self.module_variables().items():
+                optimizers[name].build(variables)
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:

@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from keypoints.networks import conv_stack, transposed_stack
+from keypoints.networks import conv_stack, track_for_checkpoints, transposed_stack
 
 tfd = tfp.distributions
 
@@ -35,6 +35,7 @@ class Encoder(keras.layers.Layer):
             conv_stack([f], [k], [s], norm, name=f"encoder_{i}")
             for i, (f, k, s) in enumerate(zip(filters, kernels, strides, strict=True))
         ]
+        track_for_checkpoints(self, self.blocks)
 
     def call(self, images: tf.Tensor, training: bool = False) -> list[tf.Tensor]:
         activations = []

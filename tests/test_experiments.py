@@ -109,6 +109,25 @@ def test_train_permakey_resumes_from_the_last_epoch(tmp_path, pong_dataset, capl
     assert first.status == second.status == "COMPLETED"
 
 
+def test_a_resumed_permakey_run_ends_where_an_uninterrupted_one_does(tmp_path, pong_dataset):
+    """Stopped after epoch 1 and resumed, a run trains epoch 2 on the same batches from the same restored weights,
+    optimizer slots and noise state as a run that went straight through: the same float32 kernels in the same order
+    give the same numbers (a reset encoder, as restores once left it, moved epoch 2's loss by about 50%)."""
+    straight = _permakey_run(tmp_path / "straight", pong_dataset, epochs=2, work=str(tmp_path / "straight" / "work"))
+    _permakey_run(tmp_path / "resumed", pong_dataset, epochs=1, work=str(tmp_path / "resumed" / "work"))
+    resumed = _permakey_run(tmp_path / "resumed", pong_dataset, epochs=2, work=str(tmp_path / "resumed" / "work"))
+    assert resumed.info["resumed_from_epoch"] == 1
+
+    def epoch_2(run, folder):
+        metrics = json.loads((tmp_path / folder / "runs" / str(run._id) / "metrics.json").read_text())
+        return {name: series["values"][-1] for name, series in metrics.items() if name.startswith("epoch.")}
+
+    a, b = epoch_2(straight, "straight"), epoch_2(resumed, "resumed")
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-7, err_msg=name)
+
+
 def test_pointnet_refit_trains_a_fresh_pointnet_alone_once(tmp_path, pong_dataset):
     from permakey.keypointer import PermaKeyKeypointer
 
