@@ -32,7 +32,7 @@ PAPER = PermaKeyConfig(
     patch=2,
     lspn_hidden=(512, 256),
     lspn_extra_hidden_layer=False,
-    error_metric="rmse",
+    error_metric="mse",
     pointnet_strides=(1, 2, 2, 1),
     sigma=0.1,
 )

@@ -157,7 +157,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-ADDED_SETTINGS = {"pointnet_coordinates": False, "pointnet_refit_restarts": 1, "pointnet_refit_normalisations": []}
+ADDED_SETTINGS = {
+    "pointnet_coordinates": False,
+    "pointnet_refit_restarts": 1,
+    "pointnet_refit_normalisations": [],
+    "mask_dead_cells": False,
+}
 """Config keys added after work folders existed, with the value every run trained before them had: a saved
 settings.json without the key is compared as if it held this value (a preset that sets another value is refused)."""
 

@@ -66,24 +66,44 @@ def prediction_loss(prediction: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.square(prediction - target))
 
 
-def error_map(prediction: tf.Tensor, target: tf.Tensor, metric: str, normalisation: str = "activation") -> tf.Tensor:
+def live_cells(target: tf.Tensor) -> tf.Tensor:
+    """[B, h, w] bool: cells whose 3x3 neighbourhood (the cell and its 8 neighbours, zeros beyond the border) holds a
+    non-zero activation. Elsewhere (a black HUD band or border after the ReLU) the LSPN's input and target are all
+    zero: there is nothing to predict, and its constant output (biases) is no error of the scene."""
+    active = tf.cast(tf.reduce_max(tf.abs(target), axis=-1, keepdims=True) > 0, tf.float32)
+    return tf.nn.max_pool2d(active, 3, 1, "SAME")[..., 0] > 0
+
+
+def error_map(
+    prediction: tf.Tensor,
+    target: tf.Tensor,
+    metric: str,
+    normalisation: str = "activation",
+    mask_dead_cells: bool = False,
+) -> tf.Tensor:
     """Per-cell prediction error [B, h, w], made relative to the target's activation scale.
 
-    metric "rmse" (the paper-era code) or "mse" (the authors' later code). normalisation:
-    - "activation" (the paper and the authors' code): error / (the cell's mean target activation + 1e-3). Where a
-      region's activations are near zero (a black HUD band under a per-channel norm) tiny errors become the largest.
+    metric "mse" (the authors' final code, "lsp rmse fix") or "rmse" (their code at the paper's time); the paper names
+    neither. normalisation:
+    - "activation" (the authors' code; the paper does not state it): error / (the cell's mean target activation +
+      1e-3). Where a region's activations are near zero tiny errors become the largest: with RMSE a dead cell's
+      constant prediction c scores |c| / 1e-3, about 1 for c ~ 1e-3; with MSE c^2 / 1e-3.
     - "image": error / (the cell's mean target activation + the image's mean activation on this layer). The same
-      relative error where activations are typical, bounded where they vanish (issue 14 point 5).
+      relative error where activations are typical, bounded where they vanish.
     - "none": the raw error.
+    mask_dead_cells: cells with no activation in their 3x3 neighbourhood (`live_cells`) get error 0.
     """
     mse = tf.reduce_mean(tf.square(prediction - target), axis=-1)
     error = tf.sqrt(mse + 1e-12) if metric == "rmse" else mse
-    if normalisation == "none":
-        return error
-    activation = tf.reduce_mean(target, axis=-1)
-    if normalisation == "image":
-        return error / (activation + tf.reduce_mean(activation, axis=[1, 2], keepdims=True) + 1e-6)
-    return error / (activation + 1e-3)
+    if normalisation != "none":
+        activation = tf.reduce_mean(target, axis=-1)
+        if normalisation == "image":
+            error = error / (activation + tf.reduce_mean(activation, axis=[1, 2], keepdims=True) + 1e-6)
+        else:
+            error = error / (activation + 1e-3)
+    if mask_dead_cells:
+        error = tf.where(live_cells(target), error, tf.zeros_like(error))
+    return error
 
 
 def stack_error_maps(maps: list[tf.Tensor], size: tuple[int, int]) -> tf.Tensor:

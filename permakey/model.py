@@ -45,6 +45,9 @@ class PermaKeyConfig:
     """How a cell's error is made relative to activation scale (permakey.lspn.error_map); "activation": the paper's."""
     pointnet_coordinates: bool = False
     """Off the paper: PointNet also sees each pixel's (y, x) (permakey.pointnet.with_coordinates); False: paper."""
+    mask_dead_cells: bool = False
+    """Cells with no activation in their 3x3 neighbourhood get error 0 (permakey.lspn.live_cells); False: the
+    authors' code."""
 
     def __post_init__(self) -> None:
         if self.num_keypoints < 1:
@@ -155,7 +158,8 @@ class PermaKey(keras.Model):
     def predict_errors(self, activations: list[tf.Tensor]) -> tuple[list[tuple[tf.Tensor, tf.Tensor]], tf.Tensor]:
         """The LSPNs' (prediction, target) cells per chosen encoder layer and the stacked error maps [B, 84, 84, M]."""
         pairs = [lspn(activations[layer]) for lspn, layer in zip(self.lspns, self.config.lspn_layers, strict=True)]
-        maps = [error_map(p, t, self.config.error_metric, self.config.error_normalisation) for p, t in pairs]
+        c = self.config
+        maps = [error_map(p, t, c.error_metric, c.error_normalisation, c.mask_dead_cells) for p, t in pairs]
         return pairs, stack_error_maps(maps, self.config.image_shape[:2])
 
     def module_losses(self, frames: tf.Tensor, out: dict) -> dict[str, tf.Tensor]:

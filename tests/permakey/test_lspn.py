@@ -1,7 +1,9 @@
 import numpy as np
 import tensorflow as tf
 
-from permakey.lspn import NEIGHBOUR_OFFSETS, error_map, neighbours, stack_error_maps, to_cells
+import pytest
+
+from permakey.lspn import NEIGHBOUR_OFFSETS, error_map, live_cells, neighbours, stack_error_maps, to_cells
 
 
 def test_neighbours_in_documented_order_with_zeros_at_borders():
@@ -61,3 +63,31 @@ def test_error_normalisations_on_a_dark_region():
     mean = (12 * 0.5 + 4 * 0.0) / 16
     np.testing.assert_allclose(image[1, 1], 0.1**2 / (0.5 + mean + 1e-6), rtol=1e-5)
     np.testing.assert_allclose(image[3, 1], 0.01**2 / (0.0 + mean + 1e-6), rtol=1e-5)
+
+
+def test_live_cells_are_those_with_any_activation_in_their_neighbourhood():
+    target = np.zeros([1, 5, 6, 3], np.float32)
+    target[0, 0, 0, 2] = 0.5  # one active cell in the corner
+    live = live_cells(tf.constant(target)).numpy()[0]
+    expected = np.zeros([5, 6], bool)
+    expected[:2, :2] = True  # the cell and its neighbours inside the frame
+    np.testing.assert_array_equal(live, expected)
+
+
+@pytest.mark.parametrize("metric", ["rmse", "mse"])
+@pytest.mark.parametrize("normalisation", ["activation", "image", "none"])
+def test_dead_cells_cannot_outshine_an_object(metric, normalisation):
+    """A black band (target and neighbours all zero) where the LSPN outputs its biases c, against an object whose cell
+    is predicted with a small error: masked, the band scores 0 under every metric and normalisation, while unmasked
+    the division by (activation + 1e-3) lets the band win."""
+    target = np.full([1, 8, 8, 4], 0.5, np.float32)
+    target[0, 5:] = 0.0  # a black band: rows 5-7, of which 6-7 are dead (row 5 borders active cells)
+    prediction = target.copy()
+    prediction[0, 6:] = 0.01  # the constant output c on the dead cells
+    prediction[0, 2, 3] += 0.05  # the object: a small error on a bright cell
+    target, prediction = tf.constant(target), tf.constant(prediction)
+    masked = error_map(prediction, target, metric, normalisation, mask_dead_cells=True).numpy()[0]
+    assert masked[6:].max() == 0.0
+    assert masked[2, 3] == masked.max() > 0
+    if normalisation == "activation":
+        assert error_map(prediction, target, metric, normalisation).numpy()[0, 7].max() > masked[2, 3]

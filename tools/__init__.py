@@ -1,0 +1,1 @@
+"""Diagnostic commands that measure the models' intermediate signals (each `python -m tools.<name> --help`)."""
