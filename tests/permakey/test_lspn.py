@@ -1,7 +1,6 @@
 import numpy as np
-import tensorflow as tf
-
 import pytest
+import tensorflow as tf
 
 from permakey.lspn import NEIGHBOUR_OFFSETS, error_map, live_cells, neighbours, stack_error_maps, to_cells
 
