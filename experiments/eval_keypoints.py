@@ -311,7 +311,7 @@ def tracking_markdown(table: pd.DataFrame) -> list[str]:
     return lines
 
 
-def category_markdown(table: pd.DataFrame, length: int = 1) -> list[str]:
+def category_markdown(table: pd.DataFrame, length: int) -> list[str]:
     """Per model and noise, each reported category's recall@length and the same held still; the header counts the
     category's true trajectories."""
     at = table[table["length"] == length]
@@ -356,12 +356,13 @@ def markdown(tables: Tables, settings: EvalSettings, command: str, frames: int) 
         *tracking_markdown(tables.tracking),
     ]
     if len(tables.categories):
+        length = int(tables.categories["length"].min())  # 1 unless `lengths` leaves it out
         lines += [
             "",
-            "Recall@1 per moving object category (true trajectories in brackets), the player first, beside the same "
-            "held still (categories.csv holds every length):",
+            f"Recall@{length} per moving object category (true trajectories in brackets), the player first, beside "
+            "the same held still (categories.csv holds every length):",
             "",
-            *category_markdown(tables.categories),
+            *category_markdown(tables.categories, length),
         ]
     lines += [
         "",
