@@ -3,9 +3,13 @@
 Evaluates saved keypointers (run ids or folders; PermaKey, Transporter, IMM alike, through the keypointer protocol) on
 held-out test episodes with OCAtari ground truth, clean and with each Noisy Atari distractor type: the Transporter
 tracking precision/recall per trajectory length (keypoints/metrics.py documents the procedure), frame-level
-precision/recall at the same distance, and collapse statistics. Records every number in the Sacred run and saves a
-figure of precision/recall against trajectory length for all models, the table (Markdown and CSV) and a GIF per model
-of a test episode with its keypoints and the ground-truth boxes. `report=path.md` also writes the table there.
+precision/recall at the same distance, and collapse statistics. Beside every recall stands the same recall of the
+keypointer held still (each keypoint at its mean position over the test frames, `keypoints.metrics.held_still`): what
+parking alone scores; and the recall of each moving object category, the player first. Two reference rows score what
+no learning gives: `random` (K uniform random points per frame) and `motion` (the training-free background-subtraction
+keypointer of keypoints/motion.py), with the keypointers' K. Records every number in the Sacred run and saves a figure
+of precision/recall against trajectory length for all models, the tables (Markdown and CSV) and a GIF per model of a
+test episode with its keypoints and the ground-truth boxes. `report=path.md` also writes the tables there.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -39,12 +44,19 @@ from keypoints.metrics import (  # noqa: E402
     collapse_statistics,
     frame_precision_recall,
     grid_to_frame,
+    held_still,
     link_tracks,
     scored_objects,
     tracking_precision_recall,
     truth_from_boxes,
 )
+from keypoints.motion import MotionKeypointer  # noqa: E402
 from keypoints.protocol import Keypointer  # noqa: E402
+
+REFERENCES = ("random", "motion")
+"""Reference keypointers: uniform random points, and the training-free motion baseline (keypoints/motion.py)."""
+PICKED_LENGTHS = (1, 50, 200)
+"""Trajectory lengths the Markdown table and the run's result show (the CSV holds every length)."""
 
 ex = experiment("eval_keypoints")
 
@@ -66,6 +78,9 @@ def config():
     generate_missing = True
     gif_frames = 100
     seed = 0
+    references = list(REFERENCES)  # reference rows scored beside the keypointers (none: [])
+    motion_window = 32  # the motion baseline's background: per-pixel mode of this many recent frames
+    motion_threshold = 16  # the motion baseline's foreground: a channel this far (uint8) from the background
     report = ""  # also write the Markdown table to this path
     progress = True
 
@@ -74,7 +89,8 @@ def config():
 class EvalSettings:
     """What an evaluation measures: `frames` test frames of `dataset` (generated with `dataset_seed` when missing and
     `generate_missing`), under each of `noise`, tracking precision/recall per trajectory length in `lengths` at
-    `epsilon`, frame-level precision/recall at `frame_distance`, keypoints mapped by `geometry`."""
+    `epsilon`, frame-level precision/recall at `frame_distance`, keypoints mapped by `geometry`; `references` scored
+    beside the keypointers, the motion baseline with `motion_window` and `motion_threshold`."""
 
     game: Game
     dataset: str
@@ -89,6 +105,9 @@ class EvalSettings:
     seed: int
     gif_frames: int
     progress: bool
+    references: tuple[str, ...] = REFERENCES
+    motion_window: int = 32
+    motion_threshold: int = 16
 
     @classmethod
     def from_config(cls, c: dict) -> EvalSettings:
@@ -106,7 +125,16 @@ class EvalSettings:
             seed=c["seed"],
             gif_frames=c["gif_frames"],
             progress=c["progress"],
+            references=tuple(check_reference(name) for name in c["references"]),
+            motion_window=c["motion_window"],
+            motion_threshold=c["motion_threshold"],
         )
+
+
+def check_reference(name: str) -> str:
+    if name not in REFERENCES:
+        raise ValueError(f"Unknown reference {name!r}; known references: {list(REFERENCES)}.")
+    return name
 
 
 def ensure_eval_dataset(settings: EvalSettings) -> None:
@@ -153,16 +181,78 @@ def test_episodes(
     return episodes, truth, keep
 
 
+def reported_categories(dataset: str) -> list[tuple[int, str]]:
+    """(category index, OCAtari name) of the moving categories whose recall is reported, the player ("Player") first,
+    then the others in the game's order (data/games.py)."""
+    manifest = storage.read_manifest(dataset)
+    names = list(manifest["categories"])
+    moving = sorted(manifest["moving_categories"], key=lambda name: name != "Player")  # stable: game order kept
+    return [(names.index(name), name) for name in moving if name in names]
+
+
+@dataclasses.dataclass
+class TestTruth:
+    """The test episodes' ground truth as the metrics take it: per episode, the object trajectories [T, N, 2] (NaN
+    where absent) and their categories [N]; per frame, the present objects' positions [N_t, 2]; and the categories
+    whose recall is reported."""
+
+    trajectories: list[np.ndarray]
+    categories: list[np.ndarray]
+    frames: list[np.ndarray]
+    reported: list[tuple[int, str]]
+
+    @classmethod
+    def link(cls, episodes: list[Episode], truth: list, reported: list[tuple[int, str]]) -> TestTruth:
+        """Object trajectories linked frame to frame (keypoints.metrics.link_tracks) from `test_episodes`' truth."""
+        tracks = [link_tracks(per_frame) for per_frame in truth]
+        trajectories = [
+            np.stack([t.positions for t in ts], axis=1) if ts else np.full((len(e.frames), 0, 2), np.nan)
+            for ts, e in zip(tracks, episodes, strict=True)
+        ]
+        categories = [np.array([t.category for t in ts], int) for ts in tracks]
+        return cls(trajectories, categories, [p for per_frame in truth for _, p in per_frame], reported)
+
+
+def noisy_chunks(frames: np.ndarray, noise: str, seed: int, batch: int = 32) -> Iterator[tf.Tensor]:
+    """uint8 frames in batches of `batch`, with distractors drawn when asked (seeded by `seed` and the batch's start,
+    so every model sees the same bars)."""
+    for start in range(0, len(frames), batch):
+        chunk = tf.constant(frames[start : start + batch])
+        yield add_distractor_bars(chunk, noise, tf.constant([seed, start], tf.int64))
+
+
 def detect(keypointer, frames: np.ndarray, noise: str, seed: int, geometry: str, batch: int = 32) -> np.ndarray:
     """Keypoints [T, K, 2] in normalised frame coordinates for uint8 frames, with distractors drawn when asked."""
     grid, rf = keypointer.geometry
     out = []
-    for start in range(0, len(frames), batch):
-        chunk = tf.constant(frames[start : start + batch])
-        chunk = add_distractor_bars(chunk, noise, tf.constant([seed, start], tf.int64))
+    for chunk in noisy_chunks(frames, noise, seed, batch):
         coordinates = keypointer(chunk).coordinates.numpy()
         out.append(grid_to_frame(coordinates, grid, rf if geometry == "keypointer" else None))
     return np.concatenate(out)
+
+
+def detect_motion(baseline: MotionKeypointer, frames: np.ndarray, noise: str, seed: int, geometry: str) -> np.ndarray:
+    """The motion baseline's keypoints [T, K, 2] on one episode (its window reset at the start), on the frames
+    `detect` gives a keypointer, mapped to the frame by the same `grid_to_frame`."""
+    baseline.reset()
+    coordinates = np.concatenate([baseline.track(chunk.numpy()) for chunk in noisy_chunks(frames, noise, seed)])
+    grid, rf = baseline.geometry
+    return grid_to_frame(coordinates, grid, rf if geometry == "keypointer" else None)
+
+
+def random_keypoints(frames: int, k: int, seed: int) -> np.ndarray:
+    """[frames, K, 2] points drawn uniformly over the frame (normalised [-1, 1], independently per frame), seeded."""
+    return np.random.default_rng(seed).uniform(-1.0, 1.0, (frames, k, 2))
+
+
+def reference_detections(name: str, k: int, episodes: list[Episode], noise: str, settings: EvalSettings) -> list:
+    """Per episode, the keypoints [T, K, 2] of reference `name` (REFERENCES) under distractors `noise`."""
+    if name == "random":
+        return [random_keypoints(len(e.frames), k, settings.seed + j) for j, e in enumerate(episodes)]
+    baseline = MotionKeypointer(k, settings.motion_window, settings.motion_threshold)
+    return [
+        detect_motion(baseline, e.frames, noise, settings.seed + j, settings.geometry) for j, e in enumerate(episodes)
+    ]
 
 
 def episode_gif(keypointer, episode: Episode, keep: np.ndarray, count: int, path: Path) -> None:
@@ -190,82 +280,182 @@ def plot(table: pd.DataFrame, path: Path, game: str) -> None:
     plt.close(fig)
 
 
-def markdown(table: pd.DataFrame, summary: pd.DataFrame, settings: EvalSettings, command: str, frames: int) -> str:
-    pick = table[table["length"].isin([1, 50, 200])]
-    wide = pick.pivot_table(index=["model", "noise"], columns="length", values=["precision", "recall"], sort=False)
+@dataclasses.dataclass
+class Tables:
+    """The evaluation's tables: tracking (a row per model, noise and length), summary (per model and noise) and
+    categories (per model, noise, length and reported category)."""
+
+    tracking: pd.DataFrame
+    summary: pd.DataFrame
+    categories: pd.DataFrame
+
+
+def _cells(values: list[float], signed: bool = False) -> str:
+    return " | ".join(f"{v:+.3f}" if signed and not np.isnan(v) else f"{v:.3f}" for v in values)
+
+
+def tracking_markdown(table: pd.DataFrame) -> list[str]:
+    """Precision at the picked lengths, then per picked length the recall, the recall held still, their difference."""
+    lengths = [n for n in PICKED_LENGTHS if n in set(table["length"])]
+    header = [f"precision@{n}" for n in lengths]
+    for n in lengths:
+        header += [f"recall@{n}", f"recall@{n} held still", f"recall@{n} - held still"]
+    lines = ["| model | noise | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
+    for (label, noise), rows in table.groupby(["model", "noise"], sort=False):
+        at = rows.set_index("length")
+        cells = _cells([at.loc[n, "precision"] for n in lengths])
+        for n in lengths:
+            recall, still = at.loc[n, "recall"], at.loc[n, "recall_held_still"]
+            cells += f" | {_cells([recall, still])} | {_cells([recall - still], signed=True)}"
+        lines.append(f"| {label} | {noise} | {cells} |")
+    return lines
+
+
+def category_markdown(table: pd.DataFrame, length: int) -> list[str]:
+    """Per model and noise, each reported category's recall@length and the same held still; the header counts the
+    category's true trajectories."""
+    at = table[table["length"] == length]
+    names = list(dict.fromkeys(at["category"]))
+    counts = at.groupby("category", sort=False)["trajectories"].first()
+    header = [h for name in names for h in (f"{name} recall@{length} ({counts[name]})", f"{name} held still")]
+    lines = ["| model | noise | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
+    for (label, noise), rows in at.groupby(["model", "noise"], sort=False):
+        rows = rows.set_index("category")
+        values = [rows.loc[name, metric] for name in names for metric in ("recall", "recall_held_still")]
+        lines.append(f"| {label} | {noise} | {_cells(values)} |")
+    return lines
+
+
+def summary_markdown(summary: pd.DataFrame) -> list[str]:
+    lines = [
+        "| model | noise | K | frame precision | frame recall | frame recall held still | distinct | collapsed "
+        "| spread | motion |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in summary.iterrows():
+        lines.append(
+            f"| {r['model']} | {r['noise']} | {r['K']} | {r['frame_precision']:.3f} | {r['frame_recall']:.3f} | "
+            f"{r['frame_recall_held_still']:.3f} | {r['distinct']:.2f} | {r['collapsed_fraction']:.2f} | "
+            f"{r['spread']:.3f} | {r['motion']:.3f} |"
+        )
+    return lines
+
+
+def markdown(tables: Tables, settings: EvalSettings, command: str, frames: int) -> str:
     lines = [
         f"# Keypoint tracking quality: {settings.game.name}",
         "",
         f"Written by `{command}`. {frames} test frames of `{settings.dataset}`, epsilon {settings.epsilon} (normalised "
         f"[-1, 1] units), keypoints mapped to frame pixels by their `{settings.geometry}` geometry. Tracking precision "
         "and recall per trajectory length as in keypoints/metrics.py; NaN where the test episodes hold no window of "
-        "that length.",
+        "that length. Beside each recall, the same keypointer held still (each keypoint at its mean position over the "
+        "test frames) and the recall beyond it: what tracking adds to parking. Reference rows: `random` (K uniform "
+        f"random points per frame) and `motion` (keypoints/motion.py: centroids of the K largest blobs differing from "
+        f"the per-pixel mode of the last {settings.motion_window} frames).",
         "",
-        "| model | noise | " + " | ".join(f"{m}@{n}" for m, n in wide.columns) + " |",
-        "|---|---|" + "---|" * len(wide.columns),
+        *tracking_markdown(tables.tracking),
     ]
-    for (label, noise), row in wide.iterrows():
-        lines.append(f"| {label} | {noise} | " + " | ".join(f"{v:.3f}" for v in row.values) + " |")
+    if len(tables.categories):
+        length = int(tables.categories["length"].min())  # 1 unless `lengths` leaves it out
+        lines += [
+            "",
+            f"Recall@{length} per moving object category (true trajectories in brackets), the player first, beside "
+            "the same held still (categories.csv holds every length):",
+            "",
+            *category_markdown(tables.categories, length),
+        ]
     lines += [
         "",
-        "Frame-level precision/recall at distance epsilon, and collapse statistics (distinct spots of K per frame, "
-        "share of keypoints sharing a spot, mean distance to their centroid, mean per-keypoint motion):",
+        "Frame-level precision/recall at distance epsilon (and the frame recall held still), and collapse statistics "
+        "(distinct spots of K per frame, share of keypoints sharing a spot, mean distance to their centroid, mean "
+        "per-keypoint motion):",
         "",
-        "| model | noise | K | frame precision | frame recall | distinct | collapsed | spread | motion |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *summary_markdown(tables.summary),
     ]
-    for _, r in summary.iterrows():
-        lines.append(
-            f"| {r['model']} | {r['noise']} | {r['K']} | {r['frame_precision']:.3f} | {r['frame_recall']:.3f} | "
-            f"{r['distinct']:.2f} | {r['collapsed_fraction']:.2f} | {r['spread']:.3f} | {r['motion']:.3f} |"
-        )
     return "\n".join(lines) + "\n"
 
 
+def tracking_rows(
+    detected: list[np.ndarray], label: str, noise: str, truth: TestTruth, settings: EvalSettings, run
+) -> tuple[list[dict], list[dict]]:
+    """Tracking precision/recall per trajectory length beside the same held still, and per reported category its recall
+    beside the same held still; each number also logged in the Sacred `run` (step: the length)."""
+    scored = {
+        "": tracking_precision_recall(
+            zip(detected, truth.trajectories, strict=True), settings.lengths, settings.epsilon, truth.categories
+        ),
+        "_held_still": tracking_precision_recall(
+            zip(held_still(detected), truth.trajectories, strict=True),
+            settings.lengths,
+            settings.epsilon,
+            truth.categories,
+        ),
+    }
+    rows, categories = [], []
+    for length in settings.lengths:
+        row = {"model": label, "noise": noise, "length": length}
+        for suffix, result in scored.items():
+            row.update({f"{metric}{suffix}": result[length][metric] for metric in ("precision", "recall")})
+            row.setdefault("windows", result[length]["windows"])  # the CSV's columns: the plain ones first
+        rows.append(row)
+        for index, name in truth.reported:
+            category = {"model": label, "noise": noise, "length": length, "category": name}
+            for suffix, result in scored.items():
+                category[f"recall{suffix}"] = result[length]["category_recall"].get(index, float("nan"))
+            category["trajectories"] = scored[""][length]["category_trajectories"].get(index, 0)
+            categories.append(category)
+    for row in rows:
+        for metric in ("precision", "recall", "precision_held_still", "recall_held_still"):
+            run.log_scalar(f"{label}.{noise}.{metric}", row[metric], row["length"])
+    for category in categories:
+        for metric in ("recall", "recall_held_still"):
+            run.log_scalar(f"{label}.{noise}.{metric}.{category['category']}", category[metric], category["length"])
+    return rows, categories
+
+
 def evaluate(
-    keypointer: Keypointer, label: str, noise: str, episodes: list[Episode], truth: list, settings: EvalSettings, run
-) -> tuple[list[dict], dict]:
-    """One keypointer under one noise condition: the tracking rows (one per trajectory length) and the summary row
-    (frame-level precision/recall and collapse statistics), each number also logged in the Sacred `run`."""
-    tracks = [link_tracks(per_frame) for per_frame in truth]
-    truth_arrays = [
-        np.stack([t.positions for t in ts], axis=1) if ts else np.full((len(e.frames), 0, 2), np.nan)
-        for ts, e in zip(tracks, episodes, strict=True)
-    ]
-    detected = [
-        detect(keypointer, e.frames, noise, settings.seed + j, settings.geometry) for j, e in enumerate(episodes)
-    ]
-    result = tracking_precision_recall(zip(detected, truth_arrays, strict=True), settings.lengths, settings.epsilon)
-    rows = []
-    for length, r in result.items():
-        rows.append({"model": label, "noise": noise, "length": length, **r})
-        for metric in ("precision", "recall"):
-            run.log_scalar(f"{label}.{noise}.{metric}", r[metric], length)
-    frame_truth = [p for per_frame in truth for _, p in per_frame]
-    frame = frame_precision_recall([d for ds in detected for d in ds], frame_truth, settings.frame_distance)
+    detected: list[np.ndarray], label: str, noise: str, truth: TestTruth, settings: EvalSettings, run
+) -> tuple[list[dict], dict, list[dict]]:
+    """One keypointer's keypoints (per episode, [T, K, 2] normalised frame coordinates) under one noise condition: the
+    tracking rows (one per trajectory length), the summary row (frame-level precision/recall, the frame recall held
+    still, collapse statistics) and the category rows, each number also logged in the Sacred `run`."""
+    rows, categories = tracking_rows(detected, label, noise, truth, settings, run)
+    frame = frame_precision_recall(np.concatenate(detected), truth.frames, settings.frame_distance)
+    still = frame_precision_recall(np.concatenate(held_still(detected)), truth.frames, settings.frame_distance)
     stats = collapse_statistics(np.concatenate(detected))
-    for name, value in {**frame, **stats}.items():
-        run.log_scalar(f"{label}.{noise}.{name}", value)
-    summary = {"model": label, "noise": noise, "K": keypointer.num_keypoints}
-    summary.update(frame_precision=frame["precision"], frame_recall=frame["recall"], **stats)
-    return rows, summary
+    summary = {"model": label, "noise": noise, "K": int(detected[0].shape[1])}
+    summary.update(frame_precision=frame["precision"], frame_recall=frame["recall"])
+    summary.update(frame_recall_held_still=still["recall"], **stats)
+    for name, value in summary.items():
+        if name not in ("model", "noise", "K"):
+            run.log_scalar(f"{label}.{noise}.{name}", value)
+    return rows, summary, categories
+
+
+def reference_labels(names: tuple[str, ...], ks: list[int]) -> list[tuple[str, str, int]]:
+    """(label, reference, K) of every reference row: one per reference and distinct K of the keypointers, labelled by
+    the reference's name alone when all keypointers share one K."""
+    distinct = sorted(set(ks))
+    return [(name if len(distinct) == 1 else f"{name}:K{k}", name, k) for name in names for k in distinct]
 
 
 def record(
     run,
     settings: EvalSettings,
-    tables: tuple[pd.DataFrame, pd.DataFrame, str],
+    tables: Tables,
+    text: str,
     gifs: dict[str, Keypointer],
     episode: Episode,
     keep: np.ndarray,
 ) -> None:
-    """The figure, the tables (tracking, summary, Markdown) and one GIF per keypointer, as artifacts of the run."""
-    table, summary, text = tables
+    """The figure, the tables (tracking, summary, categories as CSV; all in Markdown) and one GIF per keypointer, as
+    artifacts of the run."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        plot(table, folder / "tracking.png", settings.game.name)
-        table.to_csv(folder / "tracking.csv", index=False)
-        summary.to_csv(folder / "summary.csv", index=False)
+        plot(tables.tracking, folder / "tracking.png", settings.game.name)
+        tables.tracking.to_csv(folder / "tracking.csv", index=False)
+        tables.summary.to_csv(folder / "summary.csv", index=False)
+        tables.categories.to_csv(folder / "categories.csv", index=False)
         (folder / "tracking.md").write_text(text)
         for label, keypointer in gifs.items():
             name = "episode_" + "".join(ch if ch.isalnum() else "_" for ch in label) + ".gif"
@@ -281,6 +471,30 @@ def write_report(path: Path, text: str) -> None:
     os.replace(tmp_report, path)
 
 
+def evaluate_all(
+    keypointers: dict[str, Keypointer], episodes: list[Episode], truth: TestTruth, settings: EvalSettings, run
+) -> Tables:
+    """Every keypointer (by label), then every reference with the keypointers' K, under every noise condition."""
+    references = reference_labels(settings.references, [k.num_keypoints for k in keypointers.values()])
+    jobs = [(label, noise) for label in [*keypointers, *(r[0] for r in references)] for noise in settings.noise]
+    reference_of = {label: (name, k) for label, name, k in references}
+    rows: list[dict] = []
+    summary: list[dict] = []
+    categories: list[dict] = []
+    for label, noise in tqdm(jobs, desc="evaluating", disable=not settings.progress):
+        if label in reference_of:
+            detected = reference_detections(*reference_of[label], episodes, noise, settings)
+        else:
+            detected = [
+                detect(keypointers[label], e.frames, noise, settings.seed + j, settings.geometry)
+                for j, e in enumerate(episodes)
+            ]
+        tracking, row, per_category = evaluate(detected, label, noise, truth, settings, run)
+        rows, categories = rows + tracking, categories + per_category
+        summary.append(row)
+    return Tables(pd.DataFrame(rows), pd.DataFrame(summary), pd.DataFrame(categories))
+
+
 @ex.main
 def main(_config, _run):
     c = _config
@@ -292,28 +506,26 @@ def main(_config, _run):
     keypointers = [load_keypointer(run) for run in c["runs"]]  # fail on a bad id before any work
     ensure_eval_dataset(settings)
     episodes, truth, keep = test_episodes(settings.dataset, settings.game, settings.frames)
+    test_truth = TestTruth.link(episodes, truth, reported_categories(settings.dataset))
     labels = c["labels"] or [
         f"{getattr(getattr(k, 'config', None), 'model', k.kind)}:{keypointer_folder(run).name}"
         for k, run in zip(keypointers, c["runs"], strict=True)
     ]
-    rows, summary = [], []
-    jobs = [(i, noise) for i in range(len(keypointers)) for noise in settings.noise]
-    for i, noise in tqdm(jobs, desc="evaluating", disable=not settings.progress):
-        tracking, row = evaluate(keypointers[i], labels[i], noise, episodes, truth, settings, _run)
-        rows += tracking
-        summary.append(row)
-    table, summary_table = pd.DataFrame(rows), pd.DataFrame(summary)
-    command = f"make eval-keypoints GAME={c['game']} RUNS={','.join(map(str, c['runs']))}"
-    text = markdown(table, summary_table, settings, command, sum(len(e.frames) for e in episodes))
+    ks = [k.num_keypoints for k in keypointers]
+    if clash := set(labels) & {label for label, _, _ in reference_labels(settings.references, ks)}:
+        raise ValueError(f"Labels {sorted(clash)} name reference rows; pick other labels.")
     gifs = dict(zip(labels, keypointers, strict=True))
-    record(_run, settings, (table, summary_table, text), gifs, episodes[0], keep)
+    tables = evaluate_all(gifs, episodes, test_truth, settings, _run)
+    command = f"make eval-keypoints GAME={c['game']} RUNS={','.join(map(str, c['runs']))}"
+    text = markdown(tables, settings, command, sum(len(e.frames) for e in episodes))
+    record(_run, settings, tables, text, gifs, episodes[0], keep)
     if c["report"]:
         write_report(Path(c["report"]), text)
     return {
         f"{r['model']}/{r['noise']}/{m}@{r['length']}": r[m]
-        for r in rows
-        if r["length"] in (1, 50, 200)
-        for m in ("precision", "recall")
+        for r in tables.tracking.to_dict("records")
+        if r["length"] in PICKED_LENGTHS
+        for m in ("precision", "recall", "recall_held_still")
     }
 
 

@@ -6,6 +6,8 @@ run logs:
   epoch.keypoint_motion      mean over keypoints of the std of its position (normalised units; ~0: still keypoints)
   epoch.keypoint_distinct    distinct spots per frame (K: none coincide; 1: all collapsed)
   epoch.keypoint_recall      frame-level recall of the moving objects at the game's epsilon (keypoints/metrics.py)
+  epoch.keypoint_recall_held_still  the same with each keypoint held at its mean position over the clip
+                             (keypoints.metrics.held_still): what parked keypoints score; the tracking is the rest
   epoch.error_mass_on_objects.<i>  (PermaKey) the share of error map i's mass on moving objects
 and PermaKey runs warn when PointNet's validation loss is no better than with another frame's keypoints.
 """
@@ -25,6 +27,7 @@ from keypoints.metrics import (
     collapse_statistics,
     frame_precision_recall,
     grid_to_frame,
+    held_still,
     mass_on_objects,
     scored_objects,
     truth_from_boxes,
@@ -63,7 +66,8 @@ def ground_truth_clip(dataset: str, game: str, count: int, epsilon: float) -> Gr
 
 
 def keypoint_health(keypointer: Any, clip: GroundTruthClip, batch: int = 32) -> dict[str, float]:
-    """motion, distinct, recall and (keypointers with `error_maps`) error_mass_on_objects.<i> on the clip."""
+    """motion, distinct, recall, recall held still and (keypointers with `error_maps`) error_mass_on_objects.<i> on the
+    clip."""
     grid, geometry = keypointer.geometry
     coordinates, maps = [], []
     for start in range(0, len(clip.frames), batch):
@@ -73,10 +77,12 @@ def keypoint_health(keypointer: Any, clip: GroundTruthClip, batch: int = 32) -> 
             maps.append(keypointer.error_maps(chunk).numpy())
     detected = np.concatenate(coordinates)
     stats = collapse_statistics(detected)
+    (still,) = held_still([detected])
     result = {
         "keypoint_motion": stats["motion"],
         "keypoint_distinct": stats["distinct"],
         "keypoint_recall": frame_precision_recall(list(detected), clip.truth(), clip.epsilon)["recall"],
+        "keypoint_recall_held_still": frame_precision_recall(list(still), clip.truth(), clip.epsilon)["recall"],
     }
     if maps:
         for i, share in enumerate(mass_on_objects(np.concatenate(maps), clip.boxes)):

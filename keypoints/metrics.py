@@ -14,12 +14,17 @@ The tracking evaluation, as we implement it (the paper's code was never released
   4. One-to-one matching by min-cost linear sum assignment (scipy) over the pairs that can match.
   5. Precision = matches / detected trajectories, recall = matches / true trajectories, both summed over all windows
      of all episodes (micro-average) before dividing.
+  6. Recall of one object category (e.g. OCAtari's "Player"): its matched true trajectories / its true trajectories,
+     in the same one-to-one matching (a keypoint has no category, so precision is not split).
+A recall is read beside the same keypointer held still (`held_still`: each keypoint at its mean position): a keypoint
+parked where objects often are scores recall without tracking anything, and only the recall beyond that is tracking.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -151,61 +156,112 @@ def link_tracks(
     return result
 
 
-def match_window(detected: np.ndarray, truth: np.ndarray, epsilon: float) -> tuple[int, int, int]:
-    """(matches, detected trajectories, true trajectories) in one window.
+def window_matches(detected: np.ndarray, truth: np.ndarray, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which object trajectories of one window are true trajectories, and which of them a keypoint trajectory matches.
 
     Args:
       detected: [L, K, 2] keypoint trajectories.
-      truth: [L, N, 2] object trajectories, NaN where an object is absent; objects absent from the whole window are
-        not counted.
+      truth: [L, N, 2] object trajectories, NaN where an object is absent.
+    Returns:
+      present [N] bool (the object is in at least one frame of the window: a true trajectory) and matched [N] bool
+      (matched one-to-one to a keypoint trajectory within epsilon; always a subset of present).
     """
-    present = ~np.isnan(truth[..., 0])  # [L, N]
-    truth = truth[:, present.any(axis=0)]
-    present = present[:, present.any(axis=0)]
-    k, n = detected.shape[1], truth.shape[1]
-    if k == 0 or n == 0:
-        return 0, k, n
-    distance = np.linalg.norm(detected[:, :, None, :] - np.nan_to_num(truth)[:, None, :, :], axis=-1)  # [L, K, N]
-    mean = (distance * present[:, None, :]).sum(axis=0) / present.sum(axis=0)[None, :]  # [K, N]
+    present_frames = ~np.isnan(truth[..., 0])  # [L, N]
+    present = present_frames.any(axis=0)
+    matched = np.zeros_like(present)
+    if detected.shape[1] == 0 or not present.any():
+        return present, matched
+    columns = np.flatnonzero(present)
+    truth, present_frames = truth[:, columns], present_frames[:, columns]
+    distance = np.linalg.norm(detected[:, :, None, :] - np.nan_to_num(truth)[:, None, :, :], axis=-1)  # [L, K, n]
+    mean = (distance * present_frames[:, None, :]).sum(axis=0) / present_frames.sum(axis=0)[None, :]  # [K, n]
     feasible = mean <= epsilon
-    cost = np.where(feasible, mean, 1e6)
-    rows, cols = linear_sum_assignment(cost)
-    return int(feasible[rows, cols].sum()), k, n
+    rows, cols = linear_sum_assignment(np.where(feasible, mean, 1e6))
+    matched[columns[cols[feasible[rows, cols]]]] = True
+    return present, matched
+
+
+def match_window(detected: np.ndarray, truth: np.ndarray, epsilon: float) -> tuple[int, int, int]:
+    """(matches, detected trajectories, true trajectories) in one window (`window_matches` for the arguments); objects
+    absent from the whole window are not counted."""
+    present, matched = window_matches(detected, truth, epsilon)
+    return int(matched.sum()), detected.shape[1], int(present.sum())
+
+
+def _windows(
+    episodes: Sequence[tuple[np.ndarray, np.ndarray]], length: int, epsilon: float
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """(episode index, K, present [N], matched [N]) of every window of `length` frames (`window_matches`)."""
+    if length < 1:
+        raise ValueError(f"Trajectory lengths must be >= 1, got {length}.")
+    for index, (detected, truth) in enumerate(episodes):
+        if detected.shape[0] != truth.shape[0]:
+            raise ValueError(f"Detected ({detected.shape[0]}) and true ({truth.shape[0]}) frames differ.")
+        for start in range(0, detected.shape[0] - length + 1, length):
+            window = slice(start, start + length)
+            yield (index, detected.shape[1], *window_matches(detected[window], truth[window], epsilon))
 
 
 def tracking_precision_recall(
-    episodes: Iterable[tuple[np.ndarray, np.ndarray]], lengths: Sequence[int], epsilon: float
-) -> dict[int, dict[str, float]]:
+    episodes: Iterable[tuple[np.ndarray, np.ndarray]],
+    lengths: Sequence[int],
+    epsilon: float,
+    categories: Sequence[np.ndarray] | None = None,
+) -> dict[int, dict]:
     """Precision and recall of keypoint trajectories per trajectory length (module docstring for the procedure).
 
     Args:
       episodes: per episode, (detected [T, K, 2], truth [T, N, 2] with NaN where absent), normalised coordinates.
       lengths: window lengths L (e.g. 1..200).
       epsilon: matching threshold in normalised units (the paper's per-game value).
+      categories: per episode, [N] the category of each object trajectory; adds the recall of each category.
     Returns:
-      {L: {"precision", "recall", "windows"}}; precision/recall are NaN when no window of that length exists.
+      {L: {"precision", "recall", "windows"}}; precision/recall are NaN when no window of that length exists. With
+      `categories`, also "category_recall" {category: recall} and "category_trajectories" {category: true
+      trajectories}, over the categories with at least one true trajectory: the share of that category's true
+      trajectories that a keypoint matched (the same one-to-one matching; precision has no category).
     """
     episodes = list(episodes)
-    result = {}
+    result: dict[int, dict] = {}
     for length in lengths:
-        if length < 1:
-            raise ValueError(f"Trajectory lengths must be >= 1, got {length}.")
-        counts = []  # (matches, detected, true) per window
-        for detected, truth in episodes:
-            if detected.shape[0] != truth.shape[0]:
-                raise ValueError(f"Detected ({detected.shape[0]}) and true ({truth.shape[0]}) frames differ.")
-            for start in range(0, detected.shape[0] - length + 1, length):
-                counts.append(match_window(detected[start : start + length], truth[start : start + length], epsilon))
-        matches, detected_total, true_total = (
-            (sum(column) for column in zip(*counts, strict=True)) if counts else (0, 0, 0)
-        )
-        windows = len(counts)
+        matches = detected_total = true_total = windows = 0
+        true_by_category: collections.Counter[int] = collections.Counter()
+        matched_by_category: collections.Counter[int] = collections.Counter()
+        for index, k, present, matched in _windows(episodes, length, epsilon):
+            windows, detected_total = windows + 1, detected_total + k
+            matches, true_total = matches + int(matched.sum()), true_total + int(present.sum())
+            if categories is not None:
+                true_by_category.update(int(c) for c in np.asarray(categories[index])[present])
+                matched_by_category.update(int(c) for c in np.asarray(categories[index])[matched])
         result[length] = {
             "precision": matches / detected_total if detected_total else float("nan"),
             "recall": matches / true_total if true_total else float("nan"),
             "windows": windows,
         }
+        if categories is not None:
+            result[length]["category_recall"] = {c: matched_by_category[c] / n for c, n in true_by_category.items()}
+            result[length]["category_trajectories"] = dict(true_by_category)
     return result
+
+
+def held_still(detected: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The static keypointer of a keypointer's output: every keypoint replaced, in every frame of every episode, by its
+    mean position over all those frames.
+
+    Scored like the keypointer itself, it says how much of the keypointer's recall a keypoint parked where objects
+    often are would get anyway; the recall beyond it is the tracking. The mean is taken about the first frame's
+    position (x0 + mean(x - x0)), so a keypointer that never moves is held still exactly where it is.
+
+    Args:
+      detected: per episode, [T, K, 2] keypoints (the same K in all).
+    Returns:
+      per episode, [T, K, 2] with every frame the [K, 2] mean positions.
+    """
+    frames = np.concatenate([np.asarray(d, np.float64) for d in detected])
+    if len(frames) == 0:
+        return [np.asarray(d, np.float64) for d in detected]
+    mean = frames[0] + (frames - frames[0]).mean(axis=0)
+    return [np.broadcast_to(mean, np.shape(d)).copy() for d in detected]
 
 
 def frame_precision_recall(

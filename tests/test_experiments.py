@@ -338,15 +338,23 @@ def test_eval_keypoints_records_tables_figure_gif_and_report(tmp_path, pong_data
     run = _eval_run(tmp_path, pong_dataset, [folder], labels=["tiny"], report=str(report))
     assert run.status == "COMPLETED"
     out = tmp_path / "eval_runs" / str(run._id)
-    for name in ("tracking.png", "tracking.csv", "summary.csv", "tracking.md", "episode_tiny.gif"):
+    for name in ("tracking.png", "tracking.csv", "summary.csv", "categories.csv", "tracking.md", "episode_tiny.gif"):
         assert (out / name).stat().st_size > 100, name
     table = (out / "tracking.csv").read_text().splitlines()
-    assert table[0] == "model,noise,length,precision,recall,windows"
-    assert len(table) == 1 + 2 * 4
-    assert "| tiny | vertical |" in report.read_text()
+    assert table[0] == "model,noise,length,precision,recall,windows,precision_held_still,recall_held_still"
+    assert len(table) == 1 + 3 * 2 * 4  # the keypointer and the two reference rows, 2 noise conditions, 4 lengths
+    text = report.read_text()
+    assert "| tiny | vertical |" in text and "| random | none |" in text and "| motion | vertical |" in text
+    assert "| recall@1 | recall@1 held still | recall@1 - held still |" in text
+    assert "| Player recall@1 (" in text  # the per-category table, the player first
+    categories = (out / "categories.csv").read_text().splitlines()
+    assert categories[0] == "model,noise,length,category,recall,recall_held_still,trajectories"
+    assert categories[1].startswith("tiny,none,1,Player,")
     assert 0.0 <= run.result["tiny/none/precision@1"] <= 1.0
+    assert 0.0 <= run.result["motion/none/recall_held_still@1"] <= 1.0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert "tiny.none.collapsed_fraction" in metrics
+    for name in ("collapsed_fraction", "recall_held_still", "recall.Player", "frame_recall_held_still"):
+        assert f"tiny.none.{name}" in metrics, name
 
 
 def test_eval_keypoints_unknown_run_id_is_named(tmp_path, pong_dataset, monkeypatch):
@@ -402,6 +410,13 @@ def test_keypoint_health_tells_keypoints_on_objects_from_still_ones():
     assert results[0].logged["epoch.keypoint_recall"][0] < 0.2
     assert results[1].logged["epoch.keypoint_motion"][0] > 0.2
     assert results[1].logged["epoch.keypoint_recall"][0] == 1.0
+    # Held still, the still keypoints are themselves; the tracking ones park at their mean positions (the first at the
+    # diagonal's middle) and keep only the frames where the object passes within epsilon of one of them.
+    assert results[0].logged["epoch.keypoint_recall_held_still"][0] == results[0].logged["epoch.keypoint_recall"][0]
+    parked = np.stack([centres.mean(axis=0), -centres.mean(axis=0)])
+    near = np.linalg.norm(centres[:, None] - parked[None], axis=-1).min(axis=1) <= 0.2
+    assert results[1].logged["epoch.keypoint_recall_held_still"][0] == pytest.approx(near.mean())
+    assert near.mean() < 0.5
     assert results[1].logged["epoch.error_mass_on_objects.0"][0] == 1.0
     assert "no better than val_b" in results[0].info["warnings"][0]
 

@@ -6,12 +6,14 @@ from keypoints.metrics import (
     collapse_statistics,
     frame_precision_recall,
     grid_to_frame,
+    held_still,
     link_tracks,
     match_window,
     normalise_frame_pixels,
     receptive_field,
     tracking_precision_recall,
     truth_from_boxes,
+    window_matches,
 )
 from keypoints.ops import maps_to_keypoints
 
@@ -139,3 +141,40 @@ def test_collapse_statistics_flag_identical_keypoints():
     assert stats["distinct"] == 5 and stats["collapsed_fraction"] == 0 and stats["spread"] > 0.5
     with pytest.raises(ValueError, match=r"\[T, K, 2\]"):
         collapse_statistics(np.zeros((5, 2)))
+
+
+def test_a_static_keypointer_held_still_scores_exactly_its_own_recall():
+    """Held still, a keypointer that never moves is itself (the mean is taken about the first frame, so no rounding),
+    hence the same precision and recall at every length, per category too; a moving one loses its tracking."""
+    truth = _moving_truth(t=40, n=3)
+    static = np.broadcast_to(truth[0] + np.array([0.01, -0.02]), (40, 3, 2)).copy()
+    episodes = [static[:25], static[25:]]
+    still = held_still(episodes)
+    assert all(np.array_equal(s, e) for s, e in zip(still, episodes, strict=True))
+    categories = [np.array([0, 1, 1])] * 2
+    pairs = list(zip(episodes, [truth[:25], truth[25:]], strict=True))
+    held = list(zip(still, [truth[:25], truth[25:]], strict=True))
+    assert tracking_precision_recall(held, [1, 5, 20], 0.2, categories) == tracking_precision_recall(
+        pairs, [1, 5, 20], 0.2, categories
+    )
+    circling = np.stack([np.cos(np.linspace(0, 2 * np.pi, 40)), np.sin(np.linspace(0, 2 * np.pi, 40))], -1)
+    track = 0.5 * circling[:, None]  # [40, 1, 2]: one object going round a circle of radius 0.5
+    (centre,) = held_still([track])
+    assert np.allclose(centre, track.mean(axis=0), atol=1e-12) and np.abs(centre).max() < 0.02
+    assert tracking_precision_recall([(track, track)], [1], 0.2)[1]["recall"] == 1.0
+    assert tracking_precision_recall([(centre, track)], [1], 0.2)[1]["recall"] == 0.0  # the centre is 0.5 away
+
+
+def test_keypoints_on_one_category_only_give_that_category_recall_one_and_the_other_zero():
+    truth = _moving_truth(t=30, n=4, seed=3)
+    categories = np.array([0, 1, 0, 1])  # objects 0 and 2 of category A (0), 1 and 3 of category B (1)
+    on_a = truth[:, [0, 2]].copy()  # two keypoints, each on one category-A object
+    gap = np.linalg.norm(truth[:, [1, 3], None] - on_a[:, None], axis=-1)
+    assert gap.min() > 0.2  # every B object is farther than epsilon from every keypoint in every frame (seeded layout)
+    result = tracking_precision_recall([(on_a, truth)], [1, 10], 0.2, [categories])
+    for length in (1, 10):
+        assert result[length]["category_recall"] == {0: 1.0, 1: 0.0}
+        assert result[length]["recall"] == 0.5 and result[length]["precision"] == 1.0
+    assert result[10]["category_trajectories"] == {0: 6, 1: 6}  # 3 windows x 2 objects each
+    present, matched = window_matches(on_a[:10], truth[:10], 0.2)
+    assert present.tolist() == [True] * 4 and matched.tolist() == [True, False, True, False]
