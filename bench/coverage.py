@@ -8,8 +8,8 @@ from the OCAtari ground truth the generator records (no emulation of its own):
 - player cells: distinct 16x16 native-pixel cells that the centre of the "Player" object visits;
 - player moved: the fraction of consecutive frame pairs (within an episode, player present in both) where the
   player's centre changed;
-- moving objects: mean objects of the game's moving categories per frame, and of those, how many moved (their
-  centre matches no centre of their category in the previous frame);
+- moving objects: mean objects of the game's moving categories per frame (every frame but an episode's first), and
+  of those, how many moved (their centre matches no centre of their category in the previous frame);
 - episodes: how many ended in the game, and their lengths in agent steps.
 
 `--datasets` reads existing datasets instead (their manifest names the game and the policy).
