@@ -17,7 +17,8 @@ last frame.
 Two random policies (`policy`), in both modes:
 - `uniform`: a new uniformly random action every agent step (the default, and what a manifest without a policy means).
 - `sticky`: each agent step, with probability `change_probability` a new uniformly random action, else the previous
-  one again; an episode's first action is uniform. Held actions carry the avatar across the screen, as the trained
+  one again; an episode's first action is uniform. This is the policy's own choice, not ALE's sticky actions
+  (repeat_action_probability), which stay off in both. Held actions carry the avatar across the screen, as the trained
   agents' rollouts of the PermaKey paper do, where a uniform policy jitters in place (docs/data_coverage.md).
 
 The work is cut into shards of at most `shard_frames` frames; every shard has its own seed derived from the run seed,
