@@ -21,14 +21,18 @@ SEEDS ?= 0,1,2
 GAMES ?=
 RUNS_DIR ?= runs
 KP ?=
+POLICY ?=
+CHANGE_PROBABILITY ?=
+POLICIES ?= uniform,sticky:0.1
 
-.PHONY: install test demo data bench-data lint format help train-permakey bench-permakey train-transporter \
+.PHONY: install test demo data bench-data coverage lint format help train-permakey bench-permakey train-transporter \
 	bench-transporter eval-keypoints train-agent test-agent explore bench-agent bench-grid rl-benchmark compare
 
 help:
 	@echo "make demo                       small end-to-end run (fresh machine: installs first)"
 	@echo "make test                       the test suite (what CI runs)"
 	@echo "make data GAME=pong [FRAMES=n] [SEED=s] [OUT=dir] [MODE=rollouts|diverse_pairs] [PRESET=quick]"
+	@echo "          [POLICY=uniform|sticky] [CHANGE_PROBABILITY=0.1]   random policy (sticky: hold actions)"
 	@echo "make train-permakey GAME=pong [PRESET=quick] [NOISE=vertical]   train PermaKey, record the run"
 	@echo "make train-transporter GAME=pong [MODEL=transporter|imm] [ARCH=paper|pkey_reimpl] [PRESET=quick] [NOISE=...]"
 	@echo "make eval-keypoints GAME=pong RUNS=9,10 [REPORT=docs/x.md]   tracking precision/recall vs ground truth"
@@ -40,6 +44,8 @@ help:
 	@echo "                                 the papers' grids on Ray (local cores; a cluster via RAY_ADDRESS), resumable"
 	@echo "make compare [RUNS_DIR=runs] [GRID=table1]   tables (ours beside the papers'), curves, aggregate"
 	@echo "make bench-data                 data generation and reading throughput table"
+	@echo "make coverage [GAMES=pong,ms_pacman] [FRAMES=3000] [POLICIES=uniform,sticky:0.1]"
+	@echo "                                 how far the random policies move the avatar (docs/data_coverage.md)"
 	@echo "make bench-permakey             PermaKey training/inference throughput, float32 vs bfloat16"
 	@echo "make bench-transporter          Transporter/IMM training/inference throughput, both architectures"
 	@echo "make bench-agent                agent steps/s per encoder, time shares, projected 100k-step wall time"
@@ -70,10 +76,15 @@ format: install
 
 data: install
 	$(PY) -m experiments.generate_data with game=$(GAME) seed=$(SEED) mode=$(MODE) \
-		$(if $(FRAMES),frames=$(FRAMES)) $(if $(OUT),out=$(OUT)) $(PRESET)
+		$(if $(FRAMES),frames=$(FRAMES)) $(if $(OUT),out=$(OUT)) $(PRESET) \
+		$(if $(POLICY),policy=$(POLICY)) $(if $(CHANGE_PROBABILITY),change_probability=$(CHANGE_PROBABILITY))
 
 bench-data: install
 	$(PY) -m bench.bench_data
+
+coverage: install
+	$(PY) -m bench.coverage --games $(or $(GAMES),$(GAME)) --policies $(POLICIES) --seed $(SEED) \
+		$(if $(FRAMES),--frames $(FRAMES))
 
 # The demo grows with the project; today: a small Pong dataset with a picture of its ground truth, a quick PermaKey run
 # on it (about 17 minutes on a 2-core CPU with fast bfloat16), its evaluation against ground truth, and a quick agent
@@ -95,14 +106,16 @@ demo: install
 	@echo "folders; the comparison is in reports/demo/compare.md."
 
 train-permakey: install
-	$(PY) -m experiments.train_permakey with game=$(GAME) seed=$(SEED) $(PRESET) $(if $(NOISE),noise=$(NOISE))
+	$(PY) -m experiments.train_permakey with game=$(GAME) seed=$(SEED) $(PRESET) $(if $(NOISE),noise=$(NOISE)) \
+		$(if $(POLICY),data_policy=$(POLICY)) $(if $(CHANGE_PROBABILITY),data_change_probability=$(CHANGE_PROBABILITY))
 
 bench-permakey: install
 	$(PY) -m bench.bench_permakey
 
 train-transporter: install
 	$(PY) -m experiments.train_transporter with game=$(GAME) seed=$(SEED) model=$(MODEL) $(PRESET) \
-		$(if $(ARCH),architecture=$(ARCH)) $(if $(NOISE),noise=$(NOISE))
+		$(if $(ARCH),architecture=$(ARCH)) $(if $(NOISE),noise=$(NOISE)) \
+		$(if $(POLICY),data_policy=$(POLICY)) $(if $(CHANGE_PROBABILITY),data_change_probability=$(CHANGE_PROBABILITY))
 
 bench-transporter: install
 	$(PY) -m bench.bench_transporter

@@ -1,8 +1,8 @@
 """Seeded random-policy data generation with ground truth, in parallel, written atomically.
 
 Two modes:
-- `rollouts`: whole random-policy episodes (PermaKey trains on frames of agent rollouts, seed 002 Appendix A.2.1;
-  we use a uniform random policy because the Atari Model Zoo agents are not reachable).
+- `rollouts`: whole random-policy episodes (PermaKey trains on frames of agent rollouts, Gopalakrishnan et al.,
+  ICLR 2021, Appendix A.2.1; the Atari Model Zoo agents are not reachable, so a random policy stands in).
 - `diverse_pairs`: Transporter's diverse pair generation (seed 000, Appendix B): random trajectories of up to 100 agent
   steps; one frame sampled from the first half and one from the second; a buffer filled unconditionally, then, until the
   candidate budget is spent, rounds that compare sampled buffer pairs with as many new pairs by nearest-neighbour L2
@@ -13,6 +13,13 @@ Two modes:
 Record convention (one record per observation): `reward` is the reward of the transition into this frame (0 at
 reset), `action` the action taken in this frame (-1 on an episode's last frame), `terminated`/`truncated` mark the
 last frame.
+
+Two random policies (`policy`), in both modes:
+- `uniform`: a new uniformly random action every agent step (the default, and what a manifest without a policy means).
+- `sticky`: each agent step, with probability `change_probability` a new uniformly random action, else the previous
+  one again; an episode's first action is uniform. This is the policy's own choice, not ALE's sticky actions
+  (repeat_action_probability), which stay off in both. Held actions carry the avatar across the screen, as the trained
+  agents' rollouts of the PermaKey paper do, where a uniform policy jitters in place (docs/data_coverage.md).
 
 The work is cut into shards of at most `shard_frames` frames; every shard has its own seed derived from the run seed,
 its split and its index, so the dataset is a function of the config alone.
@@ -40,6 +47,9 @@ from data.atari import FRAME_SHAPE, NATIVE_SHAPE, GroundTruth, Objects, make_env
 from data.games import get_game
 
 MODES = ("rollouts", "diverse_pairs")
+POLICIES = ("uniform", "sticky")
+LEGACY_GENERATOR = {"policy": "uniform", "change_probability": 1.0}
+"""Generator settings added after datasets were made without them: a manifest that lacks one means this value."""
 _EPISODES_PER_SHARD = 100_000
 """Episode ids are shard_number * this + index within the shard."""
 
@@ -62,11 +72,16 @@ class GenerationConfig:
     """diverse_pairs: buffer pairs compared with new pairs per replacement round."""
     pair_replace_prob: float
     """diverse_pairs: probability of replacing regardless of novelty (0.05 in Appendix B)."""
+    policy: str = "uniform"
+    """The random policy: `uniform` or `sticky` (see the module docstring)."""
+    change_probability: float = 1.0
+    """sticky: probability of drawing a new action at an agent step, in (0, 1]; uniform: 1 (every step)."""
 
     def __post_init__(self) -> None:
         get_game(self.game)
         if self.mode not in MODES:
             raise ValueError(f"Unknown generation mode {self.mode!r}; choose one of {MODES}.")
+        check_policy(self.policy, self.change_probability)
         unknown = set(self.split_frames) - set(storage.SPLITS)
         if unknown:
             raise ValueError(f"Unknown splits {sorted(unknown)}; splits are {storage.SPLITS}.")
@@ -84,6 +99,43 @@ class _Job:
     number: int
     """Index of the shard within the whole dataset, which makes its episode ids unique."""
     frames: int
+
+
+def check_policy(policy: str, change_probability: float) -> None:
+    """Fails naming the allowed values unless `policy` is one of POLICIES with a change probability it accepts."""
+    if policy not in POLICIES:
+        raise ValueError(f"Unknown policy {policy!r}; choose one of {POLICIES} (e.g. policy=sticky).")
+    p = change_probability
+    if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 < p <= 1.0:
+        raise ValueError(f"change_probability must be a number in (0, 1], got {p!r} (e.g. change_probability=0.1).")
+    if policy == "uniform" and p != 1.0:
+        raise ValueError(
+            f"policy 'uniform' draws a new action every step (change_probability 1), got change_probability={p!r}; "
+            "use policy=sticky to hold actions."
+        )
+
+
+def parse_policy(spec: str) -> tuple[str, float]:
+    """`uniform`, `sticky` (p = 0.1) or `sticky:<p>` as (policy, change probability), checked."""
+    name, _, value = spec.strip().partition(":")
+    try:
+        p = float(value) if value else (1.0 if name == "uniform" else 0.1)
+    except ValueError:
+        raise ValueError(f"Policy {spec!r}: {value!r} is not a number; write e.g. sticky:0.1.") from None
+    check_policy(name, p)
+    return name, p
+
+
+def policy_tag(policy: str, change_probability: float) -> str:
+    """The policy in a folder name: '' for uniform (the datasets made before policies existed), e.g. 'sticky0.1'."""
+    check_policy(policy, change_probability)
+    return "" if policy == "uniform" else f"{policy}{change_probability:g}"
+
+
+def manifest_policy(manifest: dict[str, Any]) -> tuple[str, float]:
+    """The (policy, change probability) a dataset was generated with; `uniform` for a manifest older than policies."""
+    generator = {**LEGACY_GENERATOR, **manifest.get("generator", {})}
+    return generator["policy"], float(generator["change_probability"])
 
 
 def plan_jobs(config: GenerationConfig) -> list[_Job]:
@@ -105,8 +157,30 @@ def _job_rng(config: GenerationConfig, job: _Job) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([config.seed, split_id, job.index]))
 
 
+class StickyActions:
+    """A random policy over `num_actions` actions that draws a new uniform action with probability
+    `change_probability` at each step and otherwise repeats its last one; the first action after `reset` is uniform.
+    With probability 1 it is the uniform policy and draws exactly what it does: one integer per step, no coin."""
+
+    def __init__(self, num_actions: int, change_probability: float, rng: np.random.Generator):
+        self.num_actions = num_actions
+        self.change_probability = change_probability
+        self.rng = rng
+        self.previous: int | None = None
+
+    def reset(self) -> None:
+        self.previous = None
+
+    def __call__(self) -> int:
+        hold = self.previous is not None and self.change_probability < 1.0
+        if not (hold and self.rng.random() >= self.change_probability):
+            self.previous = int(self.rng.integers(self.num_actions))
+        assert self.previous is not None
+        return self.previous
+
+
 class _Recorder:
-    """Samples a uniformly random policy in one environment and reports frames with their ground truth."""
+    """Samples the config's random policy in one environment and reports frames with their ground truth."""
 
     def __init__(self, config: GenerationConfig, rng: np.random.Generator):
         game = get_game(config.game)
@@ -114,18 +188,17 @@ class _Recorder:
         self.ground_truth = GroundTruth(game)
         self.rng = rng
         self.num_actions = int(self.env.action_space.n)  # type: ignore[attr-defined]
+        self.random_action = StickyActions(self.num_actions, config.change_probability, rng)
 
     def reset(self) -> tuple[np.ndarray, Objects]:
         frame, _ = self.env.reset(seed=int(self.rng.integers(2**31)))
         self.ground_truth.reset()
+        self.random_action.reset()
         return frame, self.ground_truth.detect(ram_of(self.env))
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, Objects]:
         frame, reward, terminated, truncated, _ = self.env.step(action)
         return frame, float(reward), terminated, truncated, self.ground_truth.detect(ram_of(self.env))
-
-    def random_action(self) -> int:
-        return int(self.rng.integers(self.num_actions))
 
 
 @dataclasses.dataclass
@@ -381,7 +454,7 @@ def _generate_into(partial: Path, config: GenerationConfig, workers: int, progre
 def _discard_other_config(partial: Path, config: GenerationConfig) -> None:
     """Empties `partial` (but its lock) unless it holds an unfinished generation of `config`."""
     config_path = partial / "generator.json"
-    if config_path.exists() and json.loads(config_path.read_text()) == _jsonable(dataclasses.asdict(config)):
+    if config_path.exists() and _with_legacy(json.loads(config_path.read_text())) == _asked(config):
         return
     for path in partial.iterdir():
         if path.is_dir():
@@ -430,8 +503,8 @@ def _checked_manifest(out: Path, config: GenerationConfig) -> dict[str, Any] | N
         manifest = storage.read_manifest(out)
     except storage.DatasetError:
         return None
-    asked = _jsonable(dataclasses.asdict(config))
-    made = manifest["generator"]
+    asked = _asked(config)
+    made = _with_legacy(manifest["generator"])
     changed = sorted(k for k in set(asked) | set(made) if made.get(k) != asked.get(k))
     if changed:
         differences = "; ".join(f"{k}: {made.get(k)!r}, asked {asked.get(k)!r}" for k in changed)
@@ -442,8 +515,14 @@ def _checked_manifest(out: Path, config: GenerationConfig) -> dict[str, Any] | N
     return manifest
 
 
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj))
+def _asked(config: GenerationConfig) -> dict[str, Any]:
+    """The config as its manifest records it (JSON types)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def _with_legacy(generator: dict[str, Any]) -> dict[str, Any]:
+    """A recorded generator config with the settings it predates at their old meaning (uniform policy)."""
+    return {**LEGACY_GENERATOR, **generator}
 
 
 def _run_jobs(

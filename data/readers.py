@@ -187,6 +187,8 @@ class Episode:
     actions: np.ndarray
     rewards: np.ndarray
     objects: list[Objects]
+    terminated: bool = False
+    """Whether the episode ended in the game (else the time limit or the generator's frame budget cut it)."""
 
 
 def read_episodes(root: str | Path, split: str, *, game: str | None = None) -> Iterator[Episode]:
@@ -208,6 +210,7 @@ def read_episodes(root: str | Path, split: str, *, game: str | None = None) -> I
                 )
                 for r in rows
             ],
+            terminated=bool(rows[-1]["terminated"]),
         )
 
     for path in paths:

@@ -33,6 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from data import storage  # noqa: E402
 from data.distractors import MODES, add_distractor_bars, check_mode  # noqa: E402
 from data.games import Game, get_game  # noqa: E402
+from data.generate import policy_tag  # noqa: E402
 from data.readers import Episode, read_episodes  # noqa: E402
 from data.visualize import draw_objects  # noqa: E402
 from experiments.common import experiment  # noqa: E402
@@ -73,8 +74,10 @@ def config():
     frame_distance = epsilon  # frame-level precision@d / recall@d
     geometry = "keypointer"  # each keypointer's own cell-to-pixel geometry, or "naive" (keypoints/metrics.py)
     frames = 1000  # test frames evaluated (whole episodes from the start of the test split, cut at this count)
-    dataset = Workspace.here().dataset(game, "eval")
     dataset_seed = 1000  # a seed the training datasets (seed 0..) do not use
+    dataset_policy = "uniform"  # the random policy of a generated dataset: uniform or sticky (data/generate.py)
+    dataset_change_probability = 1.0 if dataset_policy == "uniform" else 0.1  # sticky: chance of a new action
+    dataset = Workspace.here().dataset(game, "eval", policy_tag(dataset_policy, dataset_change_probability))
     generate_missing = True
     gif_frames = 100
     seed = 0
@@ -87,15 +90,18 @@ def config():
 
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
-    """What an evaluation measures: `frames` test frames of `dataset` (generated with `dataset_seed` when missing and
-    `generate_missing`), under each of `noise`, tracking precision/recall per trajectory length in `lengths` at
-    `epsilon`, frame-level precision/recall at `frame_distance`, keypoints mapped by `geometry`; `references` scored
-    beside the keypointers, the motion baseline with `motion_window` and `motion_threshold`."""
+    """What an evaluation measures: `frames` test frames of `dataset` (generated with `dataset_seed` and the random
+    `dataset_policy` when missing and `generate_missing`), under each of `noise`, tracking precision/recall per
+    trajectory length in `lengths` at `epsilon`, frame-level precision/recall at `frame_distance`, keypoints mapped
+    by `geometry`; `references` scored beside the keypointers, the motion baseline with `motion_window` and
+    `motion_threshold`."""
 
     game: Game
     dataset: str
     frames: int
     dataset_seed: int
+    dataset_policy: str
+    dataset_change_probability: float
     generate_missing: bool
     noise: tuple[str, ...]
     lengths: tuple[int, ...]
@@ -116,6 +122,8 @@ class EvalSettings:
             dataset=c["dataset"],
             frames=c["frames"],
             dataset_seed=c["dataset_seed"],
+            dataset_policy=c["dataset_policy"],
+            dataset_change_probability=c["dataset_change_probability"],
             generate_missing=c["generate_missing"],
             noise=tuple(check_mode(noise) for noise in c["noise"]),
             lengths=tuple(c["lengths"]),
@@ -148,6 +156,8 @@ def ensure_eval_dataset(settings: EvalSettings) -> None:
         settings.dataset_seed,
         settings.generate_missing,
         settings.progress,
+        policy=settings.dataset_policy,
+        change_probability=settings.dataset_change_probability,
         validation_frames=20,
         test_frames=frames,
         shard_frames=max(frames, 40),

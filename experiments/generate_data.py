@@ -1,7 +1,8 @@
 """Generate an Atari dataset with ground truth: `python -m experiments.generate_data with game=pong`.
 
-Writes `datasets/<game>/` (rollouts) or `datasets/<game>_pairs/` (Transporter's diverse pairs), records the run, the
-manifest and a picture of frames with their ground-truth objects. Rerunning with the same settings reuses a finished
+Writes `datasets/<game>/` (rollouts) or `datasets/<game>_pairs/` (Transporter's diverse pairs), with the policy in the
+name when it is not uniform (`datasets/ms_pacman_sticky0.1/` for `with policy=sticky`), records the run, the manifest
+and a picture of frames with their ground-truth objects. Rerunning with the same settings reuses a finished
 dataset and resumes an interrupted one.
 """
 
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from data import storage
 from data.games import get_game
-from data.generate import GenerationConfig, generate
+from data.generate import GenerationConfig, generate, manifest_policy, policy_tag
 from data.readers import read_episodes
 from data.visualize import draw_objects, grid, save_png
 from experiments.common import experiment
@@ -27,11 +29,13 @@ ex = experiment("generate_data")
 def config():
     game = "pong"
     mode = "rollouts"  # or "diverse_pairs" (Transporter Appendix B)
+    policy = "uniform"  # or "sticky": hold each random action until a coin says change (data/generate.py)
+    change_probability = 1.0 if policy == "uniform" else 0.1  # sticky: chance of a new action at each agent step
     frames = 95_000  # in all splits; the PermaKey paper used 85k / 5k / 5k
     validation_frames = max(2, round(frames * 5 / 95))
     test_frames = max(2, round(frames * 5 / 95))
     seed = 0
-    out = Workspace.here().dataset(game, "" if mode == "rollouts" else "pairs")
+    out = Workspace.here().dataset(game, "" if mode == "rollouts" else "pairs", policy_tag(policy, change_probability))
     workers = os.cpu_count() or 1
     shard_frames = 5000
     max_episode_frames = 108_000
@@ -66,6 +70,8 @@ def generation_config(_config: dict) -> GenerationConfig:
         pair_budget=c["pair_budget"],
         pair_compare=c["pair_compare"],
         pair_replace_prob=c["pair_replace_prob"],
+        policy=c["policy"],
+        change_probability=c["change_probability"],
     )
 
 
@@ -78,15 +84,40 @@ def ground_truth_picture(root: str, manifest: dict, path: str, count: int = 16) 
 
 
 def ensure_dataset(
-    dataset: str, game: str, frames: int, seed: int, generate_missing: bool, progress: bool, **overrides: int
+    dataset: str,
+    game: str,
+    frames: int,
+    seed: int,
+    generate_missing: bool,
+    progress: bool,
+    *,
+    policy: str = "uniform",
+    change_probability: float = 1.0,
+    **overrides: int,
 ) -> None:
-    """Runs this experiment (a run of its own under runs/) when `dataset` is missing and generation is on; the
-    keypoint-model and evaluation experiments call it before reading. `overrides` replace config values (e.g. the
-    split sizes or shard size)."""
-    if (Path(dataset) / "manifest.json").exists() or not generate_missing:
+    """Runs this experiment (a run of its own under runs/) when `dataset` is missing and generation is on, with the
+    random policy given; the keypoint-model and evaluation experiments call it before reading. An existing dataset
+    generated with another policy is an error. `overrides` replace config values (e.g. the split sizes or shard
+    size)."""
+    if (Path(dataset) / storage.MANIFEST).exists():
+        check_dataset_policy(dataset, policy, change_probability)
+        return
+    if not generate_missing:
         return
     config = {"game": game, "frames": frames, "seed": seed, "out": dataset, "shard_frames": min(5000, frames // 3)}
+    config.update(policy=policy, change_probability=change_probability)
     ex.run(config_updates={**config, "progress": progress, **overrides})
+
+
+def check_dataset_policy(dataset: str, policy: str, change_probability: float) -> None:
+    """Fails, naming both, when `dataset` was generated with another random policy than the one asked for."""
+    made = manifest_policy(storage.read_manifest(dataset))
+    if made != (policy, float(change_probability)):
+        raise storage.DatasetError(
+            f"{dataset} was generated with policy {made[0]} (change_probability {made[1]:g}) but the config asks for "
+            f"{policy} (change_probability {change_probability:g}); point dataset= at another folder (the default "
+            "names the policy) or delete this one."
+        )
 
 
 def picture_frames(dataset: str, game: str, count: int) -> np.ndarray:

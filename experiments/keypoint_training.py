@@ -26,13 +26,15 @@ from experiments.precision import detect_precision
 
 @dataclasses.dataclass(frozen=True)
 class DataSettings:
-    """The training data: `dataset` (generated with `frames` frames when missing and `generate_missing`), read in
-    batches of `batch_size` with Noisy Atari distractors `noise` drawn on the fly."""
+    """The training data: `dataset` (generated with `frames` frames of the random `policy` when missing and
+    `generate_missing`), read in batches of `batch_size` with Noisy Atari distractors `noise` drawn on the fly."""
 
     dataset: str
     game: Game
     frames: int
     generate_missing: bool
+    policy: str
+    change_probability: float
     noise: str
     batch_size: int
     seed: int
@@ -44,6 +46,8 @@ class DataSettings:
             game=get_game(c["game"]),
             frames=c["data_frames"],
             generate_missing=c["generate_missing"],
+            policy=c["data_policy"],
+            change_probability=c["data_change_probability"],
             noise=c["noise"],
             batch_size=c["batch_size"],
             seed=c["seed"],
@@ -98,7 +102,16 @@ def train_keypoint_model(
     """Trains `method`'s model resumably in `fit.work` and records its best epoch in the Sacred `run`. Returns the
     training state (best epoch and value) and the best keypointer's test metrics."""
     start(run, seed, precision)
-    ensure_dataset(data.dataset, data.game.name, data.frames, seed, data.generate_missing, fit.progress)
+    ensure_dataset(
+        data.dataset,
+        data.game.name,
+        data.frames,
+        seed,
+        data.generate_missing,
+        fit.progress,
+        policy=data.policy,
+        change_probability=data.change_probability,
+    )
     train = method.read(data, "train", True)
     if fit.steps_per_epoch:
         train = train.repeat()  # epochs of a fixed number of steps run on through the shuffled stream

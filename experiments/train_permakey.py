@@ -18,6 +18,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from data.games import get_game
+from data.generate import policy_tag
 from data.readers import frames_dataset
 from data.storage import hold_folder, write_json_atomic
 from data.visualize import grid, save_png
@@ -84,7 +85,11 @@ def config():
     # Data: generated with these settings when missing (the paper: 85k / 5k / 5k frames).
     data_frames = 95_000
     generate_missing = True
-    dataset = Workspace.here().dataset(game, "" if preset == "paper" else preset)
+    data_policy = "uniform"  # the random policy of a generated dataset: uniform or sticky (data/generate.py)
+    data_change_probability = 1.0 if data_policy == "uniform" else 0.1  # sticky: chance of a new action per step
+    dataset = Workspace.here().dataset(
+        game, "" if preset == "paper" else preset, policy_tag(data_policy, data_change_probability)
+    )
     work = Workspace.here().work_folder("permakey", get_game(game).name, preset, noise, seed=seed)
     picture_frames = 8
     progress = True

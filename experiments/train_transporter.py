@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from data.games import get_game
+from data.generate import policy_tag
 from data.readers import pairs_dataset, read_episodes
 from data.visualize import grid, save_png
 from experiments.checkpointing import FitSettings
@@ -78,7 +79,11 @@ def config():
     preset = "paper"
     data_frames = 95_000
     generate_missing = True
-    dataset = Workspace.here().dataset(game, "" if preset == "paper" else preset)
+    data_policy = "uniform"  # the random policy of a generated dataset: uniform or sticky (data/generate.py)
+    data_change_probability = 1.0 if data_policy == "uniform" else 0.1  # sticky: chance of a new action per step
+    dataset = Workspace.here().dataset(
+        game, "" if preset == "paper" else preset, policy_tag(data_policy, data_change_probability)
+    )
     work = Workspace.here().work_folder(model, get_game(game).name, preset, architecture, noise, seed=seed)
     picture_frames = 8
     picture_offset = 5  # steps between the frames of a picture pair

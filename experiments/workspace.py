@@ -41,11 +41,11 @@ class Workspace:
         name = "-".join([str(tag).replace("/", "_") for tag in tags] + ([f"s{seed}"] if seed is not None else []))
         return os.path.join(self.work, kind, name)
 
-    def dataset(self, game: str, variant: str = "") -> str:
-        """datasets/<game>[_<variant>]: the paper-sized rollouts (no variant), a preset's (`quick`), the evaluation's
-        (`eval`) or diverse pairs (`pairs`)."""
-        name = get_game(game).name
-        return os.path.join(self.datasets, f"{name}_{variant}" if variant else name)
+    def dataset(self, game: str, *variants: str) -> str:
+        """datasets/<game>[_<variant>...]: the paper-sized rollouts (no variant), a preset's (`quick`), the
+        evaluation's (`eval`) or diverse pairs (`pairs`), then a random policy other than uniform (`sticky0.1`,
+        data.generate.policy_tag); empty variants are skipped."""
+        return os.path.join(self.datasets, "_".join([get_game(game).name, *[v for v in variants if v]]))
 
     def run_folder(self, run_id: int | str) -> Path:
         return self.runs / str(run_id)
