@@ -2,9 +2,10 @@
 
 Every job (experiments/grids.py) is one Sacred run, started as its own process by a Ray task that asks for
 `--cpus-per-job` CPUs (so local Ray runs one job per core by default) and sets TensorFlow's thread pools to match.
-Ray runs locally on this machine's cores unless RAY_ADDRESS names a cluster (`ray start --head` on one machine,
-`ray start --address=...` on the others, then RAY_ADDRESS=<head>:6379 here; every machine needs this checkout and a
-shared runs/ and work/ folder, or MONGO_URL for the run records).
+Ray runs locally on this machine's cores (its servers listening on loopback only, no dashboard) unless RAY_ADDRESS
+names a cluster (`ray start --head` on one machine, `ray start --address=...` on the others, then
+RAY_ADDRESS=<head>:6379 here; every machine needs this checkout and a shared runs/ and work/ folder, or MONGO_URL for
+the run records).
 
 Restarting: a job whose tagged run (Sacred comment `<grid>/<job>`) COMPLETED in runs/ is skipped; a failed or
 interrupted one is run again, and the experiments resume from their work folders. A job whose dependency failed is
@@ -91,9 +92,18 @@ def run_job(command: list[str], log: str, threads: int, env: dict[str, str]) -> 
         )
 
 
+LOOPBACK = "127.0.0.1"
+
+_RAY_CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch for a node that serves other machines. Off, Ray takes the loopback address as the node's address, and
+its GCS, raylet and workers listen on loopback only (given 127.0.0.1 as its node address, ray.init replaces it with the
+machine's network address, and every server listens on all interfaces)."""
+
+
 def start_ray(workers: int | None) -> None:
-    """Joins the cluster at RAY_ADDRESS, else starts local Ray with `workers` CPUs (default: all cores); the workers
-    import the project from this checkout."""
+    """Joins the cluster at RAY_ADDRESS (the user's explicit choice), else starts local Ray with `workers` CPUs
+    (default: all cores), listening on loopback only and without a dashboard; the workers import the project from this
+    checkout."""
     import ray
 
     if ray.is_initialized():
@@ -101,8 +111,31 @@ def start_ray(workers: int | None) -> None:
     runtime = {"env_vars": {"PYTHONPATH": REPO}}
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime, log_to_driver=False)
-    else:
-        ray.init(num_cpus=workers or os.cpu_count(), runtime_env=runtime, include_dashboard=False, log_to_driver=False)
+        return
+    _local_node_only()
+    ray.init(
+        num_cpus=workers or os.cpu_count(),
+        runtime_env=runtime,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address=LOOPBACK,
+    )
+    address = ray.util.get_node_ip_address()
+    if address != LOOPBACK:
+        ray.shutdown()
+        raise RuntimeError(
+            f"Local Ray took {address} as its address, so it would listen beyond this machine; stopped. Set "
+            f"{_RAY_CLUSTER_SWITCH}=0 before Ray is imported, or run a cluster and name it in RAY_ADDRESS."
+        )
+
+
+def _local_node_only() -> None:
+    """Turns Ray's cluster switch off for this process and the Ray processes it starts, also when Ray was imported
+    (and read the switch) before."""
+    from ray._private import ray_constants
+
+    os.environ[_RAY_CLUSTER_SWITCH] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def run_grid(

@@ -1,6 +1,7 @@
 """The benchmark grid: expansion, dependency order, skip/rerun decisions on run folders, concurrent run creation,
 and a tiny grid run on local Ray with real Sacred experiments."""
 
+import contextlib
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from experiments.benchmark import REPO, job_status, plan, run_grid, tagged_runs
+from experiments.benchmark import REPO, job_status, plan, run_grid, start_ray, tagged_runs
 from experiments.grids import Job, dependency_order, expand
 
 
@@ -188,3 +189,45 @@ def test_a_stopped_grid_on_ray_records_its_running_job_as_interrupted(tmp_path):
     os.killpg(process.pid, signal.SIGINT)
     assert process.wait(timeout=60) == 130
     assert _wait_for(lambda: status() == "INTERRUPTED", 30), status()
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+def _listening(processes) -> list[tuple[str, str]]:
+    """(process name, address) of every listening TCP socket of `processes`."""
+    import psutil  # ray's own copy, on the path once ray is imported
+
+    found = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            name = process.name()
+            found += [(name, c.laddr.ip) for c in process.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+    return found
+
+
+def test_local_ray_listens_on_loopback_only(monkeypatch):
+    """The grid's local Ray (GCS, raylet, agents, a worker and this driver) accepts connections from this machine
+    only: without the fix every server listened on all interfaces (`::`)."""
+    import ipaddress
+
+    import ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if ray.is_initialized():
+        ray.shutdown()
+    start_ray(1)
+    try:
+        assert ray.get(ray.remote(_pid).remote()) != os.getpid()  # a worker runs
+        import psutil
+
+        me = psutil.Process()
+        sockets = _listening([me, *me.children(recursive=True)])
+        assert {name for name, _ in sockets} >= {"gcs_server", "raylet"}
+        for name, address in sockets:
+            ip = ipaddress.ip_address(address)
+            ip = getattr(ip, "ipv4_mapped", None) or ip
+            assert ip.is_loopback, f"{name} listens on {address}"
+    finally:
+        ray.shutdown()
