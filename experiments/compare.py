@@ -1,6 +1,7 @@
 """Compare recorded runs: `python -m experiments.compare with [runs_dir=runs] [grid=table1 preset=quick]`.
 
-Loads every Sacred run of a FileStorage folder (or of MongoDB, `mongo_url=...`) into a pandas table of config,
+Loads every Sacred run of a FileStorage folder (or, with `mongo=True`, of MongoDB at MONGO_URL: the URL stays in the
+environment, out of this run's record) into a pandas table of config,
 status and results, and writes (into `out`, and as artifacts of this run):
   - compare.md: Tables 1-3 in the paper's layout (game x method, mean (std) over policies of each policy's median
     test score over seeds, seed 002 Appendix A.2.3), our numbers beside the published ones (reference.md section 5)
@@ -27,7 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from experiments.benchmark import job_status, tagged_runs
-from experiments.common import experiment
+from experiments.common import check_mongo, experiment, masked_url, mongo_client, mongo_from_environment
 from experiments.grids import expand
 from experiments.keypointers import keypointer_folder
 from experiments.workspace import Workspace
@@ -86,8 +87,7 @@ KIND_NAMES = {"permakey": "PKey", "transporter": "Transporter"}
 @ex.config
 def config():
     runs_dir = str(Workspace.here().runs)  # a Sacred FileStorage folder
-    mongo_url = ""  # or MongoDB (with mongo_db), the many-machine option
-    mongo_db = "keypoints"
+    mongo = False  # or the runs in MongoDB at MONGO_URL (database MONGO_DB), the many-machine option
     grid = ""  # table1 / table2 / table3 / keypoints: show every job of the grid, missing ones included
     preset = "quick"
     seeds = [0, 1, 2]
@@ -157,11 +157,11 @@ def load_file_runs(runs_dir: str | Path) -> pd.DataFrame:
 
 
 def load_mongo_runs(url: str, db: str) -> pd.DataFrame:
-    try:
-        import pymongo
-    except ImportError as error:
-        raise ImportError("Reading runs from MongoDB needs pymongo: pip install pymongo.") from error
-    database = pymongo.MongoClient(url)[db]
+    """The runs of database `db` at MongoDB `url`, as load_file_runs gives them; an error naming the (masked) URL
+    when the server is unreachable."""
+    client = mongo_client(url)
+    check_mongo(client, url)
+    database = client[db]
     rows = []
     for run in database.runs.find():
         metrics = {
@@ -404,13 +404,21 @@ def plot_aggregate(table: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def mongo_source() -> str:
+    """The MongoDB database the runs are read from, `<MONGO_DB> at <MONGO_URL with its password masked>`."""
+    url, db = mongo_from_environment()
+    return f"{db} at {masked_url(url)}"
+
+
 @dataclasses.dataclass(frozen=True)
 class ReportSettings:
-    """What the comparison reads and shows: runs from `runs_dir` (or MongoDB at `mongo_url`), a `grid`'s jobs (with
-    its `preset` and `seeds`) when one is given, and a `bootstrap`-sample confidence interval for the aggregate."""
+    """What the comparison reads and shows: runs from `runs_dir` (or, when `mongo` names it, MongoDB), a `grid`'s
+    jobs (with its `preset` and `seeds`) when one is given, and a `bootstrap`-sample confidence interval for the
+    aggregate."""
 
     runs_dir: str
-    mongo_url: str
+    mongo: str
+    """Where in MongoDB the runs come from, its password masked; empty for `runs_dir`."""
     grid: str
     preset: str
     seeds: tuple[int, ...]
@@ -418,16 +426,23 @@ class ReportSettings:
 
     @classmethod
     def from_config(cls, c: dict) -> ReportSettings:
-        return cls(c["runs_dir"], c["mongo_url"], c["grid"], c["preset"], tuple(c["seeds"]), c["bootstrap"])
+        return cls(
+            c["runs_dir"],
+            mongo_source() if c["mongo"] else "",
+            c["grid"],
+            c["preset"],
+            tuple(c["seeds"]),
+            c["bootstrap"],
+        )
 
 
 def report(runs: pd.DataFrame, settings: ReportSettings) -> tuple[str, dict[str, pd.DataFrame]]:
     s = settings
-    agents = agent_table(runs, None if s.mongo_url else s.runs_dir)
+    agents = agent_table(runs, None if s.mongo else s.runs_dir)
     if s.grid:
         agents = agents[agents["tag"].fillna("").str.startswith(s.grid + "/")]
     tables = {}
-    lines = [f"# Comparison of {len(runs)} runs ({s.mongo_url or s.runs_dir})", ""]
+    lines = [f"# Comparison of {len(runs)} runs ({s.mongo or s.runs_dir})", ""]
     status = runs.groupby(["experiment", "status"]).size().rename("runs").reset_index()
     lines += ["## Runs by experiment and status", "", markdown_table(status), ""]
     wanted = [s.grid] if s.grid in PUBLISHED else (list(PUBLISHED) if not s.grid else [])
@@ -450,7 +465,7 @@ def report(runs: pd.DataFrame, settings: ReportSettings) -> tuple[str, dict[str,
     tables["keypoints"] = keypoints
     if len(keypoints):
         lines += ["## Keypoint tracking precision / recall", "", markdown_table(keypoints), ""]
-    explore = exploration_table(runs, None if s.mongo_url else s.runs_dir)
+    explore = exploration_table(runs, None if s.mongo else s.runs_dir)
     tables["exploration"] = explore
     if len(explore):
         lines += [
@@ -474,11 +489,12 @@ def report(runs: pd.DataFrame, settings: ReportSettings) -> tuple[str, dict[str,
 @ex.automain
 def main(_config, _run):
     c = _config
-    runs = load_mongo_runs(c["mongo_url"], c["mongo_db"]) if c["mongo_url"] else load_file_runs(c["runs_dir"])
+    settings = ReportSettings.from_config(c)
+    runs = load_mongo_runs(*mongo_from_environment()) if c["mongo"] else load_file_runs(c["runs_dir"])
     runs = runs[runs.experiment != "compare"]
     if runs.empty:
-        raise ValueError(f"No runs found in {c['mongo_url'] or c['runs_dir']}: run some experiments first.")
-    text, tables = report(runs, ReportSettings.from_config(c))
+        raise ValueError(f"No runs found in {settings.mongo or c['runs_dir']}: run some experiments first.")
+    text, tables = report(runs, settings)
     out = Path(c["out"])
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
