@@ -9,16 +9,20 @@ with a password is refused.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sacred import SETTINGS, Experiment
+from sacred.config import config_files
 from sacred.initialize import create_run
 from sacred.observers import FileStorageObserver
 from sacred.run import Run
@@ -81,10 +85,42 @@ def refuse_secrets(updates: dict[str, Any], prefix: str = "") -> None:
             )
 
 
+CONFIG_FILE_TYPES = (".json", ".yaml", ".yml")
+"""The config files `with <file>` reads, as plain data."""
+
+
+def _plain_data_config_files() -> None:
+    """Makes Sacred read config files as plain data only. Its own readers run code from the file: .pickle unpickles,
+    .json goes through jsonpickle (a "py/reduce" entry calls any function) and YAML's FullLoader builds Python
+    objects; other file types are refused (refuse_config_files)."""
+    handlers = {".json": config_files.Handler(json.load, functools.partial(json.dump, indent=2), "")}
+    with contextlib.suppress(ImportError):
+        import yaml  # type: ignore[import-untyped]
+
+        handlers |= {ext: config_files.Handler(yaml.safe_load, yaml.safe_dump, "") for ext in (".yaml", ".yml")}
+    config_files.HANDLER_BY_EXT.clear()
+    config_files.HANDLER_BY_EXT.update(handlers)
+
+
+_plain_data_config_files()
+
+
+def refuse_config_files(named_configs: Sequence[str]) -> None:
+    """Refuses a `with` argument that names a file (Sacred reads any existing path as a config file) of a type other
+    than JSON or YAML, before anything reads it."""
+    for name in named_configs:
+        suffix = Path(name).suffix
+        if os.path.exists(name) and suffix not in CONFIG_FILE_TYPES:
+            raise ValueError(
+                f"Config file {name} is not JSON or YAML ({suffix or 'no file type'}); config files must end in "
+                f"{', '.join(CONFIG_FILE_TYPES)} and hold plain data (other types, pickles among them, can run code)."
+            )
+
+
 class CheckedExperiment(Experiment):
     """A Sacred experiment that checks the config updates before the config is evaluated: their types against the
     defaults, where a value of the wrong type would otherwise fail in a derived entry or deep inside the run, and that
-    none holds a password (refuse_secrets)."""
+    none holds a password (refuse_secrets); and that config files are JSON or YAML (refuse_config_files)."""
 
     def _create_run(  # type: ignore[override]
         self,
@@ -95,6 +131,7 @@ class CheckedExperiment(Experiment):
         meta_info: dict | None = None,
         options: dict | None = None,
     ) -> Run:
+        refuse_config_files(named_configs)
         if config_updates:
             refuse_secrets(config_updates)
             defaults = create_run(self, command_name or self.default_command, None, named_configs=named_configs).config

@@ -1,5 +1,8 @@
-"""What a run records and reads: no password in any run file, a clear error for an unreachable MongoDB."""
+"""What a run records and reads: no password in any run file, a clear error for an unreachable MongoDB, config files
+read as plain data only."""
 
+import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -58,3 +61,42 @@ def test_masked_url_hides_only_the_password():
     assert common.masked_url("mongodb://u:p%40ss@h1:27017,h2/db?x=1") == "mongodb://u:***@h1:27017,h2/db?x=1"
     assert common.masked_url("mongodb://u@h/") == "mongodb://u@h/"
     assert common.masked_url("mongodb://h:27017/") == "mongodb://h:27017/"
+
+
+class _Touch:
+    """Unpickled, it creates the file `path`: the stand-in for code a pickle runs."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_a_pickle_config_file_is_refused_naming_the_allowed_types_and_never_unpickled(tmp_path):
+    from experiments import generate_data
+
+    marker, evil = tmp_path / "ran", tmp_path / "evil.pickle"
+    evil.write_bytes(pickle.dumps({"frames": _Touch(marker)}))
+    generate_data.ex.observers[:] = []
+    with pytest.raises(ValueError, match=r"evil.pickle is not JSON or YAML \(.pickle\).*\.json, \.yaml, \.yml"):
+        generate_data.ex.run("print_config", named_configs=[str(evil)])
+    assert not marker.exists()
+
+
+def test_json_and_yaml_config_files_are_read_as_plain_data(tmp_path):
+    """Sacred's own JSON reader is jsonpickle, whose "py/reduce" entries call a function."""
+    from experiments import generate_data
+
+    marker = tmp_path / "ran"
+    call = {"py/reduce": [{"py/function": "pathlib.Path.touch"}, {"py/tuple": [str(marker)]}]}
+    (tmp_path / "evil.json").write_text(json.dumps({"frames": 10, "progress": call}))
+    generate_data.ex.observers[:] = []
+    with pytest.raises(KeyError, match="reserved jsonpickle tags"):  # read as data: a key Sacred refuses
+        generate_data.ex.run("print_config", named_configs=[str(tmp_path / "evil.json")])
+    assert not marker.exists()
+    (tmp_path / "settings.json").write_text(json.dumps({"frames": 10}))
+    (tmp_path / "settings.yml").write_text("frames: 12\n")
+    for name, frames in (("settings.json", 10), ("settings.yml", 12)):
+        run = generate_data.ex.run("print_config", named_configs=[str(tmp_path / name)])
+        assert run.config["frames"] == frames
