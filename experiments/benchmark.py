@@ -7,7 +7,7 @@ names a cluster (`ray start --head` on one machine, `ray start --address=...` on
 RAY_ADDRESS=<head>:6379 here; every machine needs this checkout and a shared runs/ and work/ folder, or MONGO_URL for
 the run records).
 
-Restarting: a job whose tagged run (Sacred comment `<grid>/<job>`) COMPLETED in runs/ is skipped; a failed or
+Restarting: a job whose tagged run (Sacred comment `<grid>/<preset>/<job>`) COMPLETED in runs/ is skipped; a failed or
 interrupted one is run again, and the experiments resume from their work folders. A job whose dependency failed is
 reported as blocked, never run. Progress shows jobs done/running/failed; at the end each failed job is listed with
 its run id and log file. Sacred's FileStorageObserver creates run folders with mkdir and retries on a clash, so
@@ -37,7 +37,8 @@ machine needs the checkout at the same path)."""
 
 
 def tagged_runs(runs_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
-    """{tag: [{"id", "status"}, ...] in id order} of the runs in a FileStorage folder that carry a comment."""
+    """{tag: [{"id", "status", "updates"}, ...] in id order} of the runs in a FileStorage folder that carry a comment
+    (`updates`: the config updates the run was started with)."""
     found: dict[str, list[dict[str, Any]]] = {}
     root = Path(runs_dir)
     if not root.is_dir():
@@ -49,17 +50,28 @@ def tagged_runs(runs_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
             run = json.loads((folder / "run.json").read_text())
         except (OSError, json.JSONDecodeError):
             continue  # a run being created, or a broken record: not a completed job either way
-        tag = (run.get("meta") or {}).get("comment")
-        if tag:
-            found.setdefault(tag, []).append({"id": int(folder.name), "status": run.get("status")})
+        meta = run.get("meta") or {}
+        if meta.get("comment"):
+            entry = {"id": int(folder.name), "status": run.get("status"), "updates": meta.get("config_updates")}
+            found.setdefault(meta["comment"], []).append(entry)
     for runs in found.values():
         runs.sort(key=lambda r: r["id"])
     return found
 
 
+def job_runs(job: Job, runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The job's runs in id order: those tagged with its tag, and those recorded before tags named the preset (its
+    legacy tag) that ran with exactly its config updates (which name the preset's work folders)."""
+    mine = list(runs.get(job.tag, []))
+    if job.legacy_tag != job.tag:
+        updates = json.loads(json.dumps(job.settings))
+        mine += [r for r in runs.get(job.legacy_tag, []) if r.get("updates") == updates]
+    return sorted(mine, key=lambda r: r["id"])
+
+
 def job_status(job: Job, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, int | None]:
     """("completed" | "failed" | "interrupted" | "missing", latest run id): COMPLETED in any of its runs counts."""
-    mine = runs.get(job.tag, [])
+    mine = job_runs(job, runs)
     if any(r["status"] == "COMPLETED" for r in mine):
         return "completed", max(r["id"] for r in mine if r["status"] == "COMPLETED")
     if not mine:

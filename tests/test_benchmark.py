@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from experiments.benchmark import REPO, job_status, plan, run_grid, start_ray, tagged_runs
+from experiments.benchmark import REPO, job_status, main, plan, run_grid, start_ray, tagged_runs
 from experiments.grids import Job, dependency_order, expand
 
 
@@ -59,10 +59,11 @@ def test_dependency_order_puts_dependencies_first_and_names_problems():
         dependency_order([Job("e", "x", (), depends=("f",)), Job("f", "x", (), depends=("e",))])
 
 
-def _record(runs, run_id, tag, status):
+def _record(runs, run_id, tag, status, updates=None):
     folder = runs / str(run_id)
     folder.mkdir(parents=True)
-    (folder / "run.json").write_text(json.dumps({"status": status, "meta": {"comment": tag}}))
+    meta = {"comment": tag, **({"config_updates": updates} if updates is not None else {})}
+    (folder / "run.json").write_text(json.dumps({"status": status, "meta": meta}))
 
 
 def test_restart_skips_completed_and_reruns_failed_or_interrupted(tmp_path):
@@ -85,6 +86,28 @@ def test_restart_skips_completed_and_reruns_failed_or_interrupted(tmp_path):
     todo = plan(jobs, runs)
     assert [j.name for j in todo["skip"]] == ["done", "retried"]
     assert [j.name for j in todo["run"]] == ["failed", "killed", "new"]
+
+
+def test_a_completed_quick_job_does_not_make_the_paper_job_skip(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    quick, paper = (expand("table1", preset, [0], games=["ms_pacman"]) for preset in ("quick", "paper"))
+    for i, job in enumerate(quick, start=1):
+        _record(runs, i, job.tag, "COMPLETED")
+    assert [len(plan(quick, runs)["skip"]), len(plan(paper, runs)["skip"])] == [len(quick), 0]
+    assert main(["--grid", "table1", "--preset", "paper", "--games", "ms_pacman", "--seeds", "0", "--runs", str(runs),
+                 "--dry-run"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "6 jobs, 0 completed, 6 to run" in out and "skip" not in out
+
+
+def test_runs_tagged_before_tags_named_the_preset_count_for_the_preset_they_ran(tmp_path):
+    """Old tags were `<grid>/<name>`; the config updates a run started with name its preset's work folder."""
+    runs = tmp_path / "runs"
+    quick, paper = (expand("table1", preset, [0], games=["ms_pacman"])[0] for preset in ("quick", "paper"))
+    assert quick.legacy_tag == paper.legacy_tag == "table1/ms_pacman/permakey" != quick.tag
+    _record(runs, 1, quick.legacy_tag, "COMPLETED", updates=quick.settings)
+    found = tagged_runs(runs)
+    assert [job_status(quick, found), job_status(paper, found)] == [("completed", 1), ("missing", None)]
 
 
 def test_two_processes_creating_runs_at_once_lose_nothing(tmp_path):

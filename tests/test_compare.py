@@ -32,7 +32,7 @@ def test_compare_renders_tables_curves_and_aggregate_with_gaps_shown(tmp_path):
             i,
             "train_agent",
             "COMPLETED",
-            tag=f"table1/ms_pacman/permakey/gnn-s{seed}",
+            tag=f"table1/quick/ms_pacman/permakey/gnn-s{seed}",
             config={"game": "ms_pacman", "keypointer": permakey, "encoder": "gnn", "noise": "none", "seed": seed},
             info={"test": {"agent": {"mean": score}, "random": {"mean": 300.0}}},
             metrics={"validation.score": {"steps": [50, 100], "values": [score / 2, score]}},
@@ -42,7 +42,7 @@ def test_compare_renders_tables_curves_and_aggregate_with_gaps_shown(tmp_path):
         3,
         "train_agent",
         "FAILED",
-        tag="table1/ms_pacman/permakey/cnn-s0",
+        tag="table1/quick/ms_pacman/permakey/cnn-s0",
         config={"game": "ms_pacman", "keypointer": permakey, "encoder": "cnn", "seed": 0},
     )
     _write_run(
@@ -60,7 +60,7 @@ def test_compare_renders_tables_curves_and_aggregate_with_gaps_shown(tmp_path):
         6,
         "train_agent",
         "COMPLETED",
-        tag="table1/seaquest/transporter/cnn-s0",
+        tag="table1/quick/seaquest/transporter/cnn-s0",
         config={"game": "seaquest", "keypointer": 5, "encoder": "cnn", "noise": "none", "seed": 0},
         info={"test": {"agent": {"mean": 400.0}, "random": {"mean": 70.0}}},
     )
