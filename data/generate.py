@@ -342,7 +342,8 @@ def generate(config: GenerationConfig, out: str | Path, *, workers: int, progres
 
     What `out` already holds is checked before any work: a dataset of the same config is returned after every shard is
     verified, its corrupt or missing shards made again (the intact ones kept); a dataset whose manifest cannot be read
-    is made again; another config's dataset, or files that are not a dataset, are an error. An unfinished generation
+    is made again; another config's dataset, a manifest this project did not write, or files that are not a dataset,
+    are an error. An unfinished generation
     of the same config in `<out>.partial` is resumed; of another config, discarded. The generation holds the lock of
     `<out>.partial` while it runs, so a second one into the same `out` is refused (storage.FolderInUseError).
     """
@@ -416,8 +417,8 @@ def _take_over(out: Path, partial: Path, config: GenerationConfig) -> dict[str, 
 
 def _checked_manifest(out: Path, config: GenerationConfig) -> dict[str, Any] | None:
     """The manifest of the dataset of `config` in `out`; None when `out` is missing or holds no readable manifest
-    (then nothing in it can be verified). Raises when `out` holds another config's dataset or files that are not a
-    dataset's."""
+    (then nothing in it can be verified). Raises when `out` holds another config's dataset, a manifest this project did
+    not write, or files that are not a dataset's."""
     if not out.exists():
         return None
     foreign = sorted(p.name for p in out.iterdir() if not _DATASET_FILE.fullmatch(p.name))
@@ -428,8 +429,13 @@ def _checked_manifest(out: Path, config: GenerationConfig) -> dict[str, Any] | N
         )
     try:
         manifest = storage.read_manifest(out)
+    except storage.ForeignManifestError as e:
+        raise storage.DatasetError(
+            f"{out} holds a {storage.MANIFEST} this project did not write ({e.found}); it is left alone: choose "
+            "another OUT= or move it away."
+        ) from None
     except storage.DatasetError:
-        return None
+        return None  # this project's manifest, unreadable (corrupt, another version, fields missing): made again
     asked = _jsonable(dataclasses.asdict(config))
     made = manifest["generator"]
     changed = sorted(k for k in set(asked) | set(made) if made.get(k) != asked.get(k))
