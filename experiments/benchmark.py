@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -36,9 +37,30 @@ REPO = str(Path(__file__).resolve().parents[1])
 machine needs the checkout at the same path)."""
 
 
+log = logging.getLogger(__name__)
+
+
+class UnreadableRecord(ValueError):
+    """A run's JSON record (run.json, config.json, ...) that cannot be read as a JSON object; the message names the
+    file and why."""
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A run's JSON record as a dict, or UnreadableRecord naming the file and why."""
+    try:
+        record = json.loads(path.read_text())
+    except OSError as e:
+        raise UnreadableRecord(f"{path} cannot be read ({e.strerror or e})") from None
+    except json.JSONDecodeError as e:
+        raise UnreadableRecord(f"{path} is not valid JSON ({e}): truncated, or being written right now") from None
+    if not isinstance(record, dict):
+        raise UnreadableRecord(f"{path} holds a JSON {type(record).__name__}, not a run record")
+    return record
+
+
 def tagged_runs(runs_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
     """{tag: [{"id", "status", "updates"}, ...] in id order} of the runs in a FileStorage folder that carry a comment
-    (`updates`: the config updates the run was started with)."""
+    (`updates`: the config updates the run was started with). An unreadable run.json is a warning naming it."""
     found: dict[str, list[dict[str, Any]]] = {}
     root = Path(runs_dir)
     if not root.is_dir():
@@ -46,10 +68,13 @@ def tagged_runs(runs_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
     for folder in root.iterdir():
         if not folder.name.isdigit():
             continue
+        if not (folder / "run.json").exists():
+            continue  # a run being created
         try:
-            run = json.loads((folder / "run.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            continue  # a run being created, or a broken record: not a completed job either way
+            run = read_record(folder / "run.json")
+        except UnreadableRecord as e:
+            log.warning("%s; its run counts for no job (a job it completed runs again)", e)
+            continue
         meta = run.get("meta") or {}
         if meta.get("comment"):
             entry = {"id": int(folder.name), "status": run.get("status"), "updates": meta.get("config_updates")}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,13 +28,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from experiments.benchmark import job_status, tagged_runs
+from experiments.benchmark import UnreadableRecord, job_status, read_record, tagged_runs
 from experiments.common import check_mongo, experiment, masked_url, mongo_client, mongo_from_environment
 from experiments.grids import expand
 from experiments.keypointers import keypointer_folder
 from experiments.workspace import Workspace
 
 ex = experiment("compare")
+log = logging.getLogger(__name__)
 
 # Seed 002, Tables 1-3 (reference.md section 5): mean (std) over 3 policies; None where the paper gives no std.
 PUBLISHED: dict[str, dict[tuple[str, str], tuple[float | None, float | None]]] = {
@@ -133,27 +135,50 @@ def run_status(run: dict, now: datetime.datetime | None = None) -> str:
     return status
 
 
+RUN_COLUMNS = ["id", "experiment", "status", "tag", "config", "result", "info", "metrics", "problem"]
+UNREADABLE = "UNREADABLE"
+"""The status of a run whose run.json cannot be read."""
+
+
 def load_file_runs(runs_dir: str | Path) -> pd.DataFrame:
-    """One row per run: id, experiment, status, tag (Sacred comment), config, result, info, metrics (dicts)."""
-    rows = []
+    """One row per run: id, experiment, status, tag (Sacred comment), config, result, info, metrics (dicts), and the
+    problem of an unreadable record (status UNREADABLE, with a warning naming the file), never left out."""
     root = Path(runs_dir)
-    for folder in sorted((p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
-        run = _read_json(folder / "run.json")
-        if run is None:
-            continue
-        rows.append(
-            {
-                "id": int(folder.name),
-                "experiment": run.get("experiment", {}).get("name"),
-                "status": run_status(run),
-                "tag": (run.get("meta") or {}).get("comment"),
-                "config": _read_json(folder / "config.json") or {},
-                "result": run.get("result"),
-                "info": _read_json(folder / "info.json") or {},
-                "metrics": _read_json(folder / "metrics.json") or {},
-            }
-        )
-    return pd.DataFrame(rows, columns=["id", "experiment", "status", "tag", "config", "result", "info", "metrics"])
+    folders = sorted((p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    return pd.DataFrame([_file_run(folder) for folder in folders], columns=RUN_COLUMNS)
+
+
+def _file_run(folder: Path) -> dict[str, Any]:
+    """One run folder's row (load_file_runs)."""
+    try:
+        run = read_record(folder / "run.json")
+    except UnreadableRecord as e:
+        log.warning("%s; the run is shown as %s", e, UNREADABLE)
+        row: dict[str, Any] = {"id": int(folder.name), "experiment": "unknown", "status": UNREADABLE, "tag": None}
+        return row | {"config": {}, "result": None, "info": {}, "metrics": {}, "problem": str(e)}
+    return {
+        "id": int(folder.name),
+        "experiment": (run.get("experiment") or {}).get("name"),
+        "status": run_status(run),
+        "tag": (run.get("meta") or {}).get("comment"),
+        "config": _optional_record(folder / "config.json"),
+        "result": run.get("result"),
+        "info": _optional_record(folder / "info.json"),
+        "metrics": _optional_record(folder / "metrics.json"),
+        "problem": None,
+    }
+
+
+def _optional_record(path: Path) -> dict[str, Any]:
+    """A record Sacred writes only when it has something (info, metrics): {} when missing, and when unreadable, with
+    a warning naming the file."""
+    if not path.exists():
+        return {}
+    try:
+        return read_record(path)
+    except UnreadableRecord as e:
+        log.warning("%s; the run is shown without it", e)
+        return {}
 
 
 def load_mongo_runs(url: str, db: str) -> pd.DataFrame:
@@ -178,9 +203,10 @@ def load_mongo_runs(url: str, db: str) -> pd.DataFrame:
                 "result": run.get("result"),
                 "info": run.get("info", {}),
                 "metrics": metrics,
+                "problem": None,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
 def _keypointer_facts(keypointer: Any, runs_dir: str | None) -> tuple[str, int | None]:
@@ -445,6 +471,9 @@ def report(runs: pd.DataFrame, settings: ReportSettings) -> tuple[str, dict[str,
     lines = [f"# Comparison of {len(runs)} runs ({s.mongo or s.runs_dir})", ""]
     status = runs.groupby(["experiment", "status"]).size().rename("runs").reset_index()
     lines += ["## Runs by experiment and status", "", markdown_table(status), ""]
+    unreadable = runs[runs["status"] == UNREADABLE]
+    if len(unreadable):
+        lines += ["## Unreadable run records", "", *[f"- run {r.id}: {r.problem}" for r in unreadable.itertuples()], ""]
     wanted = [s.grid] if s.grid in PUBLISHED else (list(PUBLISHED) if not s.grid else [])
     for table in wanted:
         gaps = grid_gaps(s.runs_dir, table, s.preset, list(s.seeds)) if s.grid else {}

@@ -3,6 +3,7 @@ and a tiny grid run on local Ray with real Sacred experiments."""
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -86,6 +87,21 @@ def test_restart_skips_completed_and_reruns_failed_or_interrupted(tmp_path):
     todo = plan(jobs, runs)
     assert [j.name for j in todo["skip"]] == ["done", "retried"]
     assert [j.name for j in todo["run"]] == ["failed", "killed", "new"]
+
+
+def test_an_unreadable_run_record_is_a_warning_naming_it_not_a_crash(tmp_path, caplog):
+    runs = tmp_path / "runs"
+    _record(runs, 1, "g/done", "COMPLETED")
+    _record(runs, 2, "g/listed", "COMPLETED")
+    (runs / "2" / "run.json").write_text("[]")
+    _record(runs, 3, "g/cut", "COMPLETED")
+    (runs / "3" / "run.json").write_text('{"status": "COMPL')
+    jobs = [Job(n, "x", (), grid="g") for n in ("done", "listed", "cut")]
+    with caplog.at_level(logging.WARNING):
+        assert [j.name for j in plan(jobs, runs)["run"]] == ["listed", "cut"]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(m.startswith(f"{runs / '2' / 'run.json'} holds a JSON list") for m in warned)
+    assert any(m.startswith(f"{runs / '3' / 'run.json'} is not valid JSON") for m in warned)
 
 
 def test_a_completed_quick_job_does_not_make_the_paper_job_skip(tmp_path, capsys):
