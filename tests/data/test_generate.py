@@ -172,6 +172,22 @@ def test_a_manifest_of_this_project_lacking_fields_is_named_and_remade(pong_data
     assert _shard_hashes(remade) == _shard_hashes(storage.read_manifest(pong_dataset))
 
 
+@pytest.mark.parametrize("case", ["other files", "a file", "dot"])
+def test_a_refused_out_leaves_no_partial_folder_behind(tmp_path, monkeypatch, case):
+    here = tmp_path / "here"
+    if case == "a file":
+        here.write_text("mine")
+    else:
+        here.mkdir()
+        (here / "notes.txt").write_text("mine")
+    monkeypatch.chdir(here if case == "dot" else tmp_path)
+    monkeypatch.setattr(gen, "_run_job", _never_run)
+    expected = r"here is a file, not a folder" if case == "a file" else r"here exists and holds files that are not a"
+    with pytest.raises(storage.DatasetError, match=expected):
+        gen.generate(tiny_config(), "." if case == "dot" else "here", workers=1, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]
+
+
 def test_a_second_generation_into_the_same_folder_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(gen, "_run_job", _never_run)
     with held_by_another_process(tmp_path / "pong.partial") as pid:
