@@ -415,22 +415,32 @@ def generate(config: GenerationConfig, out: str | Path, *, workers: int, progres
 
     What `out` already holds is checked before any work: a dataset of the same config is returned after every shard is
     verified, its corrupt or missing shards made again (the intact ones kept); a dataset whose manifest cannot be read
-    is made again; another config's dataset, or files that are not a dataset, are an error. An unfinished generation
-    of the same config in `<out>.partial` is resumed; of another config, discarded. The generation holds the lock of
-    `<out>.partial` while it runs, so a second one into the same `out` is refused (storage.FolderInUseError).
+    is made again; another config's dataset, a manifest this project did not write, files that are not a dataset, or
+    a file named `out` are an error that leaves no `<out>.partial` behind. An unfinished generation of the same config
+    in `<out>.partial` is resumed; of another config, discarded. The generation holds the lock of `<out>.partial`
+    while it runs, so a second one into the same `out` is refused (storage.FolderInUseError).
     """
-    out = Path(out)
+    out = Path(out).resolve()  # `.` has no name to put `.partial` after
     partial = out.with_name(out.name + ".partial")
     with storage.hold_folder(partial):
-        manifest = _take_over(out, partial, config)
+        try:
+            manifest = _take_over(out, partial, config)
+        except storage.DatasetError:
+            _remove_if_only_lock(partial)
+            raise
         if manifest is not None:
-            if all(p.name == storage.LOCK for p in partial.iterdir()):
-                shutil.rmtree(partial)  # only the lock: this run made it
+            _remove_if_only_lock(partial)
             return manifest
         manifest = _generate_into(partial, config, workers, progress)
         os.replace(partial, out)
     (out / storage.LOCK).unlink()
     return manifest
+
+
+def _remove_if_only_lock(partial: Path) -> None:
+    """Removes `partial` (its holder calls this) when it holds only the lock: this run made it, and made nothing."""
+    if all(p.name == storage.LOCK for p in partial.iterdir()):
+        shutil.rmtree(partial)
 
 
 def _generate_into(partial: Path, config: GenerationConfig, workers: int, progress: bool) -> dict[str, Any]:
@@ -489,10 +499,12 @@ def _take_over(out: Path, partial: Path, config: GenerationConfig) -> dict[str, 
 
 def _checked_manifest(out: Path, config: GenerationConfig) -> dict[str, Any] | None:
     """The manifest of the dataset of `config` in `out`; None when `out` is missing or holds no readable manifest
-    (then nothing in it can be verified). Raises when `out` holds another config's dataset or files that are not a
-    dataset's."""
+    (then nothing in it can be verified). Raises when `out` holds another config's dataset, a manifest this project did
+    not write, or files that are not a dataset's (or is a file)."""
     if not out.exists():
         return None
+    if not out.is_dir():
+        raise storage.DatasetError(f"{out} is a file, not a folder; choose another OUT= or move the file away.")
     foreign = sorted(p.name for p in out.iterdir() if not _DATASET_FILE.fullmatch(p.name))
     if foreign:
         raise storage.DatasetError(
@@ -501,8 +513,13 @@ def _checked_manifest(out: Path, config: GenerationConfig) -> dict[str, Any] | N
         )
     try:
         manifest = storage.read_manifest(out)
+    except storage.ForeignManifestError as e:
+        raise storage.DatasetError(
+            f"{out} holds a {storage.MANIFEST} this project did not write ({e.found}); it is left alone: choose "
+            "another OUT= or move it away."
+        ) from None
     except storage.DatasetError:
-        return None
+        return None  # this project's manifest, unreadable (corrupt, another version, fields missing): made again
     asked = _asked(config)
     made = _with_legacy(manifest["generator"])
     changed = sorted(k for k in set(asked) | set(made) if made.get(k) != asked.get(k))

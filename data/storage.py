@@ -38,6 +38,8 @@ MANIFEST = "manifest.json"
 FORMAT = "atari-keypoint-frames"
 FORMAT_VERSION = 1
 SPLITS = ("train", "validation", "test")
+MANIFEST_KEYS = ("game", "mode", "generator", "splits", "categories", "moving_categories")
+"""What every manifest this project writes holds, and readers rely on."""
 
 
 LOCK = ".lock"
@@ -50,6 +52,17 @@ REPAIR = (
 
 class DatasetError(ValueError):
     """A dataset is missing, incomplete, corrupt or not the one the caller expects."""
+
+
+class ForeignManifestError(DatasetError):
+    """A manifest.json that this project did not write: not a JSON object of this project's format."""
+
+    def __init__(self, path: Path, found: str):
+        self.path, self.found = path, found
+        super().__init__(
+            f"{path} is not the manifest of a dataset made by this project ({found}); name a folder made by "
+            "`make data`, or move the file away."
+        )
 
 
 class FolderInUseError(RuntimeError):
@@ -149,11 +162,17 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
             manifest = json.load(f)
     except json.JSONDecodeError as e:
         raise DatasetError(f"{path} is not valid JSON ({e}); {REPAIR}") from e
-    if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = f"format {manifest.get('format')!r}" if isinstance(manifest, dict) else f"JSON {json.dumps(manifest)}"
+        raise ForeignManifestError(path, f"{found[:60]}, not a {FORMAT!r} object")
+    if manifest.get("version") != FORMAT_VERSION:
         raise DatasetError(
-            f"{path} has format {manifest.get('format')!r} version {manifest.get('version')!r}; "
-            f"this code reads {FORMAT!r} version {FORMAT_VERSION}; {REPAIR}"
+            f"{path} has format {FORMAT!r} version {manifest.get('version')!r}; this code reads version "
+            f"{FORMAT_VERSION}; {REPAIR}"
         )
+    missing = [key for key in MANIFEST_KEYS if key not in manifest]
+    if missing:
+        raise DatasetError(f"{path} lacks {', '.join(missing)}; {REPAIR}")
     return manifest
 
 

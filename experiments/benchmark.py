@@ -2,11 +2,12 @@
 
 Every job (experiments/grids.py) is one Sacred run, started as its own process by a Ray task that asks for
 `--cpus-per-job` CPUs (so local Ray runs one job per core by default) and sets TensorFlow's thread pools to match.
-Ray runs locally on this machine's cores unless RAY_ADDRESS names a cluster (`ray start --head` on one machine,
-`ray start --address=...` on the others, then RAY_ADDRESS=<head>:6379 here; every machine needs this checkout and a
-shared runs/ and work/ folder, or MONGO_URL for the run records).
+Ray runs locally on this machine's cores (its servers listening on loopback only, no dashboard) unless RAY_ADDRESS
+names a cluster (`ray start --head` on one machine, `ray start --address=...` on the others, then
+RAY_ADDRESS=<head>:6379 here; every machine needs this checkout and a shared runs/ and work/ folder, or MONGO_URL for
+the run records).
 
-Restarting: a job whose tagged run (Sacred comment `<grid>/<job>`) COMPLETED in runs/ is skipped; a failed or
+Restarting: a job whose tagged run (Sacred comment `<grid>/<preset>/<job>`) COMPLETED in runs/ is skipped; a failed or
 interrupted one is run again, and the experiments resume from their work folders. A job whose dependency failed is
 reported as blocked, never run. Progress shows jobs done/running/failed; at the end each failed job is listed with
 its run id and log file. Sacred's FileStorageObserver creates run folders with mkdir and retries on a clash, so
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -35,8 +37,30 @@ REPO = str(Path(__file__).resolve().parents[1])
 machine needs the checkout at the same path)."""
 
 
+log = logging.getLogger(__name__)
+
+
+class UnreadableRecord(ValueError):
+    """A run's JSON record (run.json, config.json, ...) that cannot be read as a JSON object; the message names the
+    file and why."""
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A run's JSON record as a dict, or UnreadableRecord naming the file and why."""
+    try:
+        record = json.loads(path.read_text())
+    except OSError as e:
+        raise UnreadableRecord(f"{path} cannot be read ({e.strerror or e})") from None
+    except json.JSONDecodeError as e:
+        raise UnreadableRecord(f"{path} is not valid JSON ({e}): truncated, or being written right now") from None
+    if not isinstance(record, dict):
+        raise UnreadableRecord(f"{path} holds a JSON {type(record).__name__}, not a run record")
+    return record
+
+
 def tagged_runs(runs_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
-    """{tag: [{"id", "status"}, ...] in id order} of the runs in a FileStorage folder that carry a comment."""
+    """{tag: [{"id", "status", "updates"}, ...] in id order} of the runs in a FileStorage folder that carry a comment
+    (`updates`: the config updates the run was started with). An unreadable run.json is a warning naming it."""
     found: dict[str, list[dict[str, Any]]] = {}
     root = Path(runs_dir)
     if not root.is_dir():
@@ -44,21 +68,35 @@ def tagged_runs(runs_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
     for folder in root.iterdir():
         if not folder.name.isdigit():
             continue
+        if not (folder / "run.json").exists():
+            continue  # a run being created
         try:
-            run = json.loads((folder / "run.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            continue  # a run being created, or a broken record: not a completed job either way
-        tag = (run.get("meta") or {}).get("comment")
-        if tag:
-            found.setdefault(tag, []).append({"id": int(folder.name), "status": run.get("status")})
+            run = read_record(folder / "run.json")
+        except UnreadableRecord as e:
+            log.warning("%s; its run counts for no job (a job it completed runs again)", e)
+            continue
+        meta = run.get("meta") or {}
+        if meta.get("comment"):
+            entry = {"id": int(folder.name), "status": run.get("status"), "updates": meta.get("config_updates")}
+            found.setdefault(meta["comment"], []).append(entry)
     for runs in found.values():
         runs.sort(key=lambda r: r["id"])
     return found
 
 
+def job_runs(job: Job, runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The job's runs in id order: those tagged with its tag, and those recorded before tags named the preset (its
+    legacy tag) that ran with exactly its config updates (which name the preset's work folders)."""
+    mine = list(runs.get(job.tag, []))
+    if job.legacy_tag != job.tag:
+        updates = json.loads(json.dumps(job.settings))
+        mine += [r for r in runs.get(job.legacy_tag, []) if r.get("updates") == updates]
+    return sorted(mine, key=lambda r: r["id"])
+
+
 def job_status(job: Job, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, int | None]:
     """("completed" | "failed" | "interrupted" | "missing", latest run id): COMPLETED in any of its runs counts."""
-    mine = runs.get(job.tag, [])
+    mine = job_runs(job, runs)
     if any(r["status"] == "COMPLETED" for r in mine):
         return "completed", max(r["id"] for r in mine if r["status"] == "COMPLETED")
     if not mine:
@@ -91,9 +129,18 @@ def run_job(command: list[str], log: str, threads: int, env: dict[str, str]) -> 
         )
 
 
+LOOPBACK = "127.0.0.1"
+
+_RAY_CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch for a node that serves other machines. Off, Ray takes the loopback address as the node's address, and
+its GCS, raylet and workers listen on loopback only (given 127.0.0.1 as its node address, ray.init replaces it with the
+machine's network address, and every server listens on all interfaces)."""
+
+
 def start_ray(workers: int | None) -> None:
-    """Joins the cluster at RAY_ADDRESS, else starts local Ray with `workers` CPUs (default: all cores); the workers
-    import the project from this checkout."""
+    """Joins the cluster at RAY_ADDRESS (the user's explicit choice), else starts local Ray with `workers` CPUs
+    (default: all cores), listening on loopback only and without a dashboard; the workers import the project from this
+    checkout."""
     import ray
 
     if ray.is_initialized():
@@ -101,8 +148,31 @@ def start_ray(workers: int | None) -> None:
     runtime = {"env_vars": {"PYTHONPATH": REPO}}
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=runtime, log_to_driver=False)
-    else:
-        ray.init(num_cpus=workers or os.cpu_count(), runtime_env=runtime, include_dashboard=False, log_to_driver=False)
+        return
+    _local_node_only()
+    ray.init(
+        num_cpus=workers or os.cpu_count(),
+        runtime_env=runtime,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address=LOOPBACK,
+    )
+    address = ray.util.get_node_ip_address()
+    if address != LOOPBACK:
+        ray.shutdown()
+        raise RuntimeError(
+            f"Local Ray took {address} as its address, so it would listen beyond this machine; stopped. Set "
+            f"{_RAY_CLUSTER_SWITCH}=0 before Ray is imported, or run a cluster and name it in RAY_ADDRESS."
+        )
+
+
+def _local_node_only() -> None:
+    """Turns Ray's cluster switch off for this process and the Ray processes it starts, also when Ray was imported
+    (and read the switch) before."""
+    from ray._private import ray_constants
+
+    os.environ[_RAY_CLUSTER_SWITCH] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def run_grid(

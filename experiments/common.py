@@ -2,20 +2,27 @@
 without noise.
 
 Runs are recorded by a FileStorageObserver under `runs/` (or RUNS_DIR); set MONGO_URL (and optionally MONGO_DB) to
-record into MongoDB as well, the many-machine option.
+record into MongoDB as well, the many-machine option. The URL, which may hold a password, is read from the environment
+only: Sacred records every config value and the command line in the run's files, so a config value holding a URL
+with a password is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sacred import SETTINGS, Experiment
+from sacred.config import config_files
 from sacred.initialize import create_run
 from sacred.observers import FileStorageObserver
 from sacred.run import Run
@@ -56,9 +63,64 @@ def check_config_types(updates: dict[str, Any], defaults: dict[str, Any]) -> Non
 _ALLOWED = {(float, int), (str, int), (str, float)}
 
 
+_URL_PASSWORD = re.compile(r"(?<=://)([^/@:]*):[^/@]*@")
+"""The password of a URL's user part (`scheme://user:password@host`); MongoDB requires `:/?#[]@` in it escaped."""
+
+
+def masked_url(url: str) -> str:
+    """`url` with the password of its user part shown as ***, for messages and records."""
+    return _URL_PASSWORD.sub(r"\1:***@", url)
+
+
+def refuse_secrets(updates: dict[str, Any], prefix: str = "") -> None:
+    """Refuses a config value (nested ones included) holding a URL with a password, before the run records it."""
+    for key, value in sorted(updates.items()):
+        if isinstance(value, dict):
+            refuse_secrets(value, f"{prefix}{key}.")
+        elif isinstance(value, str) and _URL_PASSWORD.search(value):
+            raise ValueError(
+                f"Config value {prefix}{key}={masked_url(value)!r} holds a password, which Sacred would record in the "
+                "run's files (config and command line); give credentials through the environment instead (MONGO_URL "
+                "for MongoDB)."
+            )
+
+
+CONFIG_FILE_TYPES = (".json", ".yaml", ".yml")
+"""The config files `with <file>` reads, as plain data."""
+
+
+def _plain_data_config_files() -> None:
+    """Makes Sacred read config files as plain data only. Its own readers run code from the file: .pickle unpickles,
+    .json goes through jsonpickle (a "py/reduce" entry calls any function) and YAML's FullLoader builds Python
+    objects; other file types are refused (refuse_config_files)."""
+    handlers = {".json": config_files.Handler(json.load, functools.partial(json.dump, indent=2), "")}
+    with contextlib.suppress(ImportError):
+        import yaml  # type: ignore[import-untyped]
+
+        handlers |= {ext: config_files.Handler(yaml.safe_load, yaml.safe_dump, "") for ext in (".yaml", ".yml")}
+    config_files.HANDLER_BY_EXT.clear()
+    config_files.HANDLER_BY_EXT.update(handlers)
+
+
+_plain_data_config_files()
+
+
+def refuse_config_files(named_configs: Sequence[str]) -> None:
+    """Refuses a `with` argument that names a file (Sacred reads any existing path as a config file) of a type other
+    than JSON or YAML, before anything reads it."""
+    for name in named_configs:
+        suffix = Path(name).suffix
+        if os.path.exists(name) and suffix not in CONFIG_FILE_TYPES:
+            raise ValueError(
+                f"Config file {name} is not JSON or YAML ({suffix or 'no file type'}); config files must end in "
+                f"{', '.join(CONFIG_FILE_TYPES)} and hold plain data (other types, pickles among them, can run code)."
+            )
+
+
 class CheckedExperiment(Experiment):
-    """A Sacred experiment that checks the types of the config updates against the defaults before the config is
-    evaluated, where a value of the wrong type would otherwise fail in a derived entry or deep inside the run."""
+    """A Sacred experiment that checks the config updates before the config is evaluated: their types against the
+    defaults, where a value of the wrong type would otherwise fail in a derived entry or deep inside the run, and that
+    none holds a password (refuse_secrets); and that config files are JSON or YAML (refuse_config_files)."""
 
     def _create_run(  # type: ignore[override]
         self,
@@ -69,7 +131,9 @@ class CheckedExperiment(Experiment):
         meta_info: dict | None = None,
         options: dict | None = None,
     ) -> Run:
+        refuse_config_files(named_configs)
         if config_updates:
+            refuse_secrets(config_updates)
             defaults = create_run(self, command_name or self.default_command, None, named_configs=named_configs).config
             check_config_types(config_updates, defaults)
         return super()._create_run(command_name, config_updates, named_configs, info, meta_info, options)
@@ -81,9 +145,7 @@ def experiment(name: str) -> Experiment:
     ex.doc = sys._getframe(1).f_globals.get("__doc__") or ""
     ex.observers.append(FileStorageObserver(str(Workspace.here().runs)))
     if os.environ.get("MONGO_URL"):
-        from sacred.observers import MongoObserver
-
-        ex.observers.append(MongoObserver(url=os.environ["MONGO_URL"], db_name=os.environ.get("MONGO_DB", "keypoints")))
+        ex.observers.append(mongo_observer(*mongo_from_environment()))
     root = logging.getLogger()
     if not any(isinstance(f, _NamedConfigDocs) for f in root.filters):
         root.addFilter(_NamedConfigDocs())
@@ -97,3 +159,57 @@ def settings_from_config(cls: Any, config: dict[str, Any], untrained: Sequence[s
     values = {f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config and f.name not in resolved}
     trained = json.loads(json.dumps({k: v for k, v in config.items() if k not in untrained}))
     return cls(**values, **resolved, trained=trained)
+
+
+MONGO_TIMEOUT_MS = 5000
+"""How long a MongoDB client waits for the server before it is reported unreachable."""
+
+
+def mongo_from_environment() -> tuple[str, str]:
+    """(MONGO_URL, MONGO_DB or "keypoints"): where runs are recorded into and read from MongoDB; an error when unset."""
+    url = os.environ.get("MONGO_URL", "")
+    if not url:
+        raise ValueError("MONGO_URL is not set: set it to the MongoDB URL (e.g. mongodb://user:password@host:27017).")
+    return url, os.environ.get("MONGO_DB", "keypoints")
+
+
+def _pymongo() -> Any:
+    try:
+        import pymongo
+    except ImportError as error:
+        raise ImportError("MONGO_URL needs pymongo (requirements.txt): run `make install`.") from error
+    return pymongo
+
+
+def mongo_client(url: str) -> Any:
+    """A pymongo client of `url` that waits MONGO_TIMEOUT_MS for the server."""
+    return _pymongo().MongoClient(url, serverSelectionTimeoutMS=MONGO_TIMEOUT_MS)
+
+
+def check_mongo(client: Any, url: str) -> None:
+    """Raises ConnectionError, naming the URL with its password masked and what to do, unless the server answers."""
+    pymongo = _pymongo()
+    try:
+        client.admin.command("ping")
+    except pymongo.errors.PyMongoError as error:
+        cause = f"{type(error).__name__}: {error}".split(", Topology Description")[0]
+        password = _URL_PASSWORD.search(url)
+        if password:
+            cause = cause.replace(password.group(0), "***@")
+        raise ConnectionError(
+            f"MongoDB at {masked_url(url)} (MONGO_URL) is unreachable or refuses this client ({cause}); start the "
+            "server, correct MONGO_URL, or unset it to use the runs folder only."
+        ) from None
+
+
+def mongo_observer(url: str, db: str) -> Any:
+    """A Sacred MongoObserver into database `db` at `url` that checks the server answers when a run starts (not when
+    the experiment is built, so that print_config and --help work without it)."""
+    from sacred.observers import MongoObserver
+
+    class CheckedMongoObserver(MongoObserver):
+        def started_event(self, *args: Any, **kwargs: Any) -> Any:
+            check_mongo(self._client, url)
+            return super().started_event(*args, **kwargs)
+
+    return CheckedMongoObserver(client=mongo_client(url), db_name=db)

@@ -1,6 +1,7 @@
 """Compare recorded runs: `python -m experiments.compare with [runs_dir=runs] [grid=table1 preset=quick]`.
 
-Loads every Sacred run of a FileStorage folder (or of MongoDB, `mongo_url=...`) into a pandas table of config,
+Loads every Sacred run of a FileStorage folder (or, with `mongo=True`, of MongoDB at MONGO_URL: the URL stays in the
+environment, out of this run's record) into a pandas table of config,
 status and results, and writes (into `out`, and as artifacts of this run):
   - compare.md: Tables 1-3 in the paper's layout (game x method, mean (std) over policies of each policy's median
     test score over seeds, seed 002 Appendix A.2.3), our numbers beside the published ones (reference.md section 5)
@@ -18,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,13 +28,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from experiments.benchmark import job_status, tagged_runs
-from experiments.common import experiment
+from experiments.benchmark import UnreadableRecord, job_status, read_record, tagged_runs
+from experiments.common import check_mongo, experiment, masked_url, mongo_client, mongo_from_environment
 from experiments.grids import expand
 from experiments.keypointers import keypointer_folder
 from experiments.workspace import Workspace
 
 ex = experiment("compare")
+log = logging.getLogger(__name__)
 
 # Seed 002, Tables 1-3 (reference.md section 5): mean (std) over 3 policies; None where the paper gives no std.
 PUBLISHED: dict[str, dict[tuple[str, str], tuple[float | None, float | None]]] = {
@@ -86,8 +89,7 @@ KIND_NAMES = {"permakey": "PKey", "transporter": "Transporter"}
 @ex.config
 def config():
     runs_dir = str(Workspace.here().runs)  # a Sacred FileStorage folder
-    mongo_url = ""  # or MongoDB (with mongo_db), the many-machine option
-    mongo_db = "keypoints"
+    mongo = False  # or the runs in MongoDB at MONGO_URL (database MONGO_DB), the many-machine option
     grid = ""  # table1 / table2 / table3 / keypoints: show every job of the grid, missing ones included
     preset = "quick"
     seeds = [0, 1, 2]
@@ -133,35 +135,58 @@ def run_status(run: dict, now: datetime.datetime | None = None) -> str:
     return status
 
 
+RUN_COLUMNS = ["id", "experiment", "status", "tag", "config", "result", "info", "metrics", "problem"]
+UNREADABLE = "UNREADABLE"
+"""The status of a run whose run.json cannot be read."""
+
+
 def load_file_runs(runs_dir: str | Path) -> pd.DataFrame:
-    """One row per run: id, experiment, status, tag (Sacred comment), config, result, info, metrics (dicts)."""
-    rows = []
+    """One row per run: id, experiment, status, tag (Sacred comment), config, result, info, metrics (dicts), and the
+    problem of an unreadable record (status UNREADABLE, with a warning naming the file), never left out."""
     root = Path(runs_dir)
-    for folder in sorted((p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
-        run = _read_json(folder / "run.json")
-        if run is None:
-            continue
-        rows.append(
-            {
-                "id": int(folder.name),
-                "experiment": run.get("experiment", {}).get("name"),
-                "status": run_status(run),
-                "tag": (run.get("meta") or {}).get("comment"),
-                "config": _read_json(folder / "config.json") or {},
-                "result": run.get("result"),
-                "info": _read_json(folder / "info.json") or {},
-                "metrics": _read_json(folder / "metrics.json") or {},
-            }
-        )
-    return pd.DataFrame(rows, columns=["id", "experiment", "status", "tag", "config", "result", "info", "metrics"])
+    folders = sorted((p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    return pd.DataFrame([_file_run(folder) for folder in folders], columns=RUN_COLUMNS)
+
+
+def _file_run(folder: Path) -> dict[str, Any]:
+    """One run folder's row (load_file_runs)."""
+    try:
+        run = read_record(folder / "run.json")
+    except UnreadableRecord as e:
+        log.warning("%s; the run is shown as %s", e, UNREADABLE)
+        row: dict[str, Any] = {"id": int(folder.name), "experiment": "unknown", "status": UNREADABLE, "tag": None}
+        return row | {"config": {}, "result": None, "info": {}, "metrics": {}, "problem": str(e)}
+    return {
+        "id": int(folder.name),
+        "experiment": (run.get("experiment") or {}).get("name"),
+        "status": run_status(run),
+        "tag": (run.get("meta") or {}).get("comment"),
+        "config": _optional_record(folder / "config.json"),
+        "result": run.get("result"),
+        "info": _optional_record(folder / "info.json"),
+        "metrics": _optional_record(folder / "metrics.json"),
+        "problem": None,
+    }
+
+
+def _optional_record(path: Path) -> dict[str, Any]:
+    """A record Sacred writes only when it has something (info, metrics): {} when missing, and when unreadable, with
+    a warning naming the file."""
+    if not path.exists():
+        return {}
+    try:
+        return read_record(path)
+    except UnreadableRecord as e:
+        log.warning("%s; the run is shown without it", e)
+        return {}
 
 
 def load_mongo_runs(url: str, db: str) -> pd.DataFrame:
-    try:
-        import pymongo
-    except ImportError as error:
-        raise ImportError("Reading runs from MongoDB needs pymongo: pip install pymongo.") from error
-    database = pymongo.MongoClient(url)[db]
+    """The runs of database `db` at MongoDB `url`, as load_file_runs gives them; an error naming the (masked) URL
+    when the server is unreachable."""
+    client = mongo_client(url)
+    check_mongo(client, url)
+    database = client[db]
     rows = []
     for run in database.runs.find():
         metrics = {
@@ -178,9 +203,10 @@ def load_mongo_runs(url: str, db: str) -> pd.DataFrame:
                 "result": run.get("result"),
                 "info": run.get("info", {}),
                 "metrics": metrics,
+                "problem": None,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
 def _keypointer_facts(keypointer: Any, runs_dir: str | None) -> tuple[str, int | None]:
@@ -404,13 +430,21 @@ def plot_aggregate(table: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def mongo_source() -> str:
+    """The MongoDB database the runs are read from, `<MONGO_DB> at <MONGO_URL with its password masked>`."""
+    url, db = mongo_from_environment()
+    return f"{db} at {masked_url(url)}"
+
+
 @dataclasses.dataclass(frozen=True)
 class ReportSettings:
-    """What the comparison reads and shows: runs from `runs_dir` (or MongoDB at `mongo_url`), a `grid`'s jobs (with
-    its `preset` and `seeds`) when one is given, and a `bootstrap`-sample confidence interval for the aggregate."""
+    """What the comparison reads and shows: runs from `runs_dir` (or, when `mongo` names it, MongoDB), a `grid`'s
+    jobs (with its `preset` and `seeds`) when one is given, and a `bootstrap`-sample confidence interval for the
+    aggregate."""
 
     runs_dir: str
-    mongo_url: str
+    mongo: str
+    """Where in MongoDB the runs come from, its password masked; empty for `runs_dir`."""
     grid: str
     preset: str
     seeds: tuple[int, ...]
@@ -418,18 +452,28 @@ class ReportSettings:
 
     @classmethod
     def from_config(cls, c: dict) -> ReportSettings:
-        return cls(c["runs_dir"], c["mongo_url"], c["grid"], c["preset"], tuple(c["seeds"]), c["bootstrap"])
+        return cls(
+            c["runs_dir"],
+            mongo_source() if c["mongo"] else "",
+            c["grid"],
+            c["preset"],
+            tuple(c["seeds"]),
+            c["bootstrap"],
+        )
 
 
 def report(runs: pd.DataFrame, settings: ReportSettings) -> tuple[str, dict[str, pd.DataFrame]]:
     s = settings
-    agents = agent_table(runs, None if s.mongo_url else s.runs_dir)
+    agents = agent_table(runs, None if s.mongo else s.runs_dir)
     if s.grid:
         agents = agents[agents["tag"].fillna("").str.startswith(s.grid + "/")]
     tables = {}
-    lines = [f"# Comparison of {len(runs)} runs ({s.mongo_url or s.runs_dir})", ""]
+    lines = [f"# Comparison of {len(runs)} runs ({s.mongo or s.runs_dir})", ""]
     status = runs.groupby(["experiment", "status"]).size().rename("runs").reset_index()
     lines += ["## Runs by experiment and status", "", markdown_table(status), ""]
+    unreadable = runs[runs["status"] == UNREADABLE]
+    if len(unreadable):
+        lines += ["## Unreadable run records", "", *[f"- run {r.id}: {r.problem}" for r in unreadable.itertuples()], ""]
     wanted = [s.grid] if s.grid in PUBLISHED else (list(PUBLISHED) if not s.grid else [])
     for table in wanted:
         gaps = grid_gaps(s.runs_dir, table, s.preset, list(s.seeds)) if s.grid else {}
@@ -450,7 +494,7 @@ def report(runs: pd.DataFrame, settings: ReportSettings) -> tuple[str, dict[str,
     tables["keypoints"] = keypoints
     if len(keypoints):
         lines += ["## Keypoint tracking precision / recall", "", markdown_table(keypoints), ""]
-    explore = exploration_table(runs, None if s.mongo_url else s.runs_dir)
+    explore = exploration_table(runs, None if s.mongo else s.runs_dir)
     tables["exploration"] = explore
     if len(explore):
         lines += [
@@ -474,11 +518,12 @@ def report(runs: pd.DataFrame, settings: ReportSettings) -> tuple[str, dict[str,
 @ex.automain
 def main(_config, _run):
     c = _config
-    runs = load_mongo_runs(c["mongo_url"], c["mongo_db"]) if c["mongo_url"] else load_file_runs(c["runs_dir"])
+    settings = ReportSettings.from_config(c)
+    runs = load_mongo_runs(*mongo_from_environment()) if c["mongo"] else load_file_runs(c["runs_dir"])
     runs = runs[runs.experiment != "compare"]
     if runs.empty:
-        raise ValueError(f"No runs found in {c['mongo_url'] or c['runs_dir']}: run some experiments first.")
-    text, tables = report(runs, ReportSettings.from_config(c))
+        raise ValueError(f"No runs found in {settings.mongo or c['runs_dir']}: run some experiments first.")
+    text, tables = report(runs, settings)
     out = Path(c["out"])
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

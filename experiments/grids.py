@@ -1,9 +1,10 @@
 """The benchmark grids of the papers' tables, as jobs (seed 002, section 5, Tables 1-3; reference.md section 5).
 
 A job is one Sacred run of one experiment: its module, named configs (the preset), config updates, the jobs it
-depends on, and a tag (`<grid>/<job name>`) passed as the run's Sacred comment, by which the runner recognises its
-runs (experiments/benchmark.py). Each job works in its own folder work/grid/<preset>/<job name>, so a keypointer job's
-result is known before it runs (<work>/best) and agent jobs can name it.
+depends on, and a tag (`<grid>/<preset>/<job name>`) passed as the run's Sacred comment, by which the runner recognises
+its runs (experiments/benchmark.py), a quick run never standing for a paper one. Each job works in its own folder
+work/grid/<preset>/<job name>, so a keypointer job's result is known before it runs (<work>/best) and agent jobs can
+name it.
 
 Grids:
   table1     games battlezone, ms_pacman, seaquest, frostbite x keypointers permakey, transporter x encoders cnn, gnn
@@ -41,9 +42,16 @@ class Job:
     named: tuple[str, ...] = ()
     depends: tuple[str, ...] = ()
     grid: str = ""
+    preset: str = ""
 
     @property
     def tag(self) -> str:
+        """`<grid>/<preset>/<name>` (`<grid>/<name>` without a preset): the run's Sacred comment."""
+        return "/".join(p for p in (self.grid, self.preset) if p) + f"/{self.name}"
+
+    @property
+    def legacy_tag(self) -> str:
+        """The tag of this job's runs recorded before tags named the preset (`<grid>/<name>`)."""
         return f"{self.grid}/{self.name}"
 
     @property
@@ -69,7 +77,7 @@ def _keypointer_job(grid: str, preset: str, game: str, kind: str, noise: str = "
         config["architecture"] = "pkey_reimpl"
     named = ("quick",) if preset == "quick" else ()
     experiment = "train_permakey" if kind == "permakey" else "train_transporter"
-    return Job(name, experiment, tuple(sorted(config.items())), named, (), grid)
+    return Job(name, experiment, tuple(sorted(config.items())), named, (), grid, preset)
 
 
 def _agent_job(grid: str, preset: str, keypointer: Job, encoder: str, seed: int, noise: str = "none") -> Job:
@@ -83,7 +91,7 @@ def _agent_job(grid: str, preset: str, keypointer: Job, encoder: str, seed: int,
         "work": _work(preset, name),
     }
     named = ("quick",) if preset == "quick" else ()
-    return Job(name, "train_agent", tuple(sorted(config.items())), named, (keypointer.name,), grid)
+    return Job(name, "train_agent", tuple(sorted(config.items())), named, (keypointer.name,), grid, preset)
 
 
 def table1(preset: str, seeds: Sequence[int], games: Sequence[str] = TABLE1_GAMES) -> list[Job]:
@@ -132,6 +140,7 @@ def keypoints(preset: str, seeds: Sequence[int], games: Sequence[str] = TABLE1_G
             (),
             tuple(kp.name for kp in keypointers),
             "keypoints",
+            preset,
         )
         jobs += [*keypointers, evaluation]
     return jobs
@@ -150,7 +159,8 @@ def explore(preset: str, seeds: Sequence[int], games: Sequence[str] = EXPLORE_GA
                 name = f"{kp.name}/explore-s{seed}"
                 config = {"game": game, "keypointer": kp.settings["work"] + "/best", "seed": seed}
                 config["work"] = _work(preset, name)
-                jobs.append(Job(name, "explore", tuple(sorted(config.items())), named, (kp.name,), "explore"))
+                config_items = tuple(sorted(config.items()))
+                jobs.append(Job(name, "explore", config_items, named, (kp.name,), "explore", preset))
     return jobs
 
 

@@ -1,7 +1,9 @@
 """The benchmark grid: expansion, dependency order, skip/rerun decisions on run folders, concurrent run creation,
 and a tiny grid run on local Ray with real Sacred experiments."""
 
+import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -11,7 +13,7 @@ import time
 
 import pytest
 
-from experiments.benchmark import REPO, job_status, plan, run_grid, tagged_runs
+from experiments.benchmark import REPO, job_status, main, plan, run_grid, start_ray, tagged_runs
 from experiments.grids import Job, dependency_order, expand
 
 
@@ -58,10 +60,11 @@ def test_dependency_order_puts_dependencies_first_and_names_problems():
         dependency_order([Job("e", "x", (), depends=("f",)), Job("f", "x", (), depends=("e",))])
 
 
-def _record(runs, run_id, tag, status):
+def _record(runs, run_id, tag, status, updates=None):
     folder = runs / str(run_id)
     folder.mkdir(parents=True)
-    (folder / "run.json").write_text(json.dumps({"status": status, "meta": {"comment": tag}}))
+    meta = {"comment": tag, **({"config_updates": updates} if updates is not None else {})}
+    (folder / "run.json").write_text(json.dumps({"status": status, "meta": meta}))
 
 
 def test_restart_skips_completed_and_reruns_failed_or_interrupted(tmp_path):
@@ -84,6 +87,43 @@ def test_restart_skips_completed_and_reruns_failed_or_interrupted(tmp_path):
     todo = plan(jobs, runs)
     assert [j.name for j in todo["skip"]] == ["done", "retried"]
     assert [j.name for j in todo["run"]] == ["failed", "killed", "new"]
+
+
+def test_an_unreadable_run_record_is_a_warning_naming_it_not_a_crash(tmp_path, caplog):
+    runs = tmp_path / "runs"
+    _record(runs, 1, "g/done", "COMPLETED")
+    _record(runs, 2, "g/listed", "COMPLETED")
+    (runs / "2" / "run.json").write_text("[]")
+    _record(runs, 3, "g/cut", "COMPLETED")
+    (runs / "3" / "run.json").write_text('{"status": "COMPL')
+    jobs = [Job(n, "x", (), grid="g") for n in ("done", "listed", "cut")]
+    with caplog.at_level(logging.WARNING):
+        assert [j.name for j in plan(jobs, runs)["run"]] == ["listed", "cut"]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(m.startswith(f"{runs / '2' / 'run.json'} holds a JSON list") for m in warned)
+    assert any(m.startswith(f"{runs / '3' / 'run.json'} is not valid JSON") for m in warned)
+
+
+def test_a_completed_quick_job_does_not_make_the_paper_job_skip(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    quick, paper = (expand("table1", preset, [0], games=["ms_pacman"]) for preset in ("quick", "paper"))
+    for i, job in enumerate(quick, start=1):
+        _record(runs, i, job.tag, "COMPLETED")
+    assert [len(plan(quick, runs)["skip"]), len(plan(paper, runs)["skip"])] == [len(quick), 0]
+    assert main(["--grid", "table1", "--preset", "paper", "--games", "ms_pacman", "--seeds", "0", "--runs", str(runs),
+                 "--dry-run"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "6 jobs, 0 completed, 6 to run" in out and "skip" not in out
+
+
+def test_runs_tagged_before_tags_named_the_preset_count_for_the_preset_they_ran(tmp_path):
+    """Old tags were `<grid>/<name>`; the config updates a run started with name its preset's work folder."""
+    runs = tmp_path / "runs"
+    quick, paper = (expand("table1", preset, [0], games=["ms_pacman"])[0] for preset in ("quick", "paper"))
+    assert quick.legacy_tag == paper.legacy_tag == "table1/ms_pacman/permakey" != quick.tag
+    _record(runs, 1, quick.legacy_tag, "COMPLETED", updates=quick.settings)
+    found = tagged_runs(runs)
+    assert [job_status(quick, found), job_status(paper, found)] == [("completed", 1), ("missing", None)]
 
 
 def test_two_processes_creating_runs_at_once_lose_nothing(tmp_path):
@@ -188,3 +228,45 @@ def test_a_stopped_grid_on_ray_records_its_running_job_as_interrupted(tmp_path):
     os.killpg(process.pid, signal.SIGINT)
     assert process.wait(timeout=60) == 130
     assert _wait_for(lambda: status() == "INTERRUPTED", 30), status()
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+def _listening(processes) -> list[tuple[str, str]]:
+    """(process name, address) of every listening TCP socket of `processes`."""
+    import psutil  # ray's own copy, on the path once ray is imported
+
+    found = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            name = process.name()
+            found += [(name, c.laddr.ip) for c in process.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+    return found
+
+
+def test_local_ray_listens_on_loopback_only(monkeypatch):
+    """The grid's local Ray (GCS, raylet, agents, a worker and this driver) accepts connections from this machine
+    only: without the fix every server listened on all interfaces (`::`)."""
+    import ipaddress
+
+    import ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if ray.is_initialized():
+        ray.shutdown()
+    start_ray(1)
+    try:
+        assert ray.get(ray.remote(_pid).remote()) != os.getpid()  # a worker runs
+        import psutil
+
+        me = psutil.Process()
+        sockets = _listening([me, *me.children(recursive=True)])
+        assert {name for name, _ in sockets} >= {"gcs_server", "raylet"}
+        for name, address in sockets:
+            ip = ipaddress.ip_address(address)
+            ip = getattr(ip, "ipv4_mapped", None) or ip
+            assert ip.is_loopback, f"{name} listens on {address}"
+    finally:
+        ray.shutdown()

@@ -1,6 +1,7 @@
 """Comparison tables and plots from synthetic run folders, including missing and failed jobs."""
 
 import json
+import logging
 
 from sacred.observers import FileStorageObserver
 
@@ -32,7 +33,7 @@ def test_compare_renders_tables_curves_and_aggregate_with_gaps_shown(tmp_path):
             i,
             "train_agent",
             "COMPLETED",
-            tag=f"table1/ms_pacman/permakey/gnn-s{seed}",
+            tag=f"table1/quick/ms_pacman/permakey/gnn-s{seed}",
             config={"game": "ms_pacman", "keypointer": permakey, "encoder": "gnn", "noise": "none", "seed": seed},
             info={"test": {"agent": {"mean": score}, "random": {"mean": 300.0}}},
             metrics={"validation.score": {"steps": [50, 100], "values": [score / 2, score]}},
@@ -42,7 +43,7 @@ def test_compare_renders_tables_curves_and_aggregate_with_gaps_shown(tmp_path):
         3,
         "train_agent",
         "FAILED",
-        tag="table1/ms_pacman/permakey/cnn-s0",
+        tag="table1/quick/ms_pacman/permakey/cnn-s0",
         config={"game": "ms_pacman", "keypointer": permakey, "encoder": "cnn", "seed": 0},
     )
     _write_run(
@@ -60,7 +61,7 @@ def test_compare_renders_tables_curves_and_aggregate_with_gaps_shown(tmp_path):
         6,
         "train_agent",
         "COMPLETED",
-        tag="table1/seaquest/transporter/cnn-s0",
+        tag="table1/quick/seaquest/transporter/cnn-s0",
         config={"game": "seaquest", "keypointer": 5, "encoder": "cnn", "noise": "none", "seed": 0},
         info={"test": {"agent": {"mean": 400.0}, "random": {"mean": 70.0}}},
     )
@@ -123,3 +124,26 @@ def test_a_running_run_with_a_stale_heartbeat_is_shown_as_probably_dead():
     assert run_status(fresh, now) == "RUNNING"
     assert run_status(stale, now) == "PROBABLY_DEAD"
     assert run_status({"status": "COMPLETED", "heartbeat": "2026-01-01T11:30:00"}, now) == "COMPLETED"
+
+
+def test_unreadable_run_records_are_shown_with_a_warning_never_dropped_or_a_crash(tmp_path, caplog):
+    runs = tmp_path / "runs"
+    _write_run(runs, 1, "train_permakey", "COMPLETED")
+    _write_run(runs, 2, "train_permakey", "COMPLETED")
+    (runs / "2" / "run.json").write_text('{"experiment": {"name": "train_perm')  # truncated
+    _write_run(runs, 3, "train_permakey", "COMPLETED")
+    (runs / "3" / "run.json").write_text("[]")
+
+    from experiments import compare
+
+    compare.ex.observers[:] = [FileStorageObserver(str(tmp_path / "compare_runs"))]
+    out = tmp_path / "report"
+    with caplog.at_level(logging.WARNING):
+        run = compare.ex.run(config_updates={"runs_dir": str(runs), "out": str(out), "bootstrap": 10})
+    assert run.status == "COMPLETED" and run.result["runs"] == 3
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"{runs / '2' / 'run.json'} is not valid JSON" in m and "UNREADABLE" in m for m in warned)
+    assert any(f"{runs / '3' / 'run.json'} holds a JSON list, not a run record" in m for m in warned)
+    text = (out / "compare.md").read_text()
+    assert "| unknown | UNREADABLE | 2 |" in text
+    assert "- run 2: " in text and "- run 3: " in text and "| train_permakey | COMPLETED | 1 |" in text

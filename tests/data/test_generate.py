@@ -148,6 +148,46 @@ def test_an_out_folder_with_other_files_is_refused_before_any_work(tmp_path, mon
     assert (out / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("text", ['{"name": "x"}', "null", "[1, 2]"])
+def test_an_out_folder_with_a_manifest_this_project_did_not_write_is_left_alone(tmp_path, monkeypatch, text):
+    out = tmp_path / "x"
+    out.mkdir()
+    (out / storage.MANIFEST).write_text(text)
+    monkeypatch.setattr(gen, "_run_job", _never_run)
+    with pytest.raises(storage.DatasetError, match=r"x holds a manifest.json this project did not write \(.*\); it is"):
+        gen.generate(tiny_config(), out, workers=1, progress=False)
+    assert (out / storage.MANIFEST).read_text() == text
+    with pytest.raises(storage.DatasetError, match=r"manifest.json is not the manifest of a dataset made by this proj"):
+        storage.read_manifest(out)
+
+
+def test_a_manifest_of_this_project_lacking_fields_is_named_and_remade(pong_dataset, tmp_path):
+    out = _copy(pong_dataset, tmp_path)
+    manifest = json.loads((out / storage.MANIFEST).read_text())
+    del manifest["generator"]
+    (out / storage.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(storage.DatasetError, match=r"manifest.json lacks generator; rerun the `make data` command"):
+        storage.read_manifest(out)
+    remade = gen.generate(tiny_config(), out, workers=1, progress=False)
+    assert _shard_hashes(remade) == _shard_hashes(storage.read_manifest(pong_dataset))
+
+
+@pytest.mark.parametrize("case", ["other files", "a file", "dot"])
+def test_a_refused_out_leaves_no_partial_folder_behind(tmp_path, monkeypatch, case):
+    here = tmp_path / "here"
+    if case == "a file":
+        here.write_text("mine")
+    else:
+        here.mkdir()
+        (here / "notes.txt").write_text("mine")
+    monkeypatch.chdir(here if case == "dot" else tmp_path)
+    monkeypatch.setattr(gen, "_run_job", _never_run)
+    expected = r"here is a file, not a folder" if case == "a file" else r"here exists and holds files that are not a"
+    with pytest.raises(storage.DatasetError, match=expected):
+        gen.generate(tiny_config(), "." if case == "dot" else "here", workers=1, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]
+
+
 def test_a_second_generation_into_the_same_folder_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(gen, "_run_job", _never_run)
     with held_by_another_process(tmp_path / "pong.partial") as pid:
