@@ -161,7 +161,7 @@ def load_mongo_runs(url: str, db: str) -> pd.DataFrame:
         import pymongo
     except ImportError as error:
         raise ImportError("Reading runs from MongoDB needs pymongo: pip install pymongo.") from error
-    database = pymongo.MongoClient(url)[db]
+    database: Any = pymongo.MongoClient(url)[db]
     rows = []
     for run in database.runs.find():
         metrics = {
