@@ -123,3 +123,10 @@ def test_a_running_run_with_a_stale_heartbeat_is_shown_as_probably_dead():
     assert run_status(fresh, now) == "RUNNING"
     assert run_status(stale, now) == "PROBABLY_DEAD"
     assert run_status({"status": "COMPLETED", "heartbeat": "2026-01-01T11:30:00"}, now) == "COMPLETED"
+
+
+def test_agents_on_the_oracle_are_named_as_such_with_the_games_k():
+    from experiments.compare import KIND_NAMES, _keypointer_facts
+
+    assert _keypointer_facts("oracle", None, "ms_pacman") == ("oracle", 7)
+    assert KIND_NAMES["oracle"] == "Oracle"
