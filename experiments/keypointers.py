@@ -69,7 +69,11 @@ def load_keypointer(
     rl.envs.keypoint_observation)."""
     if is_oracle(run):
         if not game:
-            raise ValueError("The oracle keypointer is the ground truth of one game: pass the game with it.")
+            raise ValueError(
+                "The oracle keypointer is the ground truth of one game and reads it from the emulator: use it where "
+                "the game is known and the environment is stepped (train_agent, test_agent, explore with "
+                "keypointer=oracle), or call load_keypointer('oracle', game=...)."
+            )
         return oracle_keypointer(game)
     folder = keypointer_folder(run, runs_dir)
     kind, _, _ = read_keypointer(folder)
