@@ -37,6 +37,7 @@ help:
 	@echo "make train-transporter GAME=pong [MODEL=transporter|imm] [ARCH=paper|pkey_reimpl] [PRESET=quick] [NOISE=...]"
 	@echo "make eval-keypoints GAME=pong RUNS=9,10 [REPORT=docs/x.md]   tracking precision/recall vs ground truth"
 	@echo "make train-agent GAME=ms_pacman KP=<keypointer run id> [ENC=gnn|cnn|keyqn] [PRESET=quick] [NOISE=...]"
+	@echo "                                 KP=oracle: the game's ground-truth objects (OCAtari) as keypoints, the ceiling"
 	@echo "make explore GAME=ms_pacman [KP=<keypointer run>] [PRESET=quick]   keypoint options: random options of the"
 	@echo "                                 most controllable keypoint vs random actions (Transporter 4.2.2)"
 	@echo "make test-agent RUNS=21,22,23   the paper's test protocol over agent runs, beside the random policy"
@@ -126,7 +127,8 @@ eval-keypoints: install
 
 train-agent: install
 	@test -n "$(KP)" || { echo "Give the keypointer the agent sees through: make train-agent GAME=ms_pacman KP=<run id>"; \
-		echo "(a run of make train-permakey or make train-transporter; ls runs/ lists them) [ENC=gnn|cnn|keyqn]"; exit 2; }
+		echo "(a run of make train-permakey or make train-transporter; ls runs/ lists them; or KP=oracle for the"; \
+		echo "game's ground-truth objects) [ENC=gnn|cnn|keyqn]"; exit 2; }
 	$(PY) -m experiments.train_agent with game=$(GAME) keypointer=$(KP) encoder=$(ENC) seed=$(SEED) $(PRESET) \
 		$(if $(NOISE),noise=$(NOISE))
 

@@ -111,7 +111,9 @@ class GroundTruth:
 
         self._extract = extract_ram_info
         self._game = game
-        self.categories: tuple[str, ...] = tuple(extract_ram_info.get_max_objects(game.ocatari_name, False))
+        self.max_objects: dict[str, int] = dict(extract_ram_info.get_max_objects(game.ocatari_name, False))
+        """OCAtari's maximum number of instances per category."""
+        self.categories: tuple[str, ...] = tuple(self.max_objects)
         self._index = {c: i for i, c in enumerate(self.categories)}
         self._objects: list[Any] = []
 

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
-from data.atari import FRAME_SHAPE
 from data.storage import write_json_atomic
 from experiments.keypointers import keypointer_folder, load_keypointer
-from rl.envs import KeypointObservation, make_agent_env
+from keypoints.protocol import blank_output
+from rl.envs import keypoint_observation, make_agent_env
 from rl.loop import Trainer
 from rl.networks import RecurrentQNetwork
 
@@ -28,15 +27,15 @@ def agent_env(
     game: str, keypointer: Any, network: RecurrentQNetwork, *, train: bool, noise: str, max_episode_frames: int
 ) -> gym.Env:
     """The environment an agent acts in: the game's agent environment seen through the keypointer and the encoder's
-    frozen view."""
+    frozen view (the oracle's wrapper reads the game's objects from the emulator)."""
     env = make_agent_env(game, train=train, distractors=noise, max_episode_frames=max_episode_frames)
-    return KeypointObservation(env, keypointer, network.view)
+    return keypoint_observation(env, keypointer, network.view)
 
 
 def build_network(info: dict[str, Any], keypointer: Any) -> RecurrentQNetwork:
     """A Q-network for `info` (agent.json's fields) with its variables created by one call on the keypointer's view."""
     network = RecurrentQNetwork(info["num_actions"], info["encoder"], info["units"], info["encoder_options"])
-    out = keypointer(np.zeros((1, *FRAME_SHAPE), np.uint8))
+    out = blank_output(keypointer)
     view = network.view(out.coordinates, out.heatmaps, out.features)
     network({k: v[:, None] for k, v in view.items()})
     return network
@@ -63,7 +62,7 @@ def load_agent(run: str | int, policy: str = "float32") -> tuple[dict[str, Any],
             "work/agent/.../best folder."
         )
     info = json.loads((folder / AGENT_FILE).read_text())
-    keypointer = load_keypointer(info["keypointer"], policy=policy)
+    keypointer = load_keypointer(info["keypointer"], policy=policy, game=info["game"])
     network = build_network(info, keypointer)
     network.load_weights(str(folder / AGENT_WEIGHTS))
     return info, network, keypointer

@@ -28,10 +28,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from data.games import get_game
 from experiments.benchmark import UnreadableRecord, job_status, read_record, tagged_runs
 from experiments.common import check_mongo, experiment, masked_url, mongo_client, mongo_from_environment
 from experiments.grids import expand
-from experiments.keypointers import keypointer_folder
+from experiments.keypointers import ORACLE, is_oracle, keypointer_folder
 from experiments.workspace import Workspace
 
 ex = experiment("compare")
@@ -83,7 +84,7 @@ HUMAN_RANDOM = {
     "breakout": (30.5, 1.7),
 }
 
-KIND_NAMES = {"permakey": "PKey", "transporter": "Transporter"}
+KIND_NAMES = {"permakey": "PKey", "transporter": "Transporter", "oracle": "Oracle"}
 
 
 @ex.config
@@ -186,7 +187,7 @@ def load_mongo_runs(url: str, db: str) -> pd.DataFrame:
     when the server is unreachable."""
     client = mongo_client(url)
     check_mongo(client, url)
-    database = client[db]
+    database: Any = client[db]
     rows = []
     for run in database.runs.find():
         metrics = {
@@ -209,8 +210,11 @@ def load_mongo_runs(url: str, db: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
-def _keypointer_facts(keypointer: Any, runs_dir: str | None) -> tuple[str, int | None]:
-    """(kind, K) of an agent's keypointer, given as a run id (in runs_dir) or a folder."""
+def _keypointer_facts(keypointer: Any, runs_dir: str | None, game: str | None = None) -> tuple[str, int | None]:
+    """(kind, K) of an agent's keypointer, given as a run id (in runs_dir), a folder, or `oracle` (the game's ground
+    truth, K the game's)."""
+    if is_oracle(keypointer):
+        return ORACLE, get_game(game).num_keypoints if game else None
     try:
         folder = keypointer_folder(str(keypointer), runs_dir)
     except FileNotFoundError:
@@ -224,7 +228,7 @@ def agent_table(runs: pd.DataFrame, runs_dir: str | None = None) -> pd.DataFrame
     rows = []
     for _, r in runs[(runs.experiment == "train_agent") & (runs.status == "COMPLETED")].iterrows():
         c, test = r["config"], (r["info"] or {}).get("test", {})
-        kind, k = _keypointer_facts(c.get("keypointer", ""), runs_dir)
+        kind, k = _keypointer_facts(c.get("keypointer", ""), runs_dir, c.get("game"))
         rows.append(
             {
                 "id": r.id,

@@ -32,7 +32,7 @@ import pandas as pd
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from data.atari import FRAME_SHAPE, MAX_EPISODE_FRAMES, GroundTruth, ram_of
+from data.atari import MAX_EPISODE_FRAMES, GroundTruth, ram_of
 from data.distractors import check_mode
 from data.games import Game, get_game
 from data.storage import hold_folder
@@ -40,13 +40,13 @@ from experiments.agents import resume_learning, save_learning
 from experiments.checkpointing import link_runs, load_state
 from experiments.common import experiment, settings_from_config
 from experiments.exploration_report import ExplorationRecord, ringed_frame, write_outputs
-from experiments.keypointers import keypointer_tag, load_keypointer
+from experiments.keypointers import describe_keypointer, keypointer_tag, load_keypointer
 from experiments.precision import detect_precision
 from experiments.workspace import Workspace
 from keypoints.metrics import grid_to_frame, scored_objects, truth_from_boxes
-from keypoints.protocol import Keypointer
+from keypoints.protocol import Keypointer, ObjectKeypointer, blank_output
 from rl.actor import Policy, RandomPolicy
-from rl.envs import KeypointObservation, make_agent_env
+from rl.envs import keypoint_observation, make_agent_env
 from rl.evaluation import play_budget
 from rl.loop import Schedule, Trainer, replay_fields, train_with_validation
 from rl.options import OptionLearner, OptionPolicy, OptionQNetwork, RepeatedActionPolicy
@@ -62,7 +62,7 @@ UNTRAINED = ("progress", "explore_steps", "video_steps", "log_every", "preset", 
 @ex.config
 def config():
     game = "ms_pacman"
-    keypointer = ""  # required: a keypoint-model run id (runs/<id>) or a keypointer folder (work/.../best)
+    keypointer = ""  # required: a keypoint-model run id (runs/<id>), a keypointer folder (work/.../best), or oracle
     encoder = "keyqn"  # keyqn (Transporter's KeyQN inputs) or gnn; the options need the keypoints' coordinates
     keyqn_bins = 16
     gnn_steps = 1
@@ -178,12 +178,14 @@ class Explorer:
     num_actions: int
 
 
-def options_network(settings: ExploreSettings, keypointer: Keypointer, num_actions: int) -> OptionQNetwork:
+def options_network(
+    settings: ExploreSettings, keypointer: Keypointer | ObjectKeypointer, num_actions: int
+) -> OptionQNetwork:
     """An OptionQNetwork with its variables created by one call on the keypointer's view."""
     network = OptionQNetwork(
         keypointer.num_keypoints, num_actions, settings.encoder, settings.units, settings.encoder_options
     )
-    out = keypointer(np.zeros((1, *FRAME_SHAPE), np.uint8))
+    out = blank_output(keypointer)
     network({k: v[:, None] for k, v in network.view(out.coordinates, out.heatmaps, out.features).items()})
     return network
 
@@ -196,12 +198,12 @@ def game_env(settings: ExploreSettings) -> gym.Env:
     )
 
 
-def build_explorer(settings: ExploreSettings, keypointer: Keypointer) -> Explorer:
+def build_explorer(settings: ExploreSettings, keypointer: Keypointer | ObjectKeypointer) -> Explorer:
     num_actions = int(game_env(settings).action_space.n)  # type: ignore[attr-defined]
     online = options_network(settings, keypointer, num_actions)
     target = options_network(settings, keypointer, num_actions)
     learner = OptionLearner(online, target, **settings.learner)  # type: ignore[arg-type]
-    env = KeypointObservation(game_env(settings), keypointer, online.view)
+    env = keypoint_observation(game_env(settings), keypointer, online.view)
     replay = SequenceReplay(settings.replay_capacity, replay_fields(env.observation_space), seed=settings.seed)
     zeros = {k: tf.zeros((1, settings.schedule.window + 1, *shape)) for k, (shape, _) in replay.fields.items()}
     learner.start(zeros)
@@ -254,7 +256,7 @@ class AvatarCheck:
     Keypoints are mapped to the frame through the keypointer's geometry, as the tracking evaluation maps them; epsilon
     is the game's tracking threshold, 0.2 where the game has none (Transporter's value for pong and frostbite)."""
 
-    def __init__(self, game: Game, env: gym.Env, keypointer: Keypointer):
+    def __init__(self, game: Game, env: gym.Env, keypointer: Keypointer | ObjectKeypointer):
         self.truth = GroundTruth(game)
         self.player = self.truth.categories.index("Player") if "Player" in self.truth.categories else None
         self.env, self.epsilon = env, float(game.epsilon or 0.2)
@@ -294,7 +296,7 @@ class AvatarCheck:
 
 
 def explore(
-    settings: ExploreSettings, explorer: Explorer, keypointer: Keypointer
+    settings: ExploreSettings, explorer: Explorer, keypointer: Keypointer | ObjectKeypointer
 ) -> tuple[pd.DataFrame, dict[str, Any], list[Any], list[np.ndarray]]:
     """The exploration methods (METHODS) for `explore_steps` agent steps each from the same env seed: random actions
     and a random action held for T steps (no keypointer), and random options of the most controllable keypoint
@@ -310,7 +312,7 @@ def explore(
         for method, baseline in baselines.items():
             episodes = play_budget(game_env(settings), baseline, seed, steps, progress=bar)
             rows += [(method, i, r, n) for i, (r, n) in enumerate(episodes)]
-        env = KeypointObservation(game_env(settings), keypointer, explorer.online.view)
+        env = keypoint_observation(game_env(settings), keypointer, explorer.online.view)
         policy = OptionPolicy(explorer.online, settings.option_steps, seed, mode="explore")
         avatar = AvatarCheck(settings.game, env, keypointer)
         frames: list[np.ndarray] = []
@@ -338,7 +340,8 @@ def main(_config, _run):
     keras.utils.set_random_seed(settings.seed)
     policy, reason = detect_precision(settings.precision)
     _run.info["precision"] = {"policy": policy, "reason": reason, "applies_to": "the frozen keypointer"}
-    keypointer = load_keypointer(settings.keypointer, policy=policy)
+    keypointer = load_keypointer(settings.keypointer, policy=policy, game=settings.game.name)
+    _run.info["keypointer"] = describe_keypointer(keypointer)
     settings.work.mkdir(parents=True, exist_ok=True)
     explorer = build_explorer(settings, keypointer)
     record = ExplorationRecord(_run, settings.log_every)

@@ -1,4 +1,5 @@
-"""Finding and loading saved keypointers of any kind: a run id, a run folder, or a work/.../best folder."""
+"""Finding and loading keypointers: a saved one of any kind (a run id, a run folder, or a work/.../best folder), or
+the ground-truth oracle of the game (`oracle`, keypoints/oracle.py), which has no folder."""
 
 from __future__ import annotations
 
@@ -8,11 +9,30 @@ from typing import Any
 
 from experiments.precision import keras_policy
 from experiments.workspace import Workspace
-from keypoints.protocol import Keypointer, read_keypointer
+from keypoints.protocol import read_keypointer
 from permakey.keypointer import PermaKeyKeypointer
+from rl.envs import oracle_keypointer
 from transporter.keypointer import TransporterKeypointer
 
 KINDS: dict[str, Any] = {"permakey": PermaKeyKeypointer, "transporter": TransporterKeypointer}
+ORACLE = "oracle"
+"""The name that stands for the game's ground-truth keypointer wherever a keypointer run is asked for (KP=oracle)."""
+
+
+def is_oracle(run: str | int) -> bool:
+    return str(run).strip().lower() == ORACLE
+
+
+def keypointer_reference(run: str | int, runs_dir: str | None = None) -> str:
+    """What an agent records to find its keypointer again (agent.json): `oracle`, or the resolved keypointer folder."""
+    return ORACLE if is_oracle(run) else str(keypointer_folder(run, runs_dir).resolve())
+
+
+def describe_keypointer(keypointer: Any) -> dict[str, Any]:
+    """What a run records of its keypointer: its kind and whether it is ground truth (the oracle adds its slots)."""
+    if hasattr(keypointer, "describe"):
+        return keypointer.describe()
+    return {"kind": keypointer.kind, "ground_truth": False}
 
 
 def keypointer_folder(run: str | int, runs_dir: str | None = None) -> Path:
@@ -33,14 +53,28 @@ def keypointer_tag(run: str | int, runs_dir: str | None = None) -> str:
     """A short name that tells keypointers apart, for naming work folders: the last two parts of the keypointer
     folder's path and a hash of the whole resolved path (every work/.../best folder ends in `best`), e.g.
     `pong-quick-none-s0-best-1a2b3c4d`."""
+    if is_oracle(run):
+        return ORACLE
     folder = keypointer_folder(run, runs_dir).resolve()
     digest = hashlib.sha256(str(folder).encode()).hexdigest()[:8]
     return f"{folder.parent.name}-{folder.name}-{digest}"
 
 
-def load_keypointer(run: str | int, runs_dir: str | None = None, policy: str = "float32") -> Keypointer:
+def load_keypointer(
+    run: str | int, runs_dir: str | None = None, policy: str = "float32", game: str | None = None
+) -> Any:
     """The keypointer saved in a run (by id or folder), whatever its kind, computing in Keras policy `policy` (a
-    resolved one: experiments.precision.detect_precision); its outputs are float32 either way."""
+    resolved one: experiments.precision.detect_precision); its outputs are float32 either way. `oracle` is the
+    ground-truth keypointer of `game` (float32; it needs the observation wrapper that reads the emulator,
+    rl.envs.keypoint_observation)."""
+    if is_oracle(run):
+        if not game:
+            raise ValueError(
+                "The oracle keypointer is the ground truth of one game and reads it from the emulator: use it where "
+                "the game is known and the environment is stepped (train_agent, test_agent, explore with "
+                "keypointer=oracle), or call load_keypointer('oracle', game=...)."
+            )
+        return oracle_keypointer(game)
     folder = keypointer_folder(run, runs_dir)
     kind, _, _ = read_keypointer(folder)
     if kind not in KINDS:

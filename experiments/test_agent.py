@@ -3,7 +3,8 @@
 Seed 002, Appendix A.2.3: the best checkpointed policy of each run (3 runs in the paper) plays `episodes` greedy
 episodes on each of `seeds` unseen test seeds; reported: mean (std) over policies of the median over seeds of the
 mean over a seed's episodes (rl/evaluation.py), next to the random policy on the same seeds. Every run must be of
-the same game and noise. Artifacts: test_scores.csv (every episode) and test.md.
+the same game and noise. info.json's `keypointers` says, per run, which keypointer it saw through and whether that was
+the ground truth (`keypointer=oracle`). Artifacts: test_scores.csv (every episode) and test.md.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pandas as pd
 from data.atari import MAX_EPISODE_FRAMES
 from experiments.agents import agent_env, load_agent
 from experiments.common import experiment
+from experiments.keypointers import describe_keypointer
 from experiments.precision import detect_precision
 from rl.actor import Policy, QPolicy, RandomPolicy
 from rl.envs import make_agent_env
@@ -78,6 +80,7 @@ def main(_config, _run):
     policy, reason = detect_precision(c["precision"])
     _run.info["precision"] = {"policy": policy, "reason": reason, "applies_to": "the frozen keypointers"}
     agents = [load_agent(run, policy=policy) for run in c["runs"]]
+    _run.info["keypointers"] = [describe_keypointer(keypointer) for _, _, keypointer in agents]
     games = {(info["game"], info["noise"]) for info, _, _ in agents}
     if len(games) != 1:
         raise ValueError(f"The runs mix games or noise settings {sorted(games)}: test one game and noise at a time.")

@@ -2,12 +2,14 @@
 `python -m experiments.train_agent with game=ms_pacman keypointer=<run id or folder> encoder=gnn [quick]`.
 
 The recurrent double DQN of seed 002 (section 3, Appendix A.2.3; reference.md section 4) sees the game only through a
-frozen keypointer (a PermaKey or Transporter run). Every `validate_every` agent steps it plays `validation_episodes`
-greedy episodes on the validation seed, keeps the best policy, and checkpoints everything needed to resume (networks,
-optimizer, replay, counters) in its work folder; rerunning the same command resumes. At the end the best policy meets
-the test protocol (rl/evaluation.py) on unseen seeds next to the random policy on the same seeds, and the run records
-its scores, learning curves (learning_curve.png), a test-episode video with the keypoints drawn (test_episode.gif),
-the timing of each part of the loop, and the policy itself (agent.json + weights).
+frozen keypointer (a PermaKey or Transporter run), or through the game's ground-truth objects on the same keypoint
+grid (`keypointer=oracle`, keypoints/oracle.py: the ceiling; the run records `keypointer.ground_truth` in info.json).
+Every `validate_every` agent steps it plays `validation_episodes` greedy episodes on the validation seed, keeps the
+best policy, and checkpoints everything needed to resume (networks, optimizer, replay, counters) in its work folder;
+rerunning the same command resumes. At the end the best policy meets the test protocol (rl/evaluation.py) on unseen
+seeds next to the random policy on the same seeds, and the run records its scores, learning curves
+(learning_curve.png), a test-episode video with the keypoints drawn (test_episode.gif), the timing of each part of the
+loop, and the policy itself (agent.json + weights).
 
 Seeds: training env = seed, validation env = 10,000 + seed, test envs = 100,000 + i (shared by every policy).
 """
@@ -43,12 +45,12 @@ from experiments.agents import (
 )
 from experiments.checkpointing import link_runs, load_state
 from experiments.common import experiment, settings_from_config
-from experiments.keypointers import keypointer_folder, keypointer_tag, load_keypointer
+from experiments.keypointers import describe_keypointer, keypointer_reference, keypointer_tag, load_keypointer
 from experiments.precision import detect_precision
 from experiments.test_agent import TEST_SEED, score_policies
 from experiments.workspace import Workspace
 from keypoints.draw import draw_keypoints
-from keypoints.protocol import Keypointer
+from keypoints.protocol import Keypointer, ObjectKeypointer
 from rl.actor import Policy, QPolicy, RandomPolicy
 from rl.envs import make_agent_env
 from rl.evaluation import play, protocol_summary
@@ -76,7 +78,7 @@ UNTRAINED = (
 @ex.config
 def config():
     game = "ms_pacman"
-    keypointer = ""  # required: a keypoint-model run id (runs/<id>) or a keypointer folder (work/.../best)
+    keypointer = ""  # required: a keypoint-model run id (runs/<id>), a keypointer folder (work/.../best), or oracle
     encoder = "gnn"  # gnn / cnn / keyqn
     cnn_filters = 128  # the paper's; the authors' code used 32
     cnn_binarise = None  # the paper multiplies by the soft masks; the authors' code binarised them at 0.2
@@ -262,7 +264,7 @@ class Agent:
     replay: SequenceReplay
 
 
-def build_agent(settings: AgentSettings, keypointer: Keypointer) -> Agent:
+def build_agent(settings: AgentSettings, keypointer: Keypointer | ObjectKeypointer) -> Agent:
     """The networks (variables created), the learner started on them, the environments and an empty replay."""
     game = settings.game.name
     num_actions = int(make_agent_env(game, train=False, max_episode_frames=400).action_space.n)  # type: ignore[attr-defined]
@@ -272,7 +274,7 @@ def build_agent(settings: AgentSettings, keypointer: Keypointer) -> Agent:
         "encoder_options": settings.encoder_options,
         "units": settings.units,
         "num_actions": num_actions,
-        "keypointer": str(keypointer_folder(settings.keypointer).resolve()),
+        "keypointer": keypointer_reference(settings.keypointer),
         "noise": settings.noise,
     }
     online, target = build_network(info, keypointer), build_network(info, keypointer)
@@ -331,7 +333,7 @@ def train(settings: AgentSettings, agent: Agent, trainer: Trainer, record: Recor
     return best
 
 
-def test_protocol(settings: AgentSettings, agent: Agent, keypointer: Keypointer, run: Any):
+def test_protocol(settings: AgentSettings, agent: Agent, keypointer: Keypointer | ObjectKeypointer, run: Any):
     """The best policy and the random policy on the same unseen seeds (rl/evaluation.py). Returns the best policy's
     network, its test environment, the score table and the summaries."""
     best = build_network(agent.info, keypointer)
@@ -363,14 +365,16 @@ def main(_config, _run):
     if not c["keypointer"]:
         raise ValueError(
             "No keypointer given: the agent sees the game only through a trained keypoint model. Pass "
-            "keypointer=<run id or folder> (make train-agent KP=12), e.g. a run of `make train-permakey PRESET=quick`."
+            "keypointer=<run id or folder> (make train-agent KP=12), e.g. a run of `make train-permakey PRESET=quick`, "
+            "or keypointer=oracle (KP=oracle) for the game's ground-truth objects."
         )
     check_mode(c["noise"])
     settings = AgentSettings.from_config(c)
     keras.utils.set_random_seed(settings.seed)
     policy, reason = detect_precision(settings.precision)
     _run.info["precision"] = {"policy": policy, "reason": reason, "applies_to": "the frozen keypointer"}
-    keypointer = load_keypointer(settings.keypointer, policy=policy)
+    keypointer = load_keypointer(settings.keypointer, policy=policy, game=settings.game.name)
+    _run.info["keypointer"] = describe_keypointer(keypointer)
     settings.work.mkdir(parents=True, exist_ok=True)
 
     agent = build_agent(settings, keypointer)

@@ -4,8 +4,14 @@ frames [B, 84, 84, 3] float in [0, 1] (uint8 accepted and scaled) -> KeypointOut
   coordinates [B, K, 2]  (y, x) in [-1, 1], y down;
   heatmaps    [B, h, w, K] Gaussian maps at the keypoints, peak 1;
   features    [B, h, w, C] the model's feature maps on the same h x w grid.
-A keypointer is frozen: a pure function of the frame. It saves to, and loads from, a folder holding
-`keypointer.json` (kind and config) and `keypointer.weights.h5`, so a run folder that holds both is a keypointer.
+A learned keypointer (PermaKey, Transporter) is frozen: a pure function of the frame. It saves to, and loads from, a
+folder holding `keypointer.json` (kind and config) and `keypointer.weights.h5`, so a run folder that holds both is a
+keypointer.
+
+An object keypointer (`ObjectKeypointer`, `reads_objects` true: the ground-truth oracle of keypoints/oracle.py) gives
+the same output on the same geometry but is NOT a pure function of the frame: its coordinates and heatmaps come from
+object positions read from the emulator's RAM, which the caller passes in (the agents' observation wrapper,
+rl.envs.ObjectKeypointObservation); only its features are computed from the frame. It has no folder: `KP=oracle`.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import tensorflow as tf
+
+from keypoints.ops import FRAME_SHAPE
 
 CONFIG_FILE = "keypointer.json"
 WEIGHTS_FILE = "keypointer.weights.h5"
@@ -43,6 +51,37 @@ class Keypointer(Protocol):
         ...
 
     def __call__(self, frames: tf.Tensor | np.ndarray) -> KeypointOutput: ...
+
+
+class ObjectKeypointer(Protocol):
+    """A keypointer fed object positions besides the frames (module docstring); `absent(frames)` is its output with
+    no object present, what networks are built on."""
+
+    kind: str
+    num_keypoints: int
+    reads_objects: bool
+
+    @property
+    def geometry(self) -> tuple[int, tuple[float, float]]: ...
+
+    def __call__(
+        self, frames: tf.Tensor | np.ndarray, positions: tf.Tensor | np.ndarray, present: tf.Tensor | np.ndarray
+    ) -> KeypointOutput: ...
+
+    def absent(self, frames: tf.Tensor | np.ndarray) -> KeypointOutput: ...
+
+
+def reads_objects(keypointer: Any) -> bool:
+    """Whether `keypointer` is an object keypointer (fed positions from the emulator) rather than a function of the
+    frame."""
+    return bool(getattr(keypointer, "reads_objects", False))
+
+
+def blank_output(keypointer: Any) -> KeypointOutput:
+    """The keypointer's output on one black frame (no objects for an object keypointer): what networks and
+    observation spaces are built on."""
+    frames = np.zeros((1, *FRAME_SHAPE, 3), np.uint8)
+    return keypointer.absent(frames) if reads_objects(keypointer) else keypointer(frames)
 
 
 def as_frames(frames: tf.Tensor | np.ndarray, shape: tuple[int, int, int]) -> tf.Tensor:

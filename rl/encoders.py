@@ -15,7 +15,8 @@ Each encoder splits in two. `view(coordinates, heatmaps, features)` is the part 
 keypointer: it runs once per environment step and its result is what the replay stores (the CNN's masked feature
 maps; the GNN's and KeyQN's per-keypoint coordinates and mask-averaged features). `call(view)` is the trainable part
 and returns [B, 128]. Storing the view is the same maths as recomputing it at every update from the frames, without
-rerunning the keypointer (architecture.md, "frozen keypointers are pure functions of the frame").
+rerunning the keypointer (architecture.md, "frozen keypointers are pure functions of the frame"). For the
+ground-truth oracle (keypoints/oracle.py), which reads the emulator's RAM, the stored view is the only record of it.
 Inputs: coordinates [B, K, 2], heatmaps [B, h, w, K], features [B, h, w, C].
 """
 

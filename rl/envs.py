@@ -6,7 +6,11 @@ environments end an episode on a life loss and clip rewards to their sign; valid
 neither. Distractor bars (Noisy Atari) are drawn on every frame when asked.
 
 `KeypointObservation` turns the frame into the frozen keypointer's view: {"frame": uint8 frame, "keypoints": [K, 2]},
-computed once per step, so the agent's replay can store them (rl/replay.py).
+computed once per step, so the agent's replay can store them (rl/replay.py). `ObjectKeypointObservation` does the same
+for the ground-truth oracle (keypoints/oracle.py, `KP=oracle`), which is not a function of the frame: after every
+agent step it reads the game's objects from the emulator's RAM with OCAtari (as the data pipeline does,
+data/generate.py) and passes their slots' positions to the oracle. `keypoint_observation` picks the wrapper a
+keypointer needs.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
-from data.atari import FRAME_SHAPE, MAX_EPISODE_FRAMES, make_env
+from data.atari import FRAME_SHAPE, MAX_EPISODE_FRAMES, GroundTruth, make_env, ram_of
 from data.distractors import add_distractor_bars, check_mode
-from data.games import get_game
+from data.games import Game, get_game
+from keypoints.oracle import OracleKeypointer, slot_categories, slot_positions
+from keypoints.protocol import blank_output, reads_objects
 
 
 class LifeLossTerminal(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -109,16 +115,21 @@ class KeypointObservation(gym.ObservationWrapper):
             "frame": gym.spaces.Box(0, 255, FRAME_SHAPE, np.uint8),
             "keypoints": gym.spaces.Box(-1.0, 1.0, (keypointer.num_keypoints, 2), np.float32),
         }
-        _, views = self._observe(tf.zeros((1, *FRAME_SHAPE), tf.uint8))
         if self.view is not None:
+            out = blank_output(keypointer)
+            views = self.view(out.coordinates, out.heatmaps, out.features)
             boxes: dict[str, gym.Space] = {
                 name: gym.spaces.Box(-np.inf, np.inf, tuple(v.shape[1:]), np.float32) for name, v in views.items()
             }
             spaces["view"] = gym.spaces.Dict(boxes)
         self.observation_space = gym.spaces.Dict(spaces)
 
-    def _compute(self, frames: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        out = self.keypointer(frames)
+    def _inputs(self, observation: np.ndarray) -> tuple[tf.Tensor, ...]:
+        """The keypointer's inputs for one observation, batched: here the frame alone."""
+        return (tf.constant(observation[None]),)
+
+    def _compute(self, *inputs: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        out = self.keypointer(*inputs)
         views = self.view(out.coordinates, out.heatmaps, out.features) if self.view is not None else {}
         return out.coordinates, {name: tf.cast(v, tf.float32) for name, v in views.items()}
 
@@ -127,8 +138,50 @@ class KeypointObservation(gym.ObservationWrapper):
         return None
 
     def observation(self, observation: np.ndarray) -> Observation:  # type: ignore[override]
-        coordinates, views = self._observe(tf.constant(observation[None]))
+        coordinates, views = self._observe(*self._inputs(observation))
         keypoints = np.clip(coordinates.numpy()[0], -1.0, 1.0).astype(np.float32)
         if self.view is None:
             return {"frame": observation, "keypoints": keypoints}
         return {"frame": observation, "keypoints": keypoints, "view": {name: v.numpy()[0] for name, v in views.items()}}
+
+
+def oracle_keypointer(game: str | Game) -> OracleKeypointer:
+    """The ground-truth keypointer of `game`: its slots from the game's moving categories, K and OCAtari's maximal
+    instance counts (keypoints/oracle.py)."""
+    game = get_game(game) if isinstance(game, str) else game
+    slots = slot_categories(game.moving_categories, GroundTruth(game).max_objects, game.num_keypoints)
+    return OracleKeypointer(game.name, slots)
+
+
+class ObjectKeypointObservation(KeypointObservation):
+    """`KeypointObservation` for an object keypointer (the oracle): after every reset and agent step it reads the
+    objects from the emulator's RAM (OCAtari, data.atari.GroundTruth, after the last emulated frame of the skip, as
+    the datasets' ground truth), places them in the oracle's slots (keypoints.oracle.slot_positions) and passes their
+    positions and presence with the frame. The observations are the same as a learned keypointer's."""
+
+    def __init__(self, env: gym.Env, keypointer: Any, view: Callable[..., dict[str, tf.Tensor]] | None = None):
+        if not reads_objects(keypointer):
+            raise ValueError(f"A {keypointer.kind!r} keypointer reads frames only: wrap it in KeypointObservation.")
+        super().__init__(env, keypointer, view)
+        self.ground_truth = GroundTruth(get_game(keypointer.game))
+        self.ground_truth.reset()
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        observation, info = self.env.reset(seed=seed, options=options)
+        self.ground_truth.reset()  # OCAtari's object list starts afresh with each game
+        return self.observation(observation), info
+
+    def _inputs(self, observation: np.ndarray) -> tuple[tf.Tensor, ...]:
+        objects = self.ground_truth.detect(ram_of(self.env))
+        names = [self.ground_truth.categories[i] for i in objects.categories]
+        positions, present = slot_positions(self.keypointer.slots, names, objects.boxes)
+        return tf.constant(observation[None]), tf.constant(positions[None]), tf.constant(present[None])
+
+
+def keypoint_observation(
+    env: gym.Env, keypointer: Any, view: Callable[..., dict[str, tf.Tensor]] | None = None
+) -> KeypointObservation:
+    """The observation wrapper `keypointer` needs: ObjectKeypointObservation for an object keypointer (the oracle),
+    KeypointObservation for one that is a function of the frame."""
+    wrapper = ObjectKeypointObservation if reads_objects(keypointer) else KeypointObservation
+    return wrapper(env, keypointer, view)

@@ -147,3 +147,10 @@ def test_unreadable_run_records_are_shown_with_a_warning_never_dropped_or_a_cras
     text = (out / "compare.md").read_text()
     assert "| unknown | UNREADABLE | 2 |" in text
     assert "- run 2: " in text and "- run 3: " in text and "| train_permakey | COMPLETED | 1 |" in text
+
+
+def test_agents_on_the_oracle_are_named_as_such_with_the_games_k():
+    from experiments.compare import KIND_NAMES, _keypointer_facts
+
+    assert _keypointer_facts("oracle", None, "ms_pacman") == ("oracle", 7)
+    assert KIND_NAMES["oracle"] == "Oracle"

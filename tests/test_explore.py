@@ -89,3 +89,10 @@ def test_interrupted_explore_run_resumes_and_refuses_other_settings(tmp_path, ti
 def test_explore_without_a_keypointer_says_what_to_pass(tmp_path):
     with pytest.raises(ValueError, match="keypointer=<run id"):
         _explore_run(tmp_path, "")
+
+
+def test_explore_runs_on_the_oracle_and_records_ground_truth(tmp_path):
+    run = _explore_run(tmp_path, "oracle")
+    assert run.status == "COMPLETED"
+    info = json.loads((tmp_path / "runs" / str(run._id) / "info.json").read_text())
+    assert info["keypointer"]["ground_truth"] is True and info["avatar"]["measured"]

@@ -131,3 +131,23 @@ def test_test_agent_runs_the_protocol_over_policies_beside_random(tmp_path, tiny
     info = json.loads((out / "info.json").read_text())["test"]
     assert info["agents"]["std"] == 0.0  # the same policy twice on the same seeds: identical greedy episodes
     assert "| random |" in (out / "test.md").read_text()
+
+
+def test_an_agent_on_the_oracle_trains_tests_and_records_that_it_saw_ground_truth(tmp_path):
+    """keypointer=oracle: the tiny run completes on the game's ground-truth keypoints, its agent.json names the
+    oracle, both runs' info.json say it was ground truth, and test_agent rebuilds the oracle from agent.json."""
+    run = _agent_run(tmp_path, "oracle", encoder="keyqn", steps=24, validate_every=24)
+    assert run.status == "COMPLETED"
+    folder = tmp_path / "runs" / str(run._id)
+    assert json.loads((folder / "agent.json").read_text())["keypointer"] == "oracle"
+    info = json.loads((folder / "info.json").read_text())["keypointer"]
+    assert info["kind"] == "oracle" and info["ground_truth"] is True
+    assert info["slots"] == ["Player", "Enemy", "Ball"]
+    from experiments import test_agent
+
+    ex = test_agent.ex
+    ex.observers[:] = [FileStorageObserver(str(tmp_path / "test_runs"))]
+    config = {"runs": [str(folder)], "seeds": 1, "episodes": 1, "max_episode_frames": 120, "progress": False}
+    tested = ex.run(config_updates={**config, "random_baseline": False})
+    info = json.loads((tmp_path / "test_runs" / str(tested._id) / "info.json").read_text())
+    assert [k["ground_truth"] for k in info["keypointers"]] == [True]
