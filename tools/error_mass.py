@@ -26,7 +26,7 @@ from keypoints.metrics import mass_on_objects
 from permakey.keypointer import PermaKeyKeypointer
 from permakey.lspn import ERROR_METRICS, ERROR_NORMALISATIONS, error_map, live_cells, stack_error_maps
 
-BANDS = {"ms_pacman": (172, 210)}
+BANDS = {"ms_pacman": (173, 210)}
 """Native rows of a game's HUD band (Ms. Pac-Man: lives and score below the maze)."""
 
 
