@@ -26,6 +26,7 @@ import keras
 import tensorflow as tf
 
 from data.storage import hold_folder, write_json_atomic
+from experiments.common import check_range
 from keypoints.protocol import CONFIG_FILE, WEIGHTS_FILE
 
 # Config entries that do not change what is trained: a resumed run may change them.
@@ -45,6 +46,12 @@ class FitSettings:
     log_every: int
     progress: bool
     trained: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "patience", "batch_size", "log_every"):
+            check_range(name, getattr(self, name), 1)
+        if self.steps_per_epoch is not None:
+            check_range("steps_per_epoch", self.steps_per_epoch, 1)
 
     @classmethod
     def from_config(cls, c: dict[str, Any]) -> FitSettings:

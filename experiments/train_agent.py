@@ -37,12 +37,13 @@ from experiments.agents import (
     LearningRecord,
     agent_env,
     build_network,
+    check_learning,
     resume_learning,
     save_agent,
     save_learning,
 )
 from experiments.checkpointing import link_runs, load_state
-from experiments.common import experiment, settings_from_config
+from experiments.common import check_range, experiment, settings_from_config
 from experiments.keypointers import keypointer_folder, keypointer_tag, load_keypointer
 from experiments.precision import detect_precision
 from experiments.test_agent import TEST_SEED, score_policies
@@ -206,6 +207,14 @@ class AgentSettings:
     progress: bool
     work: Path
     trained: dict[str, Any]  # what is trained (work/settings.json): a resume with other values is refused
+
+    def __post_init__(self) -> None:
+        check_learning(self.schedule, self.learner, self.replay_capacity)
+        check_range("n_step", self.learner["n"], 1)
+        check_range("epsilon_start", self.schedule.epsilon_start, 0, 1)
+        check_range("epsilon_end", self.schedule.epsilon_end, 0, 1)
+        for name in ("validate_every", "validation_episodes", "test_seeds", "test_episodes", "log_every"):
+            check_range(name, getattr(self, name), 1)
 
     @classmethod
     def from_config(cls, c: dict[str, Any]) -> AgentSettings:

@@ -23,7 +23,7 @@ from data.readers import frames_dataset
 from data.storage import hold_folder, write_json_atomic
 from data.visualize import grid, save_png
 from experiments.checkpointing import FitSettings
-from experiments.common import experiment
+from experiments.common import check_range, experiment
 from experiments.generate_data import picture_frames
 from experiments.keypoint_training import DataSettings, train_keypoint_model
 from experiments.workspace import Workspace
@@ -174,6 +174,12 @@ class Optimization:
     decay_steps: int
     decay_rate: float
 
+    def __post_init__(self) -> None:
+        check_range("learning_rate", self.learning_rate, 0, above=True)
+        check_range("pointnet_learning_rate", self.pointnet_learning_rate, 0, above=True)
+        check_range("decay_steps", self.decay_steps, 1)
+        check_range("decay_rate", self.decay_rate, 0, 1, above=True)
+
     @classmethod
     def from_config(cls, c: dict) -> Optimization:
         return cls(c["learning_rate"], c["pointnet_learning_rate"], c["decay_steps"], c["decay_rate"])
@@ -229,6 +235,8 @@ class PermaKeyTraining:
     baseline: tuple[str, str] | None = ("val_pointnet_loss", "val_pointnet_shuffled_loss")
 
     def __post_init__(self) -> None:
+        check_range("pointnet_refit_steps", self.refit_steps, 0)
+        check_range("picture_frames", self.picture_frames, 1)
         if self.refit_restarts < 1:
             raise ValueError(f"pointnet_refit_restarts must be >= 1, got {self.refit_restarts}.")
         names = list(self.refit_normalisations)
