@@ -37,7 +37,7 @@ from data.distractors import check_mode
 from data.games import Game, get_game
 from data.storage import hold_folder
 from experiments.agents import check_learning, resume_learning, save_learning
-from experiments.checkpointing import link_runs, load_state
+from experiments.checkpointing import link_runs, load_state, record_settings
 from experiments.common import check_range, experiment, settings_from_config
 from experiments.exploration_report import ExplorationRecord, ringed_frame, write_outputs
 from experiments.keypointers import keypointer_tag, load_keypointer
@@ -249,6 +249,7 @@ def train_options(settings: ExploreSettings, explorer: Explorer, record: Explora
 
         def keep(step: int, moved: float) -> None:
             bar.set_postfix(moved=moved)
+            record_settings(work, settings.trained)
             manager.save(checkpoint_number=step)
             save_learning(work, trainer, record)
 

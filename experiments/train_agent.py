@@ -42,7 +42,7 @@ from experiments.agents import (
     save_agent,
     save_learning,
 )
-from experiments.checkpointing import link_runs, load_state
+from experiments.checkpointing import link_runs, load_state, record_settings
 from experiments.common import check_range, experiment, settings_from_config
 from experiments.keypointers import keypointer_folder, keypointer_tag, load_keypointer
 from experiments.precision import detect_precision
@@ -332,6 +332,7 @@ def train(settings: AgentSettings, agent: Agent, trainer: Trainer, record: Recor
             if score > best["best"]:
                 best = {"best": score, "best_step": step}
                 save_agent(work / "best", {**agent.info, "step": step, "validation": score}, agent.online)
+            record_settings(work, settings.trained)
             manager.save(checkpoint_number=step)
             save_learning(work, trainer, record, best=best)
 

@@ -452,3 +452,36 @@ def test_train_permakey_refuses_fewer_than_one_refit_restart(tmp_path, pong_data
 def test_train_permakey_refuses_unknown_or_repeated_refit_normalisations(tmp_path, pong_dataset, normalisations):
     with pytest.raises(ValueError, match=r"pointnet_refit_normalisations must name each of .*activation"):
         _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_normalisations=normalisations)
+
+
+def test_after_a_run_that_trained_nothing_a_smaller_batch_size_is_accepted(tmp_path):
+    """The zero-step error advises a lower batch_size; the rerun with it used to be refused as "other settings"
+    because the failed run had recorded its settings before training anything. They are recorded with the first
+    checkpoint now."""
+    dataset = tmp_path / "small"
+    generate(tiny_config(split_frames={"train": 2, "validation": 30, "test": 30}), dataset, workers=1, progress=False)
+    with pytest.raises(ValueError, match="Epoch 1 ran no training step.*lower batch_size"):
+        _transporter_run(tmp_path, dataset, epochs=1)
+    assert not (tmp_path / "work" / "settings.json").exists()
+    run = _transporter_run(tmp_path, dataset, epochs=1, batch_size=1)
+    assert run.status == "COMPLETED"
+    assert json.loads((tmp_path / "work" / "settings.json").read_text())["batch_size"] == 1
+    with pytest.raises(ValueError, match=r"other settings \(batch_size differ\)"):  # trained now: recorded
+        _transporter_run(tmp_path, dataset, epochs=2, batch_size=2)
+
+
+def test_an_interrupted_checkpoint_save_is_cleaned_at_the_next_start(tmp_path):
+    """A kill during tf.train.CheckpointManager.save leaves ckpt-N_temp/ (and the index file's temporary copy) in
+    last/; the next start under the work folder's lock removes those, and only those."""
+    from experiments.checkpointing import load_state
+
+    last = tmp_path / "last"
+    (last / "ckpt-3_temp").mkdir(parents=True)
+    (last / "ckpt-3_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"half")
+    (last / ("checkpoint.tmp" + "0123456789abcdef" * 2)).write_text("half")
+    kept = ["ckpt-2.index", "ckpt-2.data-00000-of-00001", "checkpoint", "notes_temp", "checkpoint.tmp"]
+    for name in kept:
+        (last / name).write_text("x")
+    state = load_state(tmp_path, tf.train.Checkpoint(), {"sigma": 0.1})
+    assert state["epoch"] == 0
+    assert sorted(p.name for p in last.iterdir()) == sorted(kept)
