@@ -447,16 +447,16 @@ def generate(config: GenerationConfig, out: str | Path, *, workers: int, progres
     in `<out>.partial` is resumed; of another config, discarded. The generation holds the lock of `<out>.partial`
     while it runs, so a second one into the same `out` is refused (storage.FolderInUseError).
     """
-    out = Path(out).resolve()  # `.` has no name to put `.partial` after
-    partial = out.with_name(out.name + ".partial")
+    out = Path(out).resolve()
+    partial = partial_folder(out)
     with storage.hold_folder(partial):
         try:
             manifest = _take_over(out, partial, config)
         except storage.DatasetError:
-            _remove_if_only_lock(partial)
+            remove_if_only_lock(partial)
             raise
         if manifest is not None:
-            _remove_if_only_lock(partial)
+            remove_if_only_lock(partial)
             return manifest
         manifest = _generate_into(partial, config, workers, progress)
         os.replace(partial, out)
@@ -464,7 +464,13 @@ def generate(config: GenerationConfig, out: str | Path, *, workers: int, progres
     return manifest
 
 
-def _remove_if_only_lock(partial: Path) -> None:
+def partial_folder(out: str | Path) -> Path:
+    """The folder a generation into `out` writes (and locks) until it is finished: `<out>.partial`."""
+    out = Path(out).resolve()  # `.` has no name to put `.partial` after
+    return out.with_name(out.name + ".partial")
+
+
+def remove_if_only_lock(partial: Path) -> None:
     """Removes `partial` (its holder calls this) when it holds only the lock: this run made it, and made nothing."""
     if all(p.name == storage.LOCK for p in partial.iterdir()):
         shutil.rmtree(partial)
