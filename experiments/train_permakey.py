@@ -8,7 +8,9 @@ resumes from its work folder when rerun with the same settings. The run folder r
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -311,11 +313,12 @@ def refit_pointnet(training: PermaKeyTraining, state: dict, data: DataSettings, 
     with hold_folder(training.work):
         joint = PermaKeyKeypointer.load(training.work / "best").model
         best, motions = None, []
-        for index, model in enumerate(refits(training, joint, data, run)):
-            motions.append(validation_motion(PermaKeyKeypointer(model), validation))
-            run.log_scalar("refit.keypoint_motion", motions[-1], index)
-            if np.isfinite(motions[-1]) and motions[-1] > max(motions[:-1], default=-np.inf):
-                best, choice = model, index  # the first of equal motions, as the record says
+        with retracing_by_design():
+            for index, model in enumerate(refits(training, joint, data, run)):
+                motions.append(validation_motion(PermaKeyKeypointer(model), validation))
+                run.log_scalar("refit.keypoint_motion", motions[-1], index)
+                if np.isfinite(motions[-1]) and motions[-1] > max(motions[:-1], default=-np.inf):
+                    best, choice = model, index  # the first of equal motions, as the record says
         if best is None:
             raise FloatingPointError(
                 f"Every PointNet refit gave non-finite keypoints (motions {motions}); best/ keeps the joint training's "
@@ -326,6 +329,26 @@ def refit_pointnet(training: PermaKeyTraining, state: dict, data: DataSettings, 
         state["pointnet_refit_normalisation"] = best.config.error_normalisation
         write_json_atomic(training.work / "state.json", state)
     return state
+
+
+class _RefitTraces(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning: TensorFlow counts the traces of every tf.function
+    of one method together, and each refit is a new model with its own traced step and keypointer (one trace each, by
+    design), which it reports as excessive retracing from the fifth refit on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def retracing_by_design() -> Iterator[None]:
+    """Hides TensorFlow's retracing warning for the block (_RefitTraces), where every trace is a new model's first."""
+    logger, quiet = tf.get_logger(), _RefitTraces()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def refits(training: PermaKeyTraining, joint: keras.Model, data: DataSettings, run) -> Iterator[keras.Model]:

@@ -547,3 +547,19 @@ def test_ensure_dataset_generates_a_missing_dataset_once(tmp_path):
     assert storage.read_manifest(dataset)["game"] == "pong"
     assert not (tmp_path / "pong.partial").exists()
     assert len(list((tmp_path / "runs").glob("*/run.json"))) == 1
+
+
+def test_pointnet_refits_print_no_retracing_warning(tmp_path, pong_dataset, caplog):
+    """Each refit is a new model with its own traced step and keypointer; TensorFlow counted their traces together
+    and warned of excessive retracing from the fifth refit on (the quick preset runs eight)."""
+    caplog.set_level(logging.WARNING)
+    _permakey_run(
+        tmp_path,
+        pong_dataset,
+        epochs=1,
+        pointnet_refit_steps=1,
+        pointnet_refit_restarts=3,
+        pointnet_refit_normalisations=["activation", "none"],
+    )
+    assert len(json.loads((tmp_path / "work" / "state.json").read_text())["pointnet_refit_motions"]) == 6
+    assert "retracing" not in caplog.text
