@@ -311,3 +311,4 @@ def test_a_worker_whose_generation_is_already_gone_exits_at_once():
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 1 and "still running" not in done.stdout
+    assert "Traceback" not in done.stderr  # exited as an orphan, not failed
