@@ -27,6 +27,8 @@ its split and its index, so the dataset is a function of the config alone.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import datetime
 import json
@@ -34,6 +36,8 @@ import multiprocessing as mp
 import os
 import re
 import shutil
+import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -310,11 +314,32 @@ def _diverse_pair_records(
 
 
 _progress: Any = None
+_parent: int | None = None
+"""The pid of the process that started this worker (None in the generating process itself)."""
+
+_PR_SET_PDEATHSIG = 1
+"""Linux prctl option: the signal the calling process gets when its parent dies."""
 
 
-def _init_worker(counter: Any) -> None:
-    global _progress
-    _progress = counter
+def _init_worker(counter: Any, parent: int | None = None) -> None:
+    """Sets up a worker process: the shared progress counter, and death with `parent` (the pid of the generation that
+    started it), so that a killed generation (kill -9) leaves no worker writing into its folder after another run
+    took the lock over."""
+    global _progress, _parent
+    _progress, _parent = counter, parent
+    if parent is None:
+        return
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    _exit_if_orphaned()  # the parent may have died before prctl took effect
+
+
+def _exit_if_orphaned() -> None:
+    """Ends this worker at once when the process that started it is gone (its parent pid changed); the work loop
+    calls it where prctl is not available."""
+    if _parent is not None and os.getppid() != _parent:
+        os._exit(1)
 
 
 def _run_job(config: GenerationConfig, job: _Job, folder: str) -> dict[str, Any]:
@@ -325,6 +350,7 @@ def _run_job(config: GenerationConfig, job: _Job, folder: str) -> dict[str, Any]
 
     def report(n: int) -> None:
         nonlocal pending
+        _exit_if_orphaned()
         pending += n
         if _progress is not None and pending >= 64:
             with _progress.get_lock():
@@ -344,6 +370,7 @@ def _run_job(config: GenerationConfig, job: _Job, folder: str) -> dict[str, Any]
         for k, episode in enumerate(episodes):
             for record in episode:
                 writer.write(record.encode(job.number * _EPISODES_PER_SHARD + k))
+    _exit_if_orphaned()  # never publish a shard into a folder whose generation is gone
     os.replace(tmp, final)
     entry = {
         "file": name,
@@ -420,16 +447,16 @@ def generate(config: GenerationConfig, out: str | Path, *, workers: int, progres
     in `<out>.partial` is resumed; of another config, discarded. The generation holds the lock of `<out>.partial`
     while it runs, so a second one into the same `out` is refused (storage.FolderInUseError).
     """
-    out = Path(out).resolve()  # `.` has no name to put `.partial` after
-    partial = out.with_name(out.name + ".partial")
+    out = Path(out).resolve()
+    partial = partial_folder(out)
     with storage.hold_folder(partial):
         try:
             manifest = _take_over(out, partial, config)
         except storage.DatasetError:
-            _remove_if_only_lock(partial)
+            remove_if_only_lock(partial)
             raise
         if manifest is not None:
-            _remove_if_only_lock(partial)
+            remove_if_only_lock(partial)
             return manifest
         manifest = _generate_into(partial, config, workers, progress)
         os.replace(partial, out)
@@ -437,7 +464,13 @@ def generate(config: GenerationConfig, out: str | Path, *, workers: int, progres
     return manifest
 
 
-def _remove_if_only_lock(partial: Path) -> None:
+def partial_folder(out: str | Path) -> Path:
+    """The folder a generation into `out` writes (and locks) until it is finished: `<out>.partial`."""
+    out = Path(out).resolve()  # `.` has no name to put `.partial` after
+    return out.with_name(out.name + ".partial")
+
+
+def remove_if_only_lock(partial: Path) -> None:
     """Removes `partial` (its holder calls this) when it holds only the lock: this run made it, and made nothing."""
     if all(p.name == storage.LOCK for p in partial.iterdir()):
         shutil.rmtree(partial)
@@ -601,7 +634,7 @@ def _run_jobs_with(
     ctx = mp.get_context("spawn")
     counter = ctx.Value("q", 0)
     by_number = {job.number: job for job in jobs}
-    with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(counter,)) as pool:
+    with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(counter, os.getpid())) as pool:
         pending = {job.number: pool.apply_async(_run_job, (config, job, str(folder))) for job in jobs}
         while pending:
             for number in [n for n, r in pending.items() if r.ready()]:

@@ -66,15 +66,29 @@ class ForeignManifestError(DatasetError):
 
 
 class FolderInUseError(RuntimeError):
-    """Another process holds the lock of a folder this process means to write."""
+    """Another process holds the lock of a folder this process means to write; `holder` is its pid as the lock file
+    records it ("unknown" when unrecorded)."""
+
+    def __init__(self, message: str, holder: str = "unknown"):
+        super().__init__(message)
+        self.holder = holder
+
+
+_held: dict[Path, Path] = {}
+"""The folders (resolved) whose lock this process holds, and their lock files."""
 
 
 @contextlib.contextmanager
 def hold_folder(folder: Path) -> Iterator[Path]:
     """Holds an exclusive lock on `folder`/.lock (the folder is created when missing) until the block ends, so that
     two processes never write one folder; the operating system drops it when the holder dies. The lock file records
-    the holder's pid, which the error of a second process names."""
+    the holder's pid, which the error of a second process names. Within the holding process a nested hold of the same
+    folder passes (a caller may lock a folder around the code that writes it)."""
     folder.mkdir(parents=True, exist_ok=True)
+    key = folder.resolve()
+    if key in _held:
+        yield _held[key]
+        return
     path = folder / LOCK
     with open(path, "a+") as f:
         try:
@@ -84,13 +98,18 @@ def hold_folder(folder: Path) -> Iterator[Path]:
             holder = f.read().strip() or "unknown"
             raise FolderInUseError(
                 f"{folder} is in use by another process (pid {holder}); wait for it to finish or stop it, or choose "
-                "another folder."
+                "another folder.",
+                holder,
             ) from None
         f.seek(0)
         f.truncate()
         f.write(f"{os.getpid()}\n")
         f.flush()
-        yield path
+        _held[key] = path
+        try:
+            yield path
+        finally:
+            del _held[key]
 
 
 def shard_name(split: str, index: int) -> str:

@@ -13,14 +13,30 @@ from typing import Any
 import gymnasium as gym
 
 from data.storage import write_json_atomic
+from experiments.common import check_range
 from experiments.keypointers import keypointer_folder, load_keypointer
 from keypoints.protocol import blank_output
 from rl.envs import keypoint_observation, make_agent_env
-from rl.loop import Trainer
+from rl.loop import Schedule, Trainer
 from rl.networks import RecurrentQNetwork
 
 AGENT_FILE = "agent.json"
 AGENT_WEIGHTS = "agent.weights.h5"
+
+
+def check_learning(schedule: Schedule, learner: dict[str, float], replay_capacity: int) -> None:
+    """Refuses an out-of-range value of the settings that train_agent and explore share, naming it and the allowed
+    range, before the keypointer is loaded or anything is recorded."""
+    check_range("steps", schedule.total_steps, 1)
+    check_range("learning_starts", schedule.learning_starts, 0)
+    check_range("update_every", schedule.update_every, 1)
+    check_range("batch_size", schedule.batch_size, 1)
+    check_range("window", schedule.window, 1)
+    check_range("learning_rate", learner["learning_rate"], 0, above=True)
+    check_range("clip_norm", learner["clip_norm"], 0, above=True)
+    check_range("gamma", learner["gamma"], 0, 1)
+    check_range("tau", learner["tau"], 0, 1, above=True)
+    check_range("replay_capacity", replay_capacity, 1)
 
 
 def agent_env(

@@ -236,11 +236,23 @@ def run_grid(
     return result
 
 
+def seed_list(text: str) -> list[int]:
+    """The seeds of `--seeds` ("0,1,2"); an argparse error naming the value that is not an integer >= 0."""
+    seeds = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if not part.isdigit():
+            raise argparse.ArgumentTypeError(f"{part!r} is not a seed: give integers >= 0 separated by commas (0,1,2)")
+        seeds.append(int(part))
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", default="table1", choices=sorted(GRIDS))
     parser.add_argument("--preset", default="quick", choices=["quick", "paper"])
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated agent seeds")
+    parser.add_argument("--seeds", default="0,1,2", type=seed_list, help="comma-separated agent seeds")
     parser.add_argument("--games", default="", help="comma-separated subset of the grid's games (table1, table2)")
     parser.add_argument("--runs", default=str(Workspace.here().runs), help="Sacred FileStorage folder")
     parser.add_argument("--logs", default="logs/grid", help="one log file per job")
@@ -250,8 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options: dict[str, Any] = {}
     if args.games:
-        options["games"] = args.games.split(",")
-    jobs = expand(args.grid, args.preset, [int(s) for s in args.seeds.split(",") if s], **options)
+        options["games"] = [game for game in args.games.split(",") if game]
+    try:
+        jobs = expand(args.grid, args.preset, args.seeds, **options)
+    except ValueError as error:
+        parser.error(str(error))
     todo = plan(jobs, args.runs)
     print(f"{args.grid} ({args.preset}): {len(jobs)} jobs, {len(todo['skip'])} completed, {len(todo['run'])} to run")
     if args.dry_run:

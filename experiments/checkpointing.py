@@ -16,16 +16,20 @@ import contextlib
 import dataclasses
 import json
 import math
+import re
+import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import keras
 import tensorflow as tf
 
 from data.storage import hold_folder, write_json_atomic
+from experiments.common import check_range
 from keypoints.protocol import CONFIG_FILE, WEIGHTS_FILE
 
 # Config entries that do not change what is trained: a resumed run may change them.
@@ -45,6 +49,12 @@ class FitSettings:
     log_every: int
     progress: bool
     trained: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "patience", "batch_size", "log_every"):
+            check_range(name, getattr(self, name), 1)
+        if self.steps_per_epoch is not None:
+            check_range("steps_per_epoch", self.steps_per_epoch, 1)
 
     @classmethod
     def from_config(cls, c: dict[str, Any]) -> FitSettings:
@@ -127,7 +137,7 @@ class NaNGuard(keras.callbacks.Callback):
 
 class EpochCheckpoint(keras.callbacks.Callback):
     """Saves the resumable state after every epoch, the best keypointer by `monitor`, and stops early after
-    `patience` epochs without improvement."""
+    `patience` epochs without improvement; records the `settings` trained (record_settings) before the first save."""
 
     def __init__(
         self,
@@ -137,13 +147,15 @@ class EpochCheckpoint(keras.callbacks.Callback):
         monitor: str,
         patience: int,
         state: dict,
+        settings: dict,
     ):
         super().__init__()
         self.work, self.monitor, self.patience, self.state = work, monitor, patience, state
         self.manager = tf.train.CheckpointManager(checkpoint, str(work / "last"), max_to_keep=1)
-        self.save_best = save_best
+        self.save_best, self.settings = save_best, settings
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        record_settings(self.work, self.settings)
         value = float((logs or {})[self.monitor])
         if value < self.state["best"]:
             self.state.update(best=value, wait=0, best_epoch=epoch + 1)
@@ -168,8 +180,10 @@ settings.json without the key is compared as if it held this value (a preset tha
 
 
 def check_settings(work: Path, settings: dict) -> None:
-    """Records `settings` (JSON-able: what is trained) in work/settings.json, or refuses a work folder that holds a run
-    of other settings, so a changed config never silently resumes someone else's weights.
+    """Refuses a work folder whose work/settings.json records a run of other settings than `settings` (JSON-able: what
+    is trained), so a changed config never silently resumes someone else's weights. The settings are recorded with
+    the first checkpoint (`record_settings`), so a run that failed before it trained anything (a batch too large for
+    the data) leaves the folder free for other settings.
 
     A key the saved settings lack was added to the config after that run started. It is compared with the value older
     runs had when ADDED_SETTINGS knows it, and not compared otherwise (the new key's default keeps the behaviour the
@@ -184,14 +198,39 @@ def check_settings(work: Path, settings: dict) -> None:
                 f"{work} holds a run with other settings ({', '.join(changed)} differ); resume it with the same "
                 "settings, or choose another work=... folder (or delete this one) to start afresh."
             )
-    else:
+
+
+def record_settings(work: Path, settings: dict) -> None:
+    """Records `settings` in work/settings.json unless recorded already; called when a checkpoint is written, before
+    it, so a folder with a checkpoint always names its settings."""
+    settings_path = work / "settings.json"
+    if not settings_path.exists():
         write_json_atomic(settings_path, settings)
+
+
+STALE_CHECKPOINT_TEMP = re.compile(r"ckpt-\d+_temp.*|checkpoint\.tmp[0-9a-f]{32}")
+"""What an interrupted tf.train.CheckpointManager save (prefix ckpt) leaves in last/: the ckpt-N_temp/ folder of the
+shards it writes before renaming them, and the checkpoint index file's temporary copy."""
+
+
+def clean_stale_temps(last: Path) -> list[Path]:
+    """Removes the leftovers of an interrupted checkpoint save from `last` (STALE_CHECKPOINT_TEMP names only; the
+    caller holds the work folder's lock, so no save is running). Returns what it removed."""
+    removed = sorted(p for p in last.iterdir() if STALE_CHECKPOINT_TEMP.fullmatch(p.name)) if last.is_dir() else []
+    for path in removed:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return removed
 
 
 def load_state(work: Path, checkpoint: tf.train.Checkpoint, settings: dict, fresh: dict | None = None) -> dict:
     """The saved training state (work/state.json), after restoring the last checkpoint into `checkpoint`; `fresh`
-    (default: an epoch-training start) if none was saved. `check_settings` first."""
+    (default: an epoch-training start) if none was saved. `check_settings` first, and what an interrupted checkpoint
+    save left in last/ is removed (the caller holds the work folder's lock)."""
     check_settings(work, settings)
+    clean_stale_temps(work / "last")
     state_path = work / "state.json"
     if not state_path.exists():
         return fresh if fresh is not None else {"epoch": 0, "best": math.inf, "wait": 0, "best_epoch": 0}
@@ -242,6 +281,16 @@ def passes_end_quietly() -> Iterator[None]:
         yield
 
 
+def fit_verbosity(progress: bool, stream: TextIO | None = None) -> int:
+    """Keras fit's `verbose`: 0 without progress, its redrawn progress bar (1) on a terminal, and one line per epoch
+    (2) when the output (default: sys.stdout) goes to a log file or pipe, where the bar's redraws are noise."""
+    if not progress:
+        return 0
+    stream = stream if stream is not None else sys.stdout
+    isatty = getattr(stream, "isatty", None)
+    return 1 if isatty is not None and isatty() else 2
+
+
 def train_resumably(
     model: keras.Model,
     checkpoint: tf.train.Checkpoint,
@@ -272,7 +321,7 @@ def train_resumably(
             NaNGuard(work),
             SacredLogger(run, fit.log_every),
             *more_callbacks,
-            EpochCheckpoint(work, checkpoint, save_best, monitor, fit.patience, state),
+            EpochCheckpoint(work, checkpoint, save_best, monitor, fit.patience, state, fit.trained),
         ]
         if state["epoch"] < fit.epochs and state["wait"] < fit.patience:
             with passes_end_quietly():
@@ -283,7 +332,7 @@ def train_resumably(
                     initial_epoch=state["epoch"],
                     steps_per_epoch=fit.steps_per_epoch,
                     callbacks=callbacks,
-                    verbose=1 if fit.progress else 0,
+                    verbose=fit_verbosity(fit.progress),
                     shuffle=False,  # the datasets shuffle themselves (Keras warns it ignores shuffle=True for them)
                 )
     return state

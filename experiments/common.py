@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -61,6 +62,19 @@ def check_config_types(updates: dict[str, Any], defaults: dict[str, Any]) -> Non
 
 
 _ALLOWED = {(float, int), (str, int), (str, float)}
+
+
+def check_range(name: str, value: Any, low: float, high: float = math.inf, *, above: bool = False) -> None:
+    """Refuses a config value outside [low, high] ((low, high] when `above`: the value must exceed `low`), naming the
+    value and the allowed range; NaN is out of every range. Experiments check their values before anything is
+    generated, trained or recorded."""
+    inside = (value > low if above else value >= low) and value <= high
+    if not inside:
+        if high == math.inf:
+            allowed = f"{'>' if above else '>='} {low:g}"
+        else:
+            allowed = f"in {'(' if above else '['}{low:g}, {high:g}]"
+        raise ValueError(f"{name}={value!r} is out of range: {name} must be {allowed}.")
 
 
 _URL_PASSWORD = re.compile(r"(?<=://)([^/@:]*):[^/@]*@")

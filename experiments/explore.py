@@ -36,9 +36,9 @@ from data.atari import MAX_EPISODE_FRAMES, GroundTruth, ram_of
 from data.distractors import check_mode
 from data.games import Game, get_game
 from data.storage import hold_folder
-from experiments.agents import resume_learning, save_learning
-from experiments.checkpointing import link_runs, load_state
-from experiments.common import experiment, settings_from_config
+from experiments.agents import check_learning, resume_learning, save_learning
+from experiments.checkpointing import link_runs, load_state, record_settings
+from experiments.common import check_range, experiment, settings_from_config
 from experiments.exploration_report import ExplorationRecord, ringed_frame, write_outputs
 from experiments.keypointers import describe_keypointer, keypointer_tag, load_keypointer
 from experiments.precision import detect_precision
@@ -136,6 +136,15 @@ class ExploreSettings:
     progress: bool
     work: Path
     trained: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        check_learning(self.schedule, self.learner, self.replay_capacity)
+        check_range("lam", self.learner["lam"], 0, 1)
+        low, high = self.epsilon_range
+        check_range("epsilon_range[0]", low, 0, 1, above=True)  # drawn log-uniform: above 0
+        check_range("epsilon_range[1]", high, low, 1)
+        for name in ("option_steps", "checkpoint_every", "explore_steps", "log_every"):
+            check_range(name, getattr(self, name), 1)
 
     @classmethod
     def from_config(cls, c: dict[str, Any]) -> ExploreSettings:
@@ -242,6 +251,7 @@ def train_options(settings: ExploreSettings, explorer: Explorer, record: Explora
 
         def keep(step: int, moved: float) -> None:
             bar.set_postfix(moved=moved)
+            record_settings(work, settings.trained)
             manager.save(checkpoint_number=step)
             save_learning(work, trainer, record)
 

@@ -20,9 +20,11 @@ Transporter here is PermaKey's re-implementation (architecture pkey_reimpl), the
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from data.games import get_game
 from experiments.workspace import Workspace
 
 TABLE1_GAMES = ("battlezone", "ms_pacman", "seaquest", "frostbite")
@@ -183,7 +185,26 @@ def expand(grid: str, preset: str = "quick", seeds: Sequence[int] = (0, 1, 2), *
         raise ValueError(f"Unknown preset {preset!r}; choose quick or paper.")
     if not seeds:
         raise ValueError("No seeds: give at least one (SEEDS=0,1,2).")
-    return dependency_order(GRIDS[grid](preset, list(seeds), **options))
+    bad = [seed for seed in seeds if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0]
+    if bad:
+        raise ValueError(f"Seeds must be integers >= 0, got {bad} (SEEDS=0,1,2).")
+    return dependency_order(GRIDS[grid](preset, list(seeds), **checked_options(grid, options)))
+
+
+def checked_options(grid: str, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` after checking that the grid takes each one (table3 has no games: it trains on ms_pacman only) and
+    that every game is supported; games under their canonical names."""
+    takes = [name for name in inspect.signature(GRIDS[grid]).parameters if name not in ("preset", "seeds")]
+    for name in options:
+        if name not in takes:
+            raise ValueError(
+                f"The {grid} grid takes no {name} option (its options: {', '.join(takes) or 'none'}); leave {name} out."
+            )
+    if "games" in options:
+        if not options["games"]:
+            raise ValueError(f"No games given for the {grid} grid: name at least one, or leave games out.")
+        options = {**options, "games": [get_game(str(game)).name for game in options["games"]]}
+    return options
 
 
 def dependency_order(jobs: list[Job]) -> list[Job]:

@@ -17,8 +17,10 @@ from typing import Any, Protocol
 import keras
 import tensorflow as tf
 
+from data.distractors import check_mode
 from data.games import Game, get_game
 from experiments.checkpointing import FitSettings, record_best, train_resumably
+from experiments.common import check_range
 from experiments.generate_data import ensure_dataset
 from experiments.health import CLIP_FRAMES, KeypointHealth, ground_truth_clip
 from experiments.precision import detect_precision
@@ -38,6 +40,11 @@ class DataSettings:
     noise: str
     batch_size: int
     seed: int
+
+    def __post_init__(self) -> None:
+        check_mode(self.noise)
+        check_range("batch_size", self.batch_size, 1)
+        check_range("data_frames", self.frames, 6)  # two frames for each split
 
     @classmethod
     def from_config(cls, c: dict[str, Any]) -> DataSettings:

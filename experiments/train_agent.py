@@ -39,12 +39,13 @@ from experiments.agents import (
     LearningRecord,
     agent_env,
     build_network,
+    check_learning,
     resume_learning,
     save_agent,
     save_learning,
 )
-from experiments.checkpointing import link_runs, load_state
-from experiments.common import experiment, settings_from_config
+from experiments.checkpointing import link_runs, load_state, record_settings
+from experiments.common import check_range, experiment, settings_from_config
 from experiments.keypointers import describe_keypointer, keypointer_reference, keypointer_tag, load_keypointer
 from experiments.precision import detect_precision
 from experiments.test_agent import TEST_SEED, score_policies
@@ -209,6 +210,14 @@ class AgentSettings:
     work: Path
     trained: dict[str, Any]  # what is trained (work/settings.json): a resume with other values is refused
 
+    def __post_init__(self) -> None:
+        check_learning(self.schedule, self.learner, self.replay_capacity)
+        check_range("n_step", self.learner["n"], 1)
+        check_range("epsilon_start", self.schedule.epsilon_start, 0, 1)
+        check_range("epsilon_end", self.schedule.epsilon_end, 0, 1)
+        for name in ("validate_every", "validation_episodes", "test_seeds", "test_episodes", "log_every"):
+            check_range(name, getattr(self, name), 1)
+
     @classmethod
     def from_config(cls, c: dict[str, Any]) -> AgentSettings:
         options = {
@@ -325,6 +334,7 @@ def train(settings: AgentSettings, agent: Agent, trainer: Trainer, record: Recor
             if score > best["best"]:
                 best = {"best": score, "best_step": step}
                 save_agent(work / "best", {**agent.info, "step": step, "validation": score}, agent.online)
+            record_settings(work, settings.trained)
             manager.save(checkpoint_number=step)
             save_learning(work, trainer, record, best=best)
 

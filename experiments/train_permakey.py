@@ -8,7 +8,9 @@ resumes from its work folder when rerun with the same settings. The run folder r
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from data.readers import frames_dataset
 from data.storage import hold_folder, write_json_atomic
 from data.visualize import grid, save_png
 from experiments.checkpointing import FitSettings
-from experiments.common import experiment
+from experiments.common import check_range, experiment
 from experiments.generate_data import picture_frames
 from experiments.keypoint_training import DataSettings, train_keypoint_model
 from experiments.workspace import Workspace
@@ -174,6 +176,12 @@ class Optimization:
     decay_steps: int
     decay_rate: float
 
+    def __post_init__(self) -> None:
+        check_range("learning_rate", self.learning_rate, 0, above=True)
+        check_range("pointnet_learning_rate", self.pointnet_learning_rate, 0, above=True)
+        check_range("decay_steps", self.decay_steps, 1)
+        check_range("decay_rate", self.decay_rate, 0, 1, above=True)
+
     @classmethod
     def from_config(cls, c: dict) -> Optimization:
         return cls(c["learning_rate"], c["pointnet_learning_rate"], c["decay_steps"], c["decay_rate"])
@@ -229,6 +237,8 @@ class PermaKeyTraining:
     baseline: tuple[str, str] | None = ("val_pointnet_loss", "val_pointnet_shuffled_loss")
 
     def __post_init__(self) -> None:
+        check_range("pointnet_refit_steps", self.refit_steps, 0)
+        check_range("picture_frames", self.picture_frames, 1)
         if self.refit_restarts < 1:
             raise ValueError(f"pointnet_refit_restarts must be >= 1, got {self.refit_restarts}.")
         names = list(self.refit_normalisations)
@@ -303,11 +313,12 @@ def refit_pointnet(training: PermaKeyTraining, state: dict, data: DataSettings, 
     with hold_folder(training.work):
         joint = PermaKeyKeypointer.load(training.work / "best").model
         best, motions = None, []
-        for index, model in enumerate(refits(training, joint, data, run)):
-            motions.append(validation_motion(PermaKeyKeypointer(model), validation))
-            run.log_scalar("refit.keypoint_motion", motions[-1], index)
-            if np.isfinite(motions[-1]) and motions[-1] > max(motions[:-1], default=-np.inf):
-                best, choice = model, index  # the first of equal motions, as the record says
+        with retracing_by_design():
+            for index, model in enumerate(refits(training, joint, data, run)):
+                motions.append(validation_motion(PermaKeyKeypointer(model), validation))
+                run.log_scalar("refit.keypoint_motion", motions[-1], index)
+                if np.isfinite(motions[-1]) and motions[-1] > max(motions[:-1], default=-np.inf):
+                    best, choice = model, index  # the first of equal motions, as the record says
         if best is None:
             raise FloatingPointError(
                 f"Every PointNet refit gave non-finite keypoints (motions {motions}); best/ keeps the joint training's "
@@ -318,6 +329,26 @@ def refit_pointnet(training: PermaKeyTraining, state: dict, data: DataSettings, 
         state["pointnet_refit_normalisation"] = best.config.error_normalisation
         write_json_atomic(training.work / "state.json", state)
     return state
+
+
+class _RefitTraces(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning: TensorFlow counts the traces of every tf.function
+    of one method together, and each refit is a new model with its own traced step and keypointer (one trace each, by
+    design), which it reports as excessive retracing from the fifth refit on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def retracing_by_design() -> Iterator[None]:
+    """Hides TensorFlow's retracing warning for the block (_RefitTraces), where every trace is a new model's first."""
+    logger, quiet = tf.get_logger(), _RefitTraces()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def refits(training: PermaKeyTraining, joint: keras.Model, data: DataSettings, run) -> Iterator[keras.Model]:

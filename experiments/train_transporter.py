@@ -21,7 +21,7 @@ from data.generate import policy_tag
 from data.readers import pairs_dataset, read_episodes
 from data.visualize import grid, save_png
 from experiments.checkpointing import FitSettings
-from experiments.common import experiment
+from experiments.common import check_range, experiment
 from experiments.keypoint_training import DataSettings, train_keypoint_model
 from experiments.workspace import Workspace
 from keypoints.draw import draw_keypoints
@@ -160,6 +160,15 @@ class TransporterTraining:
     picture_offset: int
     monitor: str = "val_loss"
     baseline: tuple[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        check_range("learning_rate", self.learning_rate, 0, above=True)
+        check_range("decay_steps", self.decay_steps, 1)
+        check_range("decay_rate", self.decay_rate, 0, 1, above=True)
+        check_range("min_offset", self.min_offset, 1)
+        check_range("max_offset", self.max_offset, self.min_offset)
+        check_range("picture_frames", self.picture_frames, 1)
+        check_range("picture_offset", self.picture_offset, 1)
 
     def optimizer(self) -> keras.optimizers.Optimizer:
         schedule = keras.optimizers.schedules.ExponentialDecay(

@@ -115,9 +115,21 @@ def write_keypointer(directory: str | Path, kind: str, config: dict, save_weight
         os.replace(os.path.join(tmp, CONFIG_FILE), directory / CONFIG_FILE)
 
 
+class DamagedKeypointerError(ValueError):
+    """A saved keypointer's file cannot be read (truncated or overwritten); the message names it and what to do."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path = path
+        super().__init__(
+            f"{path} is damaged ({reason}), so the keypointer in {path.parent} cannot be loaded. Retrain it (rerun the "
+            "keypoint-model run that wrote it, `make train-permakey` or `make train-transporter`), or point KP= / "
+            "RUNS= (keypointer= / runs=) at another run's keypointer."
+        )
+
+
 def read_keypointer(directory: str | Path, kind: str | None = None) -> tuple[str, dict[str, Any], Path]:
     """(kind, config with lists turned into tuples, weights path) of a saved keypointer; clear errors when the folder
-    holds none, or one of another kind than `kind`."""
+    holds none, one whose keypointer.json is damaged, or one of another kind than `kind`."""
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     for path in (config_path, weights_path):
@@ -126,11 +138,43 @@ def read_keypointer(directory: str | Path, kind: str | None = None) -> tuple[str
                 f"No keypointer at {directory}: {path} is missing. Pass a folder written by a keypoint-model run "
                 "(`make train-permakey` or `make train-transporter`: its run folder under runs/, or its work/.../best)."
             )
-    saved = json.loads(config_path.read_text())
+    saved = read_config(config_path)
     if kind is not None and saved.get("kind") != kind:
         raise ValueError(f"{config_path} holds a {saved.get('kind')!r} keypointer, not {kind!r}.")
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items()}
     return saved["kind"], config, weights_path
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """keypointer.json's {"kind", "config"}, or DamagedKeypointerError when it is not that JSON object (truncated)."""
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DamagedKeypointerError(path, f"not valid JSON: {error}") from None
+    whole = isinstance(saved, dict) and isinstance(saved.get("kind"), str) and isinstance(saved.get("config"), dict)
+    if not whole:
+        raise DamagedKeypointerError(path, 'not a {"kind": ..., "config": {...}} object')
+    return saved
+
+
+def _optimizers(model: Any) -> list[Any]:
+    """The optimizers a model holds as attributes (Keras's `optimizer`, PermaKey's `module_optimizers`)."""
+    import keras
+
+    found = []
+    for value in vars(model).values():
+        values = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else [value]
+        found += [v for v in values if isinstance(v, keras.optimizers.Optimizer)]
+    return found
+
+
+def save_model_weights(model: Any, path: str) -> None:
+    """Writes the model's weights to `path` (.weights.h5) without its optimizers' state: Keras's save_weights includes
+    the optimizers of a compiled model (the three Adams' slots were two thirds of a PermaKey keypointer's file), and a
+    keypointer is frozen, so it needs weights only."""
+    from keras.src.saving import saving_lib
+
+    saving_lib.save_weights_only(model, path, objects_to_skip=_optimizers(model))
 
 
 class SavedKeypointer:
@@ -165,12 +209,19 @@ class SavedKeypointer:
         return KeypointOutput(*self._infer(as_frames(frames, self.config.image_shape)))
 
     def save(self, directory: str | Path) -> None:
-        """Writes keypointer.json and the weights into `directory`, replacing both at once (never half-written)."""
-        write_keypointer(directory, self.kind, dataclasses.asdict(self.config), self.model.save_weights)
+        """Writes keypointer.json and the weights (without optimizer state) into `directory`, replacing both at once
+        (never half-written)."""
+        config = dataclasses.asdict(self.config)
+        write_keypointer(directory, self.kind, config, lambda path: save_model_weights(self.model, path))
 
     @classmethod
     def load(cls, directory: str | Path) -> Any:
+        """The keypointer saved in `directory` (weights with or without optimizer state: files written before the
+        keypointers saved weights only load too); DamagedKeypointerError when a file is truncated."""
         _, fields, weights = read_keypointer(directory, cls.kind)
         model = cls.build(fields)
-        model.load_weights(str(weights))
+        try:
+            model.load_weights(str(weights))
+        except (OSError, KeyError, ValueError) as error:
+            raise DamagedKeypointerError(weights, f"{type(error).__name__}: {error}") from None
         return cls(model)

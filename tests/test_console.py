@@ -83,3 +83,20 @@ def test_batch_size_of_the_wrong_type_is_refused_before_training(tmp_path):
     with pytest.raises(TypeError, match=r"batch_size='abc' is a str, but batch_size takes a int like its default 64"):
         ex.run(config_updates=updates)
     assert not (tmp_path / "work").exists()
+
+
+def test_keras_prints_a_line_per_epoch_when_its_output_is_not_a_terminal():
+    """Keras's progress bar redraws itself with ANSI sequences: in a log file that is noise, one line per epoch is
+    what a log wants (verbose=2); a terminal keeps the bar, and progress=False prints nothing."""
+    import io
+
+    from experiments.checkpointing import fit_verbosity
+
+    primary, secondary = os.openpty()
+    with open(secondary, "w") as terminal:
+        assert fit_verbosity(True, terminal) == 1
+    os.close(primary)
+    assert fit_verbosity(True, io.StringIO()) == 2
+    with open(os.devnull, "w") as log:
+        assert fit_verbosity(True, log) == 2
+    assert fit_verbosity(False, io.StringIO()) == 0

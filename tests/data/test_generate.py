@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +251,64 @@ def test_bad_config_is_refused():
         tiny_config(mode="videos")
     with pytest.raises(ValueError, match="splits"):
         tiny_config(split_frames={"training": 10})
+
+
+_PARENT = """
+import multiprocessing as mp, os, sys, time
+from data import generate
+
+def worker(parent, ready):
+    generate._init_worker(None, parent)  # what the generation pool's initializer does
+    open(ready, "w").close()
+    time.sleep(120)  # busy with a shard: no check of its own runs
+
+if __name__ == "__main__":
+    child = mp.get_context("spawn").Process(target=worker, args=(os.getpid(), sys.argv[1]))
+    child.start()
+    print(child.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+def _gone(pid: int) -> bool:
+    """Whether `pid` has exited (a zombie waiting for its new parent counts as exited)."""
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_worker_dies_with_its_killed_generation(tmp_path):
+    """A kill -9 of the generating process used to leave its workers writing shards into a folder that the next run
+    takes over; they get SIGKILL when their parent dies now."""
+    script = tmp_path / "parent.py"
+    script.write_text(_PARENT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    ready = tmp_path / "ready"
+    parent = subprocess.Popen([sys.executable, str(script), str(ready)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        deadline = time.monotonic() + 60
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready.exists() and not _gone(child)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while not _gone(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _gone(child)
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def test_a_worker_whose_generation_is_already_gone_exits_at_once():
+    """The parent can die before the worker's prctl call: the worker checks its parent pid too."""
+    code = "from data import generate; generate._init_worker(None, 1); print('still running')"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1 and "still running" not in done.stdout
+    assert "Traceback" not in done.stderr  # exited as an orphan, not failed
