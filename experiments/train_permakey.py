@@ -110,7 +110,8 @@ def config():
 
 @ex.named_config
 def paper():
-    """The paper's settings (the defaults, named for clarity): a GPU job."""
+    """The paper's settings, the authors' final code's where the paper is silent (the defaults, named for clarity;
+    README.md "PermaKey" lists every difference and its option): a GPU job."""
     preset = "paper"
 
 
