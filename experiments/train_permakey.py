@@ -51,14 +51,14 @@ def config():
     decoder = "paper"  # the encoder's transpose, bilinear upsampling (A.2.1); "authors": their code's (permakey/vae.py)
     # Equation 1 per pixel value with the authors' code's Gaussian likelihood of variance 0.1 (the paper gives none);
     # vae_loss="authors": their weighting, the per-pixel mean of the likelihood term + the KL summed over the latent.
-    vae_loss = "elbo"
-    likelihood_scale = 0.1**0.5
+    vae_loss = "elbo"  # equation 1 per pixel value
+    likelihood_scale = 0.1**0.5  # the authors' code's variance 0.1
     norm = "batch"
     lspn_layers = [0, 1]
     patch = 2
     lspn_hidden = [512, 256]
     lspn_extra_hidden_layer = False  # the authors' code's extra first hidden layer of width 8p^2C
-    lspn_norm = "batch"  # the authors' code: BatchNorm after every hidden Dense (the paper is silent); "none"
+    lspn_norm = "batch"  # BatchNorm after each hidden Dense: the authors' code (paper silent); "none": Dense-ReLU
     error_metric = "mse"  # the authors' final code (the paper names none); "rmse" their code at the paper's time
     error_normalisation = "activation"  # the authors' / (mean activation + 1e-3); "image" or "none" (permakey/lspn.py)
     mask_dead_cells = False  # cells with no activation around them get error 0 (permakey/lspn.py live_cells)
@@ -73,13 +73,11 @@ def config():
     pointnet_learning_rate = learning_rate  # PointNet's own Adam (each module has one)
     decay_steps = 10_000
     decay_rate = 0.85
-    # "exponential": x0.85 every 10k steps, staircase (the paper's words); "inverse_time": the authors' code's
-    # lr / (1 + 0.85 floor(t / 10k)).
-    lr_schedule = "exponential"
+    # "inverse_time": the authors' code's lr / (1 + 0.85 floor(t / 10k)).
+    lr_schedule = "exponential"  # x0.85 every 10k steps, staircase: the paper's words
     # The validation loss that keeps the best epoch and stops early (the paper: "early stopping of 10 epochs on the
-    # validation set", no loss named): the LSPN and PointNet losses' sum, as the authors' code; "val_total_loss" every
-    # module's. Any of permakey.model.LOSSES as val_<name>_loss.
-    monitor = "val_lsp_pointnet_loss"
+    # validation set", no loss named); "val_total_loss" every module's; any of permakey.model.LOSSES as val_<name>_loss.
+    monitor = "val_lsp_pointnet_loss"  # the LSPN and PointNet losses' sum, as the authors' code
     steps_per_epoch = None  # None: one pass over the training split
     # After the joint training, PointNet is re-initialised and trained alone for this many steps on the error maps of
     # the best epoch's frozen VAE and LSPNs (cached in memory). The modules share no gradient, so this changes the
