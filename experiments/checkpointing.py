@@ -174,6 +174,12 @@ ADDED_SETTINGS = {
     "pointnet_refit_restarts": 1,
     "pointnet_refit_normalisations": [],
     "mask_dead_cells": False,
+    # PermaKey's paper preset moved to the authors' code where the paper is silent; runs before had these.
+    "decoder": "paper",
+    "vae_loss": "elbo",
+    "lspn_norm": "none",
+    "lr_schedule": "exponential",
+    "monitor": "val_total_loss",
 }
 """Config keys added after work folders existed, with the value every run trained before them had: a saved
 settings.json without the key is compared as if it held this value (a preset that sets another value is refused)."""

@@ -1,7 +1,8 @@
 """Train PermaKey: `python -m experiments.train_permakey with game=pong [quick] [noise=vertical]`.
 
 Generates the game's dataset if it is missing, trains VAE, LSPNs and PointNet together (each on its own loss, own
-Adam), validates every epoch on the sum of all module losses, keeps the best epoch's keypointer, stops early, and
+Adam), validates every epoch on `monitor` (the LSPN and PointNet losses' sum by default, as the authors' code), keeps
+the best epoch's keypointer, stops early, and
 resumes from its work folder when rerun with the same settings. The run folder receives the metrics, the pictures
 (keypoints on test frames, layer-wise error maps, VAE reconstructions) and the keypointer itself.
 """
@@ -33,7 +34,7 @@ from keypoints.draw import draw_keypoints
 from keypoints.metrics import collapse_statistics, grid_to_frame
 from permakey.keypointer import PermaKeyKeypointer, build_permakey
 from permakey.lspn import ERROR_NORMALISATIONS
-from permakey.model import MODULES, PermaKeyConfig
+from permakey.model import LOSSES, MODULES, PermaKeyConfig
 
 ex = experiment("train_permakey")
 
@@ -49,12 +50,17 @@ def config():
     encoder_kernels = [4, 3, 3, 3]
     encoder_strides = [1, 2, 2, 1]
     latent_dim = 32
-    likelihood_scale = 0.1
+    decoder = "paper"  # the encoder's transpose, bilinear upsampling (A.2.1); "authors": their code's (permakey/vae.py)
+    # Equation 1 per pixel value with the authors' code's Gaussian likelihood of variance 0.1 (the paper gives none);
+    # vae_loss="authors": their weighting, the per-pixel mean of the likelihood term + the KL summed over the latent.
+    vae_loss = "elbo"  # equation 1 per pixel value
+    likelihood_scale = 0.1**0.5  # the authors' code's variance 0.1
     norm = "batch"
     lspn_layers = [0, 1]
     patch = 2
     lspn_hidden = [512, 256]
     lspn_extra_hidden_layer = False  # the authors' code's extra first hidden layer of width 8p^2C
+    lspn_norm = "batch"  # BatchNorm after each hidden Dense: the authors' code (paper silent); "none": Dense-ReLU
     error_metric = "mse"  # the authors' final code (the paper names none); "rmse" their code at the paper's time
     error_normalisation = "activation"  # the authors' / (mean activation + 1e-3); "image" or "none" (permakey/lspn.py)
     mask_dead_cells = False  # cells with no activation around them get error 0 (permakey/lspn.py live_cells)
@@ -69,6 +75,11 @@ def config():
     pointnet_learning_rate = learning_rate  # PointNet's own Adam (each module has one)
     decay_steps = 10_000
     decay_rate = 0.85
+    # "inverse_time": the authors' code's lr / (1 + 0.85 floor(t / 10k)).
+    lr_schedule = "exponential"  # x0.85 every 10k steps, staircase: the paper's words
+    # The validation loss that keeps the best epoch and stops early (the paper: "early stopping of 10 epochs on the
+    # validation set", no loss named); "val_total_loss" every module's; any of permakey.model.LOSSES as val_<name>_loss.
+    monitor = "val_lsp_pointnet_loss"  # the LSPN and PointNet losses' sum, as the authors' code
     steps_per_epoch = None  # None: one pass over the training split
     # After the joint training, PointNet is re-initialised and trained alone for this many steps on the error maps of
     # the best epoch's frozen VAE and LSPNs (cached in memory). The modules share no gradient, so this changes the
@@ -99,7 +110,8 @@ def config():
 
 @ex.named_config
 def paper():
-    """The paper's settings (the defaults, named for clarity): a GPU job."""
+    """The paper's settings, the authors' final code's where the paper is silent (the defaults, named for clarity;
+    README.md "PermaKey" lists every difference and its option): a GPU job."""
     preset = "paper"
 
 
@@ -109,7 +121,11 @@ def quick():
     bf16; see the README): 3,000 frames, 5 epochs of 150 steps at batch 16, then PointNet refit for 600 steps on the
     frozen error maps. Settings that differ from the paper, each measured on Pong (docs/permakey_quick.md):
     - LayerNorm (per channel) instead of BatchNorm: at a few hundred steps BatchNorm's moving statistics lag the
-      fast-changing weights and inference-mode VAE reconstructions came out grey (issue 3 note).
+      fast-changing weights and inference-mode VAE reconstructions came out grey (issue 3 note). For the same reason
+      the LSPN MLPs keep no normalisation (lspn_norm none; the authors' code has BatchNorm there).
+    - The settings it was measured with where the paper preset has since moved to the authors' code: likelihood
+      scale 0.1 (the paper preset sqrt(0.1), the authors' variance 0.1) and early stopping on val_total_loss (the
+      paper preset val_lsp_pointnet_loss).
     - learning rate 1e-3 for every module (paper 2e-4): at 2e-4 the error maps are still unformed at 300 steps and the
       keypoints sit still (motion 0.001); at 1e-3 they mark ball and paddles by step 600.
     - sigma 0.15 (paper 0.1; the authors' later code 0.12 in training, 0.15 at agent time): a Gaussian window feels
@@ -136,6 +152,9 @@ def quick():
     patience = 5
     batch_size = 16
     norm = "layer"
+    lspn_norm = "none"
+    likelihood_scale = 0.1
+    monitor = "val_total_loss"
     learning_rate = 1e-3
     sigma = 0.15
     pointnet_refit_steps = 600
@@ -153,11 +172,14 @@ def model_config(c: dict) -> PermaKeyConfig:
         encoder_strides=tuple(c["encoder_strides"]),
         latent_dim=c["latent_dim"],
         likelihood_scale=c["likelihood_scale"],
+        decoder=c["decoder"],
+        vae_loss=c["vae_loss"],
         norm=c["norm"],
         lspn_layers=tuple(c["lspn_layers"]),
         patch=c["patch"],
         lspn_hidden=tuple(c["lspn_hidden"]),
         lspn_extra_hidden_layer=c["lspn_extra_hidden_layer"],
+        lspn_norm=c["lspn_norm"],
         error_metric=c["error_metric"],
         error_normalisation=c["error_normalisation"],
         mask_dead_cells=c["mask_dead_cells"],
@@ -167,16 +189,24 @@ def model_config(c: dict) -> PermaKeyConfig:
     )
 
 
+LR_SCHEDULES = ("exponential", "inverse_time")
+
+
 @dataclasses.dataclass(frozen=True)
 class Optimization:
-    """One Adam per module with a staircase exponential decay (PointNet's at its own rate)."""
+    """One Adam per module (PointNet's at its own rate), each with a staircase decay (Appendix A.2.1): "exponential",
+    lr * rate^floor(t / steps), the paper's "decay rate of 0.85 every 10000 steps"; "inverse_time", lr / (1 + rate *
+    floor(t / steps)), the authors' code's (pkey_train.py InverseTimeDecay)."""
 
     learning_rate: float
     pointnet_learning_rate: float
     decay_steps: int
     decay_rate: float
+    lr_schedule: str = "exponential"
 
     def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
         check_range("learning_rate", self.learning_rate, 0, above=True)
         check_range("pointnet_learning_rate", self.pointnet_learning_rate, 0, above=True)
         check_range("decay_steps", self.decay_steps, 1)
@@ -184,17 +214,17 @@ class Optimization:
 
     @classmethod
     def from_config(cls, c: dict) -> Optimization:
-        return cls(c["learning_rate"], c["pointnet_learning_rate"], c["decay_steps"], c["decay_rate"])
+        return cls(c["learning_rate"], c["pointnet_learning_rate"], c["decay_steps"], c["decay_rate"], c["lr_schedule"])
+
+    def schedule(self, learning_rate: float) -> keras.optimizers.schedules.LearningRateSchedule:
+        kind = keras.optimizers.schedules.InverseTimeDecay
+        if self.lr_schedule == "exponential":
+            kind = keras.optimizers.schedules.ExponentialDecay
+        return kind(learning_rate, self.decay_steps, self.decay_rate, staircase=True)
 
     def optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
-        def adam(learning_rate: float) -> keras.optimizers.Optimizer:
-            schedule = keras.optimizers.schedules.ExponentialDecay(
-                learning_rate, self.decay_steps, self.decay_rate, staircase=True
-            )
-            return keras.optimizers.Adam(schedule)
-
         rates = {"vae": self.learning_rate, "lspn": self.learning_rate, "pointnet": self.pointnet_learning_rate}
-        return {name: adam(rates[name]) for name in MODULES}
+        return {name: keras.optimizers.Adam(self.schedule(rates[name])) for name in MODULES}
 
 
 def save_pictures(keypointer: PermaKeyKeypointer, frames: np.ndarray, folder: Path) -> list[Path]:
@@ -233,12 +263,15 @@ class PermaKeyTraining:
     picture_frames: int
     log_every: int
     progress: bool
-    monitor: str = "val_total_loss"
+    monitor: str = "val_lsp_pointnet_loss"
     baseline: tuple[str, str] | None = ("val_pointnet_loss", "val_pointnet_shuffled_loss")
 
     def __post_init__(self) -> None:
         check_range("pointnet_refit_steps", self.refit_steps, 0)
         check_range("picture_frames", self.picture_frames, 1)
+        monitors = [f"val_{name}_loss" for name in LOSSES if name != "pointnet_shuffled"]
+        if self.monitor not in monitors:
+            raise ValueError(f"monitor must be one of {monitors}, got {self.monitor!r}.")
         if self.refit_restarts < 1:
             raise ValueError(f"pointnet_refit_restarts must be >= 1, got {self.refit_restarts}.")
         names = list(self.refit_normalisations)
@@ -422,10 +455,11 @@ def main(_config, _run, _seed):
         picture_frames=c["picture_frames"],
         log_every=c["log_every"],
         progress=c["progress"],
+        monitor=c["monitor"],
     )
     data, fit = DataSettings.from_config(c), FitSettings.from_config(c)
     state, results = train_keypoint_model(_run, training, data, fit, c["seed"], c["precision"])
-    return {"best_epoch": state["best_epoch"], "best_val_total_loss": state["best"], **results}
+    return {"best_epoch": state["best_epoch"], f"best_{training.monitor}": state["best"], **results}
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
-"""Local spatial prediction networks and their error maps (seed 002, section 2 "Local Spatial Prediction Task",
-equation 2, Appendix A.2.1; reference.md section 3).
+"""Local spatial prediction networks and their error maps (Gopalakrishnan et al., ICLR 2021, section 2 "Local Spatial
+Prediction Task", equation 2, Appendix A.2.1).
 
 An encoder activation map [B, H, W, C] is cut into non-overlapping p x p cells ([B, H/p, W/p, p*p*C]). Each cell is
 predicted from its 8 first-order neighbouring cells (zeros beyond the border) by an MLP with linear output:
 8p^2C -> 512 -> 256 -> p^2C (the paper's "3-layer MLP"; `extra_hidden_layer` adds the authors' code's first hidden
-layer of width 8p^2C, which triples the cost). The per-cell error, normalised by the target's mean activation, is the
-predictability ("error") map: high where the features are hard to predict from their context, i.e. on objects.
+layer of width 8p^2C, which triples the cost; `norm="batch"` puts the authors' code's BatchNorm between every hidden
+Dense and its ReLU, on which the paper is silent). The per-cell error, normalised by the target's mean activation, is
+the predictability ("error") map: high where the features are hard to predict from their context, i.e. on objects.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ NEIGHBOUR_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0
 
 ERROR_METRICS = ("rmse", "mse")
 ERROR_NORMALISATIONS = ("activation", "image", "none")
+LSPN_NORMS = ("none", "batch")
 
 
 def to_cells(features: tf.Tensor, patch: int) -> tf.Tensor:
@@ -41,24 +43,42 @@ def neighbours(cells: tf.Tensor) -> tf.Tensor:
 class LSPN(keras.layers.Layer):
     """One local spatial prediction network for one encoder layer.
 
-    call(features [B, H, W, C]) -> (prediction, target), both [B, H/p, W/p, p*p*C], float32; the target is the
-    features' cells with gradients stopped (the LSPN never trains the encoder).
+    call(features [B, H, W, C], training) -> (prediction, target), both [B, H/p, W/p, p*p*C], float32; the target is
+    the features' cells with gradients stopped (the LSPN never trains the encoder). `norm` (LSPN_NORMS): "none", hidden
+    layers Dense-ReLU; "batch", Dense-BatchNorm-ReLU as the authors' code (ul_loss.py LspMlp), its statistics over
+    every cell of the batch.
     """
 
-    def __init__(self, channels: int, patch: int, hidden: tuple[int, ...], extra_hidden_layer: bool, **kwargs):
+    def __init__(
+        self,
+        channels: int,
+        patch: int,
+        hidden: tuple[int, ...],
+        extra_hidden_layer: bool,
+        norm: str = "none",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.patch = patch
         cell = patch * patch * channels
         widths = ((8 * cell,) if extra_hidden_layer else ()) + tuple(hidden)
-        self.mlp = keras.Sequential(
-            [keras.layers.Dense(width, activation="relu") for width in widths] + [keras.layers.Dense(cell)],
-            name="mlp",
-        )
+        self.mlp = keras.Sequential(hidden_layers(widths, norm) + [keras.layers.Dense(cell)], name="mlp")
 
-    def call(self, features: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def call(self, features: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
         cells = to_cells(tf.stop_gradient(features), self.patch)
-        prediction = tf.cast(self.mlp(neighbours(cells)), tf.float32)
+        prediction = tf.cast(self.mlp(neighbours(cells), training=training), tf.float32)
         return prediction, tf.cast(cells, tf.float32)
+
+
+def hidden_layers(widths: tuple[int, ...], norm: str) -> list[keras.layers.Layer]:
+    """The MLP's hidden layers: per width Dense(ReLU) for norm "none" (the layers LSPNs had before the option, so
+    saved weights load), Dense, BatchNorm, ReLU for "batch"."""
+    if norm == "none":
+        return [keras.layers.Dense(width, activation="relu") for width in widths]
+    layers: list[keras.layers.Layer] = []
+    for width in widths:
+        layers += [keras.layers.Dense(width), keras.layers.BatchNormalization(), keras.layers.ReLU()]
+    return layers
 
 
 def prediction_loss(prediction: tf.Tensor, target: tf.Tensor) -> tf.Tensor:

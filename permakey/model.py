@@ -1,10 +1,11 @@
-"""The PermaKey model: VAE, layer-wise LSPNs and PointNet trained at once, each only on its own loss (seed 002,
-section 2 and Appendix A.2.1).
+"""The PermaKey model: VAE, layer-wise LSPNs and PointNet trained at once, each only on its own loss (Gopalakrishnan et
+al., ICLR 2021, section 2 and Appendix A.2.1).
 
 No gradient flows between modules (the paper: "We do not backpropagate gradients between modules"): the LSPNs see the
 encoder's activations and PointNet the error maps through stop_gradient. Each module has its own optimizer and
 learning-rate schedule (the authors' code shared one Adam across modules, which advanced its schedule 4x too fast).
-Validation reports every module's loss and their sum, the quantity early stopping watches.
+Validation reports every module's loss, their sum (`total`) and the LSPN and PointNet losses' sum (`lsp_pointnet`, what
+the authors' code's early stopping watched; the paper does not say which loss).
 """
 
 from __future__ import annotations
@@ -15,11 +16,22 @@ import keras
 import tensorflow as tf
 
 from keypoints.networks import track_for_checkpoints
-from permakey.lspn import ERROR_METRICS, ERROR_NORMALISATIONS, LSPN, error_map, prediction_loss, stack_error_maps
+from permakey.lspn import (
+    ERROR_METRICS,
+    ERROR_NORMALISATIONS,
+    LSPN,
+    LSPN_NORMS,
+    error_map,
+    prediction_loss,
+    stack_error_maps,
+)
 from permakey.pointnet import PointNet, shuffled_window_loss, window_loss
-from permakey.vae import VAE, negative_elbo
+from permakey.vae import DECODERS, VAE, VAE_LOSSES, vae_loss
 
 MODULES = ("vae", "lspn", "pointnet")
+LOSSES = (*MODULES, "total", "lsp_pointnet", "pointnet_shuffled")
+"""Every loss the model reports as f"{name}_loss" (Keras prefixes validation's with val_): each module's, their sum,
+the LSPN and PointNet losses' sum, and PointNet's loss with another frame's keypoints (a health check, not a loss)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +60,15 @@ class PermaKeyConfig:
     mask_dead_cells: bool = False
     """Cells with no activation in their 3x3 neighbourhood get error 0 (permakey.lspn.live_cells); False: the
     authors' code."""
+    decoder: str = "paper"
+    """The VAE's decoder (permakey.vae.DECODERS): "paper", the encoder's transpose (Appendix A.2.1); "authors", the
+    authors' code's."""
+    vae_loss: str = "elbo"
+    """The VAE's loss (permakey.vae.VAE_LOSSES): "elbo", equation 1 per pixel; "authors", the authors' code's
+    weighting (per-pixel mean likelihood term + summed KL)."""
+    lspn_norm: str = "none"
+    """Normalisation of the LSPN MLPs' hidden layers (permakey.lspn.LSPN_NORMS): "batch", the authors' code; "none",
+    the default of keypointers saved before the option (the paper is silent)."""
 
     def __post_init__(self) -> None:
         if self.num_keypoints < 1:
@@ -72,6 +93,20 @@ class PermaKeyConfig:
             )
         if self.sigma <= 0:
             raise ValueError(f"sigma must be > 0, got {self.sigma}.")
+        self.check_options()
+
+    def check_options(self) -> None:
+        """The named choices (decoder, vae_loss, lspn_norm) are known ones; the authors' decoder starts from a
+        quarter-size map, so it needs an image size divisible by 4."""
+        for name, value, known in (
+            ("decoder", self.decoder, DECODERS),
+            ("vae_loss", self.vae_loss, VAE_LOSSES),
+            ("lspn_norm", self.lspn_norm, LSPN_NORMS),
+        ):
+            if value not in known:
+                raise ValueError(f"{name} must be one of {known}, got {value!r}.")
+        if self.decoder == "authors" and (self.image_shape[0] % 4 or self.image_shape[1] % 4):
+            raise ValueError(f"decoder='authors' needs image sides divisible by 4, got {self.image_shape[:2]}.")
 
     def layer_sizes(self) -> list[tuple[int, int]]:
         """Spatial sizes of the chosen encoder layers' maps."""
@@ -94,10 +129,24 @@ class PermaKey(keras.Model):
         self.config = config
         c = config
         self.vae = VAE(
-            c.encoder_filters, c.encoder_kernels, c.encoder_strides, c.latent_dim, c.norm, c.image_shape, name="vae"
+            c.encoder_filters,
+            c.encoder_kernels,
+            c.encoder_strides,
+            c.latent_dim,
+            c.norm,
+            c.image_shape,
+            decoder=c.decoder,
+            name="vae",
         )
         self.lspns = [
-            LSPN(c.encoder_filters[layer], c.patch, c.lspn_hidden, c.lspn_extra_hidden_layer, name=f"lspn_{layer}")
+            LSPN(
+                c.encoder_filters[layer],
+                c.patch,
+                c.lspn_hidden,
+                c.lspn_extra_hidden_layer,
+                norm=c.lspn_norm,
+                name=f"lspn_{layer}",
+            )
             for layer in c.lspn_layers
         ]
         track_for_checkpoints(self, self.lspns)
@@ -111,9 +160,7 @@ class PermaKey(keras.Model):
             coordinates=c.pointnet_coordinates,
             name="pointnet",
         )
-        self.trackers = {name: keras.metrics.Mean(name=f"{name}_loss") for name in (*MODULES, "total")}
-        # PointNet's loss with another frame's keypoints (pointnet.shuffled_window_loss): a health check, not a loss.
-        self.trackers["pointnet_shuffled"] = keras.metrics.Mean(name="pointnet_shuffled_loss")
+        self.trackers = {name: keras.metrics.Mean(name=f"{name}_loss") for name in LOSSES}
         self.module_optimizers: dict[str, keras.optimizers.Optimizer] = {}
 
     def compile(self, optimizers: dict[str, keras.optimizers.Optimizer], **kwargs) -> None:  # type: ignore[override]
@@ -140,7 +187,7 @@ class PermaKey(keras.Model):
     def call(self, frames: tf.Tensor, training: bool = False) -> dict:
         self.check_frames(frames)
         out = self.vae(frames, training=training)
-        pairs, error_maps = self.predict_errors(out["activations"])
+        pairs, error_maps = self.predict_errors(out["activations"], training=training)
         return {**out, "lspn": pairs, "error_maps": error_maps, **self.pointnet(error_maps, training=training)}
 
     def error_maps(self, frames: tf.Tensor) -> tf.Tensor:
@@ -155,17 +202,21 @@ class PermaKey(keras.Model):
         error_maps = self.predict_errors(activations)[1]
         return error_maps, self.pointnet.keypoint_maps(error_maps, training=False), activations
 
-    def predict_errors(self, activations: list[tf.Tensor]) -> tuple[list[tuple[tf.Tensor, tf.Tensor]], tf.Tensor]:
+    def predict_errors(
+        self, activations: list[tf.Tensor], training: bool = False
+    ) -> tuple[list[tuple[tf.Tensor, tf.Tensor]], tf.Tensor]:
         """The LSPNs' (prediction, target) cells per chosen encoder layer and the stacked error maps [B, 84, 84, M]."""
-        pairs = [lspn(activations[layer]) for lspn, layer in zip(self.lspns, self.config.lspn_layers, strict=True)]
+        layers = self.config.lspn_layers
+        pairs = [lspn(activations[layer], training=training) for lspn, layer in zip(self.lspns, layers, strict=True)]
         c = self.config
         maps = [error_map(p, t, c.error_metric, c.error_normalisation, c.mask_dead_cells) for p, t in pairs]
         return pairs, stack_error_maps(maps, self.config.image_shape[:2])
 
     def module_losses(self, frames: tf.Tensor, out: dict) -> dict[str, tf.Tensor]:
-        """Each module's own loss (float32 scalars): VAE -ELBO per pixel, summed LSPN MSEs, PointNet MSE."""
+        """Each module's own loss (float32 scalars): the VAE's (config.vae_loss), summed LSPN MSEs, PointNet MSE."""
+        c = self.config
         return {
-            "vae": negative_elbo(frames, out["reconstruction"], out["loc"], out["scale"], self.config.likelihood_scale),
+            "vae": vae_loss(c.vae_loss, frames, out["reconstruction"], out["loc"], out["scale"], c.likelihood_scale),
             "lspn": tf.add_n([prediction_loss(p, t) for p, t in out["lspn"]]),
             "pointnet": window_loss(out["heatmaps"], out["error_maps"]),
         }
@@ -175,6 +226,15 @@ class PermaKey(keras.Model):
             "vae": self.vae.trainable_variables,
             "lspn": [v for lspn in self.lspns for v in lspn.trainable_variables],
             "pointnet": self.pointnet.trainable_variables,
+        }
+
+    def reported(self, losses: dict[str, tf.Tensor], out: dict) -> dict[str, tf.Tensor]:
+        """Every loss of LOSSES from the module losses and the model's outputs."""
+        return {
+            **losses,
+            "total": tf.add_n([losses[name] for name in MODULES]),
+            "lsp_pointnet": losses["lspn"] + losses["pointnet"],
+            "pointnet_shuffled": shuffled_window_loss(out["heatmaps"], out["error_maps"]),
         }
 
     def _record(self, losses: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -199,8 +259,7 @@ class PermaKey(keras.Model):
                 zip(gradients[start : start + count], variables[name], strict=True)
             )
             start += count
-        shuffled = shuffled_window_loss(out["heatmaps"], out["error_maps"])
-        return self._record({**losses, "total": total, "pointnet_shuffled": shuffled})
+        return self._record(self.reported(losses, out))
 
     def pointnet_step(self, error_maps: tf.Tensor) -> tf.Tensor:
         """One PointNet update on fixed error maps [B, 84, 84, M] (its own optimizer); returns the loss before it."""
@@ -212,6 +271,4 @@ class PermaKey(keras.Model):
 
     def test_step(self, frames: tf.Tensor) -> dict[str, tf.Tensor]:
         out = self(frames, training=False)
-        losses = self.module_losses(frames, out)
-        shuffled = shuffled_window_loss(out["heatmaps"], out["error_maps"])
-        return self._record({**losses, "total": tf.add_n(list(losses.values())), "pointnet_shuffled": shuffled})
+        return self._record(self.reported(self.module_losses(frames, out), out))

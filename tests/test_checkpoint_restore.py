@@ -18,9 +18,9 @@ from tests.permakey.conftest import tiny_config as tiny_permakey
 from tests.transporter.test_model import tiny_config as tiny_transporter
 
 
-def _permakey(norm: str = "batch"):
+def _permakey(norm: str = "batch", **options):
     training = PermaKeyTraining(
-        config=tiny_permakey(norm=norm),
+        config=tiny_permakey(norm=norm, **options),
         optimization=Optimization(1e-3, 1e-3, 10_000, 0.85),
         work=None,  # type: ignore[arg-type]
         refit_steps=0,
@@ -81,6 +81,7 @@ def _explorer():
 BUILDERS = {
     "permakey": _permakey,
     "permakey_layer_norm": lambda: _permakey("layer"),
+    "permakey_authors": lambda: _permakey(decoder="authors", vae_loss="authors", lspn_norm="batch"),
     "transporter": lambda: _transporter("transporter"),
     "imm": lambda: _transporter("imm"),
     "agent": _agent,

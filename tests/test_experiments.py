@@ -86,6 +86,8 @@ def test_train_permakey_records_metrics_pictures_and_a_reloadable_keypointer(tmp
     metrics = json.loads((folder / "metrics.json").read_text())
     for name in ("epoch.val_total_loss", "epoch.vae_loss", "epoch.lspn_loss", "epoch.pointnet_loss", "test.total_loss"):
         assert name in metrics, name
+    best = metrics["epoch.val_lsp_pointnet_loss"]["values"][0]  # the paper preset's monitor, the authors' code's
+    assert run.result["best_val_lsp_pointnet_loss"] == pytest.approx(best)
     for name in ("epoch.keypoint_motion", "epoch.keypoint_distinct", "test.keypoint_motion", "epoch.keypoint_recall"):
         assert np.isfinite(metrics[name]["values"]).all(), name
     assert "epoch.error_mass_on_objects.1" in metrics
@@ -563,3 +565,75 @@ def test_pointnet_refits_print_no_retracing_warning(tmp_path, pong_dataset, capl
     )
     assert len(json.loads((tmp_path / "work" / "state.json").read_text())["pointnet_refit_motions"]) == 6
     assert "retracing" not in caplog.text
+
+
+PRESET_CHANGES = ("likelihood_scale", "vae_loss", "decoder", "lspn_norm", "lr_schedule", "monitor")
+
+
+def test_the_quick_preset_keeps_the_settings_it_was_measured_with():
+    """The paper preset follows the authors' code where the paper is silent (the likelihood's variance 0.1, BatchNorm
+    in the LSPN MLPs, early stopping on the LSPN and PointNet losses); the quick preset keeps what it had."""
+    from experiments import train_permakey
+
+    paper = train_permakey.ex._create_run().config
+    quick = train_permakey.ex._create_run(named_configs=["quick"]).config
+    assert {name: paper[name] for name in PRESET_CHANGES} == {
+        "likelihood_scale": pytest.approx(0.1**0.5),
+        "vae_loss": "elbo",
+        "decoder": "paper",
+        "lspn_norm": "batch",
+        "lr_schedule": "exponential",
+        "monitor": "val_lsp_pointnet_loss",
+    }
+    assert {name: quick[name] for name in PRESET_CHANGES} == {
+        "likelihood_scale": 0.1,
+        "vae_loss": "elbo",
+        "decoder": "paper",
+        "lspn_norm": "none",
+        "lr_schedule": "exponential",
+        "monitor": "val_total_loss",
+    }
+
+
+def test_work_folders_from_before_the_authors_options_resume_as_they_trained(tmp_path):
+    """A settings.json without the new keys compares as the values those runs had: a quick run resumes, a paper run
+    (BatchNorm in the LSPNs, another monitor) is refused instead of failing to restore."""
+    from experiments.checkpointing import check_settings
+    from experiments.train_permakey import ex
+
+    (tmp_path / "settings.json").write_text(json.dumps({"sigma": 0.1}))
+    quick = ex._create_run(named_configs=["quick"]).config
+    check_settings(tmp_path, {"sigma": 0.1, **{name: quick[name] for name in PRESET_CHANGES[1:]}})
+    paper = ex._create_run().config
+    with pytest.raises(ValueError, match=r"other settings \(lspn_norm, monitor differ\)"):
+        check_settings(tmp_path, {"sigma": 0.1, **{name: paper[name] for name in PRESET_CHANGES[1:]}})
+
+
+def test_learning_rate_schedules_decay_as_the_paper_and_the_authors_code_say():
+    """The paper: x0.85 every 10000 steps; the authors' code: InverseTimeDecay, lr / (1 + 0.85 floor(t / 10000))."""
+    from experiments.train_permakey import Optimization
+
+    def rates(schedule: str) -> list[float]:
+        adam = Optimization(2e-4, 1e-3, 10_000, 0.85, schedule).optimizers()
+        return [float(adam[module].learning_rate.numpy()) for module in ("vae", "pointnet")]
+
+    def at(schedule: str, step: int) -> list[float]:
+        optimization = Optimization(2e-4, 1e-3, 10_000, 0.85, schedule)
+        return [float(optimization.schedule(lr)(step)) for lr in (2e-4, 1e-3)]
+
+    assert rates("exponential") == rates("inverse_time") == pytest.approx([2e-4, 1e-3])
+    assert at("exponential", 9_999) == at("inverse_time", 9_999) == pytest.approx([2e-4, 1e-3])
+    assert at("exponential", 25_000) == pytest.approx([2e-4 * 0.85**2, 1e-3 * 0.85**2])
+    assert at("inverse_time", 25_000) == pytest.approx([2e-4 / 2.7, 1e-3 / 2.7])
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        Optimization(2e-4, 1e-3, 10_000, 0.85, "cosine")
+
+
+def test_train_permakey_refuses_an_unknown_monitor(tmp_path):
+    from experiments.train_permakey import Optimization, PermaKeyTraining
+    from tests.permakey.conftest import tiny_config as tiny_permakey
+
+    with pytest.raises(ValueError, match=r"monitor must be one of .*val_lsp_pointnet_loss"):
+        PermaKeyTraining(
+            tiny_permakey(), Optimization(2e-4, 2e-4, 10, 0.85), tmp_path, 0, 1, ("activation",), 1, 1, False, "val"
+        )

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from permakey.lspn import NEIGHBOUR_OFFSETS, error_map, live_cells, neighbours, stack_error_maps, to_cells
+from permakey.lspn import LSPN, NEIGHBOUR_OFFSETS, error_map, live_cells, neighbours, stack_error_maps, to_cells
 
 
 def test_neighbours_in_documented_order_with_zeros_at_borders():
@@ -90,3 +90,27 @@ def test_dead_cells_cannot_outshine_an_object(metric, normalisation):
     assert masked[2, 3] == masked.max() > 0
     if normalisation == "activation":
         assert error_map(prediction, target, metric, normalisation).numpy()[0, 7].max() > masked[2, 3]
+
+
+@pytest.mark.parametrize(
+    ("norm", "types"),
+    [
+        ("none", ["Dense", "Dense", "Dense"]),
+        ("batch", ["Dense", "BatchNormalization", "ReLU", "Dense", "BatchNormalization", "ReLU", "Dense"]),
+    ],
+)
+def test_lspn_norm_puts_batchnorm_between_each_hidden_dense_and_its_relu(norm, types):
+    """norm="batch" is the authors' code's LspMlp (ul_loss.py): Dense, BatchNorm, ReLU per hidden layer, linear out;
+    its statistics move in training only."""
+    lspn = LSPN(channels=2, patch=2, hidden=(16, 8), extra_hidden_layer=False, norm=norm)
+    features = tf.random.uniform((2, 8, 8, 2), seed=0)
+    prediction, target = lspn(features)
+    assert prediction.shape == target.shape == (2, 4, 4, 8)
+    assert [type(layer).__name__ for layer in lspn.mlp.layers] == types
+    assert [layer.units for layer in lspn.mlp.layers if hasattr(layer, "units")] == [16, 8, 8]
+    statistics = [w.numpy() for w in lspn.mlp.non_trainable_weights]
+    lspn(features, training=False)
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(statistics, lspn.mlp.non_trainable_weights, strict=True))
+    lspn(features, training=True)
+    moved = [not np.array_equal(a, w.numpy()) for a, w in zip(statistics, lspn.mlp.non_trainable_weights, strict=True)]
+    assert len(moved) == (4 if norm == "batch" else 0) and all(moved)

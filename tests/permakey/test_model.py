@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import keras
 import numpy as np
@@ -43,8 +44,9 @@ def test_heatmaps_of_the_paper_era_variant_are_42x42():
     assert out["heatmaps"].shape == (4, 42, 42, 3)
 
 
-def test_no_module_receives_gradient_from_another_modules_loss(config):
-    model = build_permakey(config)
+@pytest.mark.parametrize("options", [{}, {"decoder": "authors", "vae_loss": "authors", "lspn_norm": "batch"}])
+def test_no_module_receives_gradient_from_another_modules_loss(options):
+    model = build_permakey(tiny_config(**options))
     frames = _frames()
     with tf.GradientTape(persistent=True) as tape:
         losses = model.module_losses(frames, model(frames, training=True))
@@ -140,8 +142,52 @@ def test_bad_configs_are_refused(config):
         dataclasses.replace(config, error_metric="mae")
     with pytest.raises(ValueError, match="sigma"):
         dataclasses.replace(config, sigma=0.0)
+    for name in ("decoder", "vae_loss", "lspn_norm"):
+        with pytest.raises(ValueError, match=name):
+            dataclasses.replace(config, **{name: "mine"})
+    with pytest.raises(ValueError, match="divisible by 4"):
+        dataclasses.replace(config, decoder="authors", image_shape=(82, 82, 3), encoder_strides=(1, 1, 1, 1))
 
 
 def test_missing_keypointer_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "nothing")):
         PermaKeyKeypointer.load(tmp_path / "nothing")
+
+
+def test_a_keypointer_saved_before_the_authors_options_loads_with_the_old_behaviour(config, tmp_path):
+    """keypointer.json files written before decoder, vae_loss and lspn_norm existed lack them: they load as the
+    paper's decoder, the ELBO and no LSPN normalisation, the model they were trained as."""
+    model = _compiled(config)
+    model.train_step(_frames())
+    PermaKeyKeypointer(model).save(tmp_path / "kp")
+    path = tmp_path / "kp" / "keypointer.json"
+    saved = json.loads(path.read_text())
+    for name in ("decoder", "vae_loss", "lspn_norm"):
+        del saved["config"][name]
+    path.write_text(json.dumps(saved))
+    loaded = PermaKeyKeypointer.load(tmp_path / "kp")
+    assert (loaded.config.decoder, loaded.config.vae_loss, loaded.config.lspn_norm) == ("paper", "elbo", "none")
+    frames = _frames(seed=1)
+    np.testing.assert_array_equal(loaded(frames).coordinates.numpy(), PermaKeyKeypointer(model)(frames).coordinates)
+
+
+def test_the_authors_options_save_and_load(tmp_path):
+    config = tiny_config(decoder="authors", vae_loss="authors", lspn_norm="batch")
+    model = _compiled(config)
+    model.train_step(_frames())
+    PermaKeyKeypointer(model).save(tmp_path / "kp")
+    loaded = PermaKeyKeypointer.load(tmp_path / "kp")
+    assert loaded.config == config
+    frames = _frames(seed=1)
+    np.testing.assert_array_equal(loaded(frames).coordinates.numpy(), PermaKeyKeypointer(model)(frames).coordinates)
+    np.testing.assert_array_equal(
+        loaded.reconstructions(frames).numpy(), PermaKeyKeypointer(model).reconstructions(frames).numpy()
+    )
+
+
+def test_validation_reports_the_lspn_and_pointnet_losses_sum(config):
+    """val_lsp_pointnet_loss: what the authors' code's early stopping watched (pkey_train.py evaluate)."""
+    model = _compiled(config)
+    logs = {name: float(value) for name, value in model.test_step(_frames()).items()}
+    assert logs["lsp_pointnet_loss"] == pytest.approx(logs["lspn_loss"] + logs["pointnet_loss"], rel=1e-6)
+    assert logs["total_loss"] == pytest.approx(logs["lsp_pointnet_loss"] + logs["vae_loss"], rel=1e-6)
