@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         refit_steps=args.steps,
         refit_restarts=max(args.seeds) + 1,
         refit_normalisations=(joint.config.error_normalisation,),
-        picture_frames=0,
+        picture_frames=1,
         log_every=max(args.steps // 3, 1),
         progress=False,
     )
