@@ -1,0 +1,24 @@
+"""The diagnostic commands in tools/ run end to end on a tiny PermaKey model."""
+
+from __future__ import annotations
+
+from permakey.keypointer import PermaKeyKeypointer
+from tests.test_experiments import _permakey_run
+
+
+def test_error_mass_and_refit_variants_run_on_a_saved_model(tmp_path, pong_dataset):
+    from tools import error_mass, refit_variants
+
+    run = _permakey_run(tmp_path, pong_dataset, epochs=1)
+    folder = tmp_path / "runs" / str(run._id)
+    lines = error_mass.main([str(folder), "--game", "pong", "--dataset", str(pong_dataset), "--frames", "8"])
+    rows = [line for line in lines if line.startswith(("| rmse", "| mse"))]
+    assert len(rows) == 12  # 2 metrics x 3 normalisations x dead cells kept / masked
+    out = tmp_path / "variants"
+    refit_variants.main(
+        [str(folder), "--game", "pong", "--dataset", str(pong_dataset), "--out", str(out)]
+        + ["--variants", "mse:none", "rmse:activation:masked", "--steps", "2", "--batch", "4"]
+    )
+    masked = PermaKeyKeypointer.load(out / "rmse-activation-masked-s0")
+    assert masked.config.mask_dead_cells and masked.config.error_metric == "rmse"
+    assert PermaKeyKeypointer.load(out / "mse-none-s0").config.error_normalisation == "none"
