@@ -1,6 +1,6 @@
 """Atari emulation and ground truth: the one frame preprocessing of the project.
 
-Protocol (reference.md section 4, PermaKey Appendix A.2.3): ALE through gymnasium with sticky actions off
+Protocol (docs/method.md section 4.6, PermaKey Appendix A.2.3): ALE through gymnasium with sticky actions off
 (repeat_action_probability=0), frame skip 4 with a pixel-wise max over the last two frames, up to 30 no-op actions at
 reset, RGB observations. The 210x160 max-pooled frame is resized once to 84x84 with OpenCV's INTER_AREA (area
 averaging, by gymnasium's AtariPreprocessing). Keypoint training data and the RL environments both use `make_env`,

@@ -1,11 +1,11 @@
 """The supported Atari games: one table, one lookup.
 
-K follows the PermaKey authors' per-game configs where they exist (reference.md section 3); for games PermaKey did not
-use (pong, breakout), K is the maximum number of moving entities, Transporter's rule (seed 000, section 4.1).
-The tracking threshold epsilon, in [-1, 1] units, is Transporter's Appendix A table where it gives one; elsewhere it is
-None and the evaluation derives it from the ground truth (average object extent), the paper's stated rule.
-Moving categories are OCAtari category names (RAM mode, hud=False) of the entities that move; static scenery
-(pills, blocks, platforms, HUD) is recorded in the datasets but excluded from keypoint scoring.
+K follows the PermaKey authors' per-game configs where they exist (docs/method.md section 3.8); for games PermaKey did
+not use (pong, breakout), K is the maximum number of moving entities, Transporter's rule (Transporter paper, section
+4.1). The tracking threshold epsilon, in [-1, 1] units, is Transporter's Appendix A table where it gives one; elsewhere
+it is None and the evaluation derives it from the ground truth (average object extent), the paper's stated rule. Moving
+categories are OCAtari category names (RAM mode, hud=False) of the entities that move; static scenery (pills, blocks,
+platforms, HUD) is recorded in the datasets but excluded from keypoint scoring.
 """
 
 from __future__ import annotations

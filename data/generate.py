@@ -3,12 +3,13 @@
 Two modes:
 - `rollouts`: whole random-policy episodes (PermaKey trains on frames of agent rollouts, Gopalakrishnan et al.,
   ICLR 2021, Appendix A.2.1; the Atari Model Zoo agents are not reachable, so a random policy stands in).
-- `diverse_pairs`: Transporter's diverse pair generation (seed 000, Appendix B): random trajectories of up to 100 agent
-  steps; one frame sampled from the first half and one from the second; a buffer filled unconditionally, then, until the
-  candidate budget is spent, rounds that compare sampled buffer pairs with as many new pairs by nearest-neighbour L2
-  distance on 64x64 grey copies, keeping the more novel one, or the new one with probability 0.05. Each shard keeps its
-  own buffer (the paper had one global buffer), so shards are independent jobs and the result does not depend on the
-  number of processes. A stored pair is an "episode" of two records whose `step` fields are the true time indices.
+- `diverse_pairs`: Transporter's diverse pair generation (Transporter paper, Appendix B): random trajectories of up to
+  100 agent steps; one frame sampled from the first half and one from the second; a buffer filled unconditionally, then,
+  until the candidate budget is spent, rounds that compare sampled buffer pairs with as many new pairs by
+  nearest-neighbour L2 distance on 64x64 grey copies, keeping the more novel one, or the new one with probability 0.05.
+  Each shard keeps its own buffer (the paper had one global buffer), so shards are independent jobs and the result does
+  not depend on the number of processes. A stored pair is an "episode" of two records whose `step` fields are the true
+  time indices.
 
 Record convention (one record per observation): `reward` is the reward of the transition into this frame (0 at
 reset), `action` the action taken in this frame (-1 on an episode's last frame), `terminated`/`truncated` mark the

@@ -3,10 +3,10 @@
 Loads every Sacred run of a FileStorage folder (or, with `mongo=True`, of MongoDB at MONGO_URL: the URL stays in the
 environment, out of this run's record) into a pandas table of config,
 status and results, and writes (into `out`, and as artifacts of this run):
-  - compare.md: Tables 1-3 in the paper's layout (game x method, mean (std) over policies of each policy's median
-    test score over seeds, seed 002 Appendix A.2.3), our numbers beside the published ones (reference.md section 5)
-    and our random policy on the same seeds; the keypoint-quality table; the exploration table (explore runs:
-    random options vs random actions, seed 000 figure 7); an aggregate across games and seeds;
+  - compare.md: Tables 1-3 in the paper's layout (game x method, mean (std) over policies of each policy's median test
+    score over seeds, PermaKey paper Appendix A.2.3), our numbers beside the published ones (docs/method.md section 5)
+    and our random policy on the same seeds; the keypoint-quality table; the exploration table (explore runs: random
+    options vs random actions, Transporter paper figure 7); an aggregate across games and seeds;
   - runs.csv (one row per run), agents.csv (one row per agent run);
   - learning_curves.png (validation score by agent step, per game and method, mean over seeds);
   - aggregate.png (interquartile mean of human-normalised test scores with 95% stratified-bootstrap intervals).
@@ -38,7 +38,7 @@ from experiments.workspace import Workspace
 ex = experiment("compare")
 log = logging.getLogger(__name__)
 
-# Seed 002, Tables 1-3 (reference.md section 5): mean (std) over 3 policies; None where the paper gives no std.
+# PermaKey paper, Tables 1-3 (docs/method.md section 5): mean (std) over 3 policies; None where the paper gives no std.
 PUBLISHED: dict[str, dict[tuple[str, str], tuple[float | None, float | None]]] = {
     "table1": {
         ("battlezone", "PKey+CNN"): (10266.7, 3272.1),
@@ -74,7 +74,7 @@ PUBLISHED: dict[str, dict[tuple[str, str], tuple[float | None, float | None]]] =
 }
 
 # Human and random reference scores (Mnih et al. 2015, as tabulated by Badia et al. 2020); the random ones agree
-# with reference.md section 5. Used only to normalise scores across games for the aggregate.
+# with docs/method.md section 5. Used only to normalise scores across games for the aggregate.
 HUMAN_RANDOM = {
     "battlezone": (37187.5, 2360.0),
     "ms_pacman": (6951.6, 307.3),
@@ -364,8 +364,8 @@ def keypoint_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def exploration_table(runs: pd.DataFrame, runs_dir: str | None = None) -> pd.DataFrame:
-    """One row per completed explore run (seed 000, figure 7): game, keypointer, seed, the mean episodic return of
-    random actions, of a random action held for T steps and of random options at the same frame budget, the 90th
+    """One row per completed explore run (Transporter paper, figure 7): game, keypointer, seed, the mean episodic return
+    of random actions, of a random action held for T steps and of random options at the same frame budget, the 90th
     percentiles of random actions and options, and how often the most controllable keypoint was on the player."""
     rows = []
     for _, r in runs[(runs.experiment == "explore") & (runs.status == "COMPLETED")].iterrows():

@@ -68,7 +68,7 @@ def config():
     runs = []  # keypointer run ids (runs/<id>) or folders
     labels = []  # optional display names, one per run (default: kind and id)
     noise = list(MODES)  # conditions: none, vertical, horizontal, both
-    # Transporter's epsilon per game (seed 000, section 4.1); games without one use 0.15 (documented default).
+    # Transporter's epsilon per game (Transporter paper, section 4.1); games without one use 0.15 (documented default).
     epsilon = get_game(game).epsilon or 0.15
     lengths = [1, 2, 5, 10, 20, 50, 100, 150, 200]
     frame_distance = epsilon  # frame-level precision@d / recall@d

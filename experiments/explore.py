@@ -1,12 +1,12 @@
 """Keypoint options for exploration: `python -m experiments.explore with game=ms_pacman keypointer=<run or folder>
 [quick]` (`make explore GAME=ms_pacman [KP=...] [PRESET=quick]`).
 
-Transporter's sections 3.2.2 and 4.2.2 (seed 000; rl/options.py has the method): K x 4 Q functions learn, without any
-game reward, to move each keypoint of a frozen keypointer left, right, up and down; then random exploration in option
-space with the most controllable keypoint (equation 2) is compared with random actions at the same frame budget, by
-the game's episodic return. The paper learns Transporter and the options together on 128 actors and 4 GPUs for
-billions of frames; here the keypointer is pre-trained and frozen, and the default sizes are ours (the paper gives
-only T = 20, the LSTM of 256 and the epsilon range).
+Transporter's sections 3.2.2 and 4.2.2 (docs/method.md section 2.9; rl/options.py has the method): K x 4 Q functions
+learn, without any game reward, to move each keypoint of a frozen keypointer left, right, up and down; then random
+exploration in option space with the most controllable keypoint (equation 2) is compared with random actions at the same
+frame budget, by the game's episodic return. The paper learns Transporter and the options together on 128 actors and 4
+GPUs for billions of frames; here the keypointer is pre-trained and frozen, and the default sizes are ours (the paper
+gives only T = 20, the LSTM of 256 and the epsilon range).
 
 The run records the options' intrinsic returns over training (how far each option moved its keypoint), equation 2's
 choice over time, the return table of the exploration methods on the same seed and budget (mean, std, percentiles,

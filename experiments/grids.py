@@ -1,4 +1,4 @@
-"""The benchmark grids of the papers' tables, as jobs (seed 002, section 5, Tables 1-3; reference.md section 5).
+"""The benchmark grids of the papers' tables, as jobs (PermaKey paper, section 5, Tables 1-3; docs/method.md section 5).
 
 A job is one Sacred run of one experiment: its module, named configs (the preset), config updates, the jobs it
 depends on, and a tag (`<grid>/<preset>/<job name>`) passed as the run's Sacred comment, by which the runner recognises
@@ -12,7 +12,7 @@ Grids:
   table2     Noisy Atari: seaquest and ms_pacman with distractor bars, PKey + CNN and Transporter + CNN;
   table3     the keypoint-count ablation on ms_pacman: K in {5, 7, 10}, PKey + CNN and Transporter + CNN;
   keypoints  the keypoint-quality evaluation (tracking precision/recall) of each game's table1 keypointers;
-  explore    keypoint options for exploration (seed 000, section 4.2.2, figure 7): ms_pacman, seaquest and
+  explore    keypoint options for exploration (Transporter paper, section 4.2.2, figure 7): ms_pacman, seaquest and
              montezuma_revenge x keypointers permakey, transporter x seeds, random options vs random actions.
 Transporter here is PermaKey's re-implementation (architecture pkey_reimpl), the baseline of Tables 1-3.
 """
@@ -33,7 +33,7 @@ TABLE3_KEYPOINTS = (5, 7, 10)
 EXPLORE_GAMES = ("ms_pacman", "seaquest", "montezuma_revenge")
 KEYPOINTERS = ("permakey", "transporter")
 ENCODERS = ("cnn", "gnn")
-NOISY = "both"  # "a coloured strip (either horizontal, vertical or both) at random locations" (seed 002, 5.2)
+NOISY = "both"  # "a coloured strip (either horizontal, vertical or both) at random locations" (PermaKey paper, 5.2)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The paper's test protocol over trained agents: `python -m experiments.test_agent with 'runs=[21,22,23]'`.
 
-Seed 002, Appendix A.2.3: the best checkpointed policy of each run (3 runs in the paper) plays `episodes` greedy
+PermaKey paper, Appendix A.2.3: the best checkpointed policy of each run (3 runs in the paper) plays `episodes` greedy
 episodes on each of `seeds` unseen test seeds; reported: mean (std) over policies of the median over seeds of the
 mean over a seed's episodes (rl/evaluation.py), next to the random policy on the same seeds. Every run must be of
 the same game and noise. info.json's `keypointers` says, per run, which keypointer it saw through and whether that was

@@ -1,13 +1,13 @@
 """Train a keypoint agent on the 100k-interaction protocol:
 `python -m experiments.train_agent with game=ms_pacman keypointer=<run id or folder> encoder=gnn [quick]`.
 
-The recurrent double DQN of seed 002 (section 3, Appendix A.2.3; reference.md section 4) sees the game only through a
-frozen keypointer (a PermaKey or Transporter run), or through the game's ground-truth objects on the same keypoint
-grid (`keypointer=oracle`, keypoints/oracle.py: the ceiling; the run records `keypointer.ground_truth` in info.json).
-Every `validate_every` agent steps it plays `validation_episodes` greedy episodes on the validation seed, keeps the
-best policy, and checkpoints everything needed to resume (networks, optimizer, replay, counters) in its work folder;
-rerunning the same command resumes. At the end the best policy meets the test protocol (rl/evaluation.py) on unseen
-seeds next to the random policy on the same seeds, and the run records its scores, learning curves
+The recurrent double DQN of the PermaKey paper (section 3, Appendix A.2.3; docs/method.md section 4) sees the game only
+through a frozen keypointer (a PermaKey or Transporter run), or through the game's ground-truth objects on the same
+keypoint grid (`keypointer=oracle`, keypoints/oracle.py: the ceiling; the run records `keypointer.ground_truth` in
+info.json). Every `validate_every` agent steps it plays `validation_episodes` greedy episodes on the validation seed,
+keeps the best policy, and checkpoints everything needed to resume (networks, optimizer, replay, counters) in its work
+folder; rerunning the same command resumes. At the end the best policy meets the test protocol (rl/evaluation.py) on
+unseen seeds next to the random policy on the same seeds, and the run records its scores, learning curves
 (learning_curve.png), a test-episode video with the keypoints drawn (test_episode.gif), the timing of each part of the
 loop, and the policy itself (agent.json + weights).
 

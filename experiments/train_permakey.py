@@ -42,7 +42,7 @@ ex = experiment("train_permakey")
 @ex.config
 def config():
     game = "pong"
-    num_keypoints = get_game(game).num_keypoints  # reference.md section 3 (per-game K of the authors' configs)
+    num_keypoints = get_game(game).num_keypoints  # docs/method.md section 3.8 (the authors' per-game K)
     seed = 0
     noise = "none"  # Noisy Atari distractors: none / vertical / horizontal / both, drawn on the fly
     # Architecture (Appendix A.2.1).

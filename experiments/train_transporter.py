@@ -31,14 +31,15 @@ from transporter.model import TransporterConfig, build_transporter
 ex = experiment("train_transporter")
 
 ARCHITECTURES: dict[str, dict[str, Any]] = {
-    # Seed 000, Appendix A: six Conv-BN-ReLU layers, 7x7 first, filters doubling every two layers, 128x128 -> 32x32.
+    # Transporter paper, Appendix A: six Conv-BN-ReLU layers, 7x7 first, filters doubling every two layers,
+    # 128x128 -> 32x32.
     "paper": {
         "input_size": 128,
         "filters": [32, 32, 64, 64, 128, 128],
         "kernels": [7, 3, 3, 3, 3, 3],
         "strides": [1, 1, 2, 1, 2, 1],
     },
-    # PermaKey's re-implementation (seed 002, Appendix A.2.2): 84x84 -> 42x42x32.
+    # PermaKey's re-implementation (PermaKey paper, Appendix A.2.2): 84x84 -> 42x42x32.
     "pkey_reimpl": {"input_size": 84, "filters": [16, 16, 32, 32], "kernels": [3, 3, 3, 3], "strides": [1, 1, 2, 1]},
 }
 
@@ -98,7 +99,7 @@ def paper():
 
 @ex.named_config
 def pkey_reimpl():
-    """PermaKey's Transporter re-implementation (seed 002, Appendix A.2.2): 84x84, Adam 2e-4 x0.9 every 30k steps,
+    """PermaKey's Transporter re-implementation (PermaKey paper, Appendix A.2.2): 84x84, Adam 2e-4 x0.9 every 30k steps,
     early stopping after 5 epochs."""
     architecture = "pkey_reimpl"
     learning_rate = 2e-4

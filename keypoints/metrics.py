@@ -1,9 +1,9 @@
-"""Keypoint quality against ground-truth object positions (Transporter, seed 000, section 4.1 and Figure 4).
+"""Keypoint quality against ground-truth object positions (Transporter paper, section 4.1 and Figure 4).
 
 All positions here are (y, x) in the normalised frame coordinates of the keypointer protocol: [-1, 1] spanning the
 84x84 frame's pixel centres (pixel row r is y = 2 r / 83 - 1), so the papers' epsilon (e.g. 0.2 for Pong) applies
 as is. `truth_from_boxes` brings native-pixel ground truth into this frame and `grid_to_frame` brings keypoints there
-with the receptive-field geometry of the network that made them (reference.md section 1).
+with the receptive-field geometry of the network that made them (docs/method.md section 1.4).
 
 The tracking evaluation, as we implement it (the paper's code was never released; our reading, documented):
   1. The test episodes are cut into windows of L consecutive frames (non-overlapping, the last partial one dropped).

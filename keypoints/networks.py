@@ -29,7 +29,7 @@ def _normalisation(norm: str, filters: int, name: str) -> keras.layers.Layer:
         return keras.layers.GroupNormalization(groups=filters, name=name)
     # Layer norm as Sonnet's (the official Transporter): statistics over (H, W, C) per sample, parameters per channel.
     # keras.layers.LayerNormalization(axis=[-3, -2, -1]) would learn a scale and offset per pixel ([H, W, C]), which
-    # breaks translation equivariance and lets a network paint fixed maps (reference.md section 1).
+    # breaks translation equivariance and lets a network paint fixed maps (docs/method.md section 1.5).
     return keras.layers.GroupNormalization(groups=1, name=name)
 
 

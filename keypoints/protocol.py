@@ -1,4 +1,4 @@
-"""The keypointer protocol: what evaluation, agents and pictures see of any keypoint model (architecture.md).
+"""The keypointer protocol: what evaluation, agents and pictures see of any keypoint model.
 
 frames [B, 84, 84, 3] float in [0, 1] (uint8 accepted and scaled) -> KeypointOutput with
   coordinates [B, K, 2]  (y, x) in [-1, 1], y down;

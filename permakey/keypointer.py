@@ -25,7 +25,7 @@ class PermaKeyKeypointer(SavedKeypointer):
         """(keypoint grid size, (scale, offset)): grid cell i maps to frame pixel scale * i + offset, where PointNet's
         loss draws that cell's Gaussian window (permakey.pointnet.summed_windows: nearest resizing puts cell i over
         pixels [i s, (i + 1) s), centre (i + 0.5) s - 0.5). That is what the keypoints were trained to cover; the
-        KeyNet's receptive-field centre lies 2 px further on a 21x21 grid (reference.md section 3)."""
+        KeyNet's receptive-field centre lies 2 px further on a 21x21 grid (docs/method.md section 3.6)."""
         c = self.config
         grid = c.image_shape[0]
         for s in c.pointnet_strides:

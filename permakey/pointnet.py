@@ -1,5 +1,5 @@
-"""PointNet: keypoints from stacked error maps (seed 002, section 2 "Extracting Keypoints from Error Maps", equation
-3, Appendix A.2.1; reference.md section 3).
+"""PointNet: keypoints from stacked error maps (PermaKey paper, section 2 "Extracting Keypoints from Error Maps",
+equation 3, Appendix A.2.1; docs/method.md section 3.6).
 
 A KeyNet (the VAE encoder's architecture plus a 1x1 regressor to K maps) turns the stacked error maps into K keypoints
 (softmax over marginals). K fixed-width Gaussian windows (sigma; 0.1 in the paper) at the keypoints are summed,

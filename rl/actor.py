@@ -1,5 +1,5 @@
-"""The actor: policies that choose actions from keypoint observations, and the exploration schedule (seed 002,
-Appendix A.2.3; reference.md section 4).
+"""The actor: policies that choose actions from keypoint observations, and the exploration schedule (PermaKey
+paper, Appendix A.2.3; docs/method.md section 4).
 
 `QPolicy` is epsilon-greedy on the recurrent Q-network and carries its LSTM state through an episode (epsilon 0: the
 greedy policy that validation and the test protocol use); the training loop sets its epsilon from `epsilon_at`, linear

@@ -1,21 +1,21 @@
 """Keypoint encoders: the agent's view of a frame through a frozen keypointer's outputs (keypoints/protocol.py).
 
-- `CNNEncoder` (seed 002, section 3 and Appendix A.2.3): the keypoints' Gaussian masks, superposed, select the
-  keypointer's features; 4 Conv-norm-ReLU layers (kernel 3, strides [1, 1, 2, 1]), flatten, Dense 128 ReLU. The
-  authors' code binarises the summed heatmaps at 0.2 (`binarise=0.2`); the paper multiplies by the soft masks
-  (`binarise=None`, default). Paper: 128 filters; authors' code: 32.
+- `CNNEncoder` (PermaKey paper, section 3 and Appendix A.2.3; docs/method.md section 4.2): the keypoints' Gaussian
+  masks, superposed, select the keypointer's features; 4 Conv-norm-ReLU layers (kernel 3, strides [1, 1, 2, 1]),
+  flatten, Dense 128 ReLU. The authors' code binarises the summed heatmaps at 0.2 (`binarise=0.2`); the paper multiplies
+  by the soft masks (`binarise=None`, default). Paper: 128 filters; authors' code: 32.
 - `GNNEncoder` (same sections): a node per keypoint = the mask-weighted average of the features under it plus a learned
   positional embedding of (y, x) (MLP, linear output); a fully connected graph with zero edge features; Encode-Process-
   Decode with an Interaction Network whose message passing really iterates `steps` times (the authors' loop never
   did); MLPs of 2 x 64 ReLU; decoded nodes concatenated -> 2-layer MLP 128 ReLU.
-- `KeyQNEncoder` (seed 000, section 3.2.1): thermometer-encoded coordinates plus the Gaussian-weighted features under
-  each keypoint, concatenated over keypoints -> 2-layer MLP 128 ReLU.
+- `KeyQNEncoder` (Transporter paper, section 3.2.1): thermometer-encoded coordinates plus the Gaussian-weighted features
+  under each keypoint, concatenated over keypoints -> 2-layer MLP 128 ReLU.
 
 Each encoder splits in two. `view(coordinates, heatmaps, features)` is the part that depends only on the frozen
 keypointer: it runs once per environment step and its result is what the replay stores (the CNN's masked feature
 maps; the GNN's and KeyQN's per-keypoint coordinates and mask-averaged features). `call(view)` is the trainable part
 and returns [B, 128]. Storing the view is the same maths as recomputing it at every update from the frames, without
-rerunning the keypointer (architecture.md, "frozen keypointers are pure functions of the frame"). For the
+rerunning the keypointer: a frozen keypointer is a pure function of the frame (keypoints/protocol.py). For the
 ground-truth oracle (keypoints/oracle.py), which reads the emulator's RAM, the stored view is the only record of it.
 Inputs: coordinates [B, K, 2], heatmaps [B, h, w, K], features [B, h, w, C].
 """

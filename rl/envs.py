@@ -1,4 +1,4 @@
-"""Environments of the 100k-interaction protocol (seed 002, Appendix A.2.3; reference.md section 4).
+"""Environments of the 100k-interaction protocol (PermaKey paper, Appendix A.2.3; docs/method.md section 4.6).
 
 The frames are the data pipeline's (data/atari.py: frame skip 4 with a max over the last two frames, up to 30 no-ops,
 no sticky actions, RGB 84x84, the standard 108k-frame episode cap, which gymnasium reports as truncation). Training

@@ -1,4 +1,4 @@
-"""The test protocol (seed 002, Appendix A.2.3; reference.md section 4).
+"""The test protocol (PermaKey paper, Appendix A.2.3; docs/method.md section 4.6).
 
 Evaluation uses the evaluation environments (whole games, unclipped scores; rl/envs.py) and no exploration noise
 ("we do not add any noise in our policy used for evaluation episodes").

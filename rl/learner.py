@@ -1,4 +1,4 @@
-"""The recurrent double-DQN learner (seed 002, section 3 and Appendix A.2.3; reference.md section 4).
+"""The recurrent double-DQN learner (PermaKey paper, section 3 and Appendix A.2.3; docs/method.md section 4).
 
 `Learner.train_step` is one tf.function: online and target values of a window, n-step double-Q targets
 (rl/targets.py: the online network selects, the target network evaluates), squared TD error over the valid steps,

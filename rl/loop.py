@@ -1,4 +1,4 @@
-"""The training loop of the recurrent double DQN (seed 002, Appendix A.2.3; reference.md section 4).
+"""The training loop of the recurrent double DQN (PermaKey paper, Appendix A.2.3; docs/method.md section 4).
 
 One process alternates: the actor takes an epsilon-greedy step (epsilon linear 1 -> 0.1 over the run) through the
 keypoint-observation environment, the replay stores the step's encoder view, and from `learning_starts` on the learner

@@ -1,4 +1,5 @@
-"""The recurrent Q-network of the keypoint agent (seed 002, section 3 and Appendix A.2.3; reference.md section 4).
+"""The recurrent Q-network of the keypoint agent (PermaKey paper, section 3 and Appendix A.2.3; docs/method.md
+section 4).
 
 `RecurrentQNetwork`: a keypoint encoder (rl/encoders.py) applied per time step, an LSTM, and a linear layer to one
 value per action.

@@ -1,5 +1,6 @@
-"""Keypoint-based options for exploration and the most controllable keypoint (seed 000, sections 3.2.2 and 4.2.2,
-equation 2; reference.md section 2). Nothing public implements this part; this module is our reading of the text.
+"""Keypoint-based options for exploration and the most controllable keypoint (Transporter paper, sections 3.2.2 and
+4.2.2, equation 2; docs/method.md section 2.9). Nothing public implements this part; this module is our reading of the
+text.
 
 - K x 4 intrinsic rewards per step: keypoint i's displacement along +x, -x, +y, -y between consecutive observations,
   r_i1 = x_i(t+1) - x_i(t), r_i2 = -r_i1, r_i3 = y_i(t+1) - y_i(t), r_i4 = -r_i3 (`intrinsic_rewards`; keypoints

@@ -1,4 +1,4 @@
-"""Episode-aware sequence replay for the recurrent agent (seed 002, Appendix A.2.3; reference.md section 4).
+"""Episode-aware sequence replay for the recurrent agent (PermaKey paper, Appendix A.2.3; docs/method.md section 4).
 
 Each row holds one observation s_t as named arrays of fixed shape and dtype (`fields`), with the transition that
 leaves it (a_t, r_t, terminated_t, truncated_t). The agent stores what the frozen keypointer and its encoder's frozen

@@ -1,4 +1,4 @@
-"""Learning targets of the recurrent double DQN (seed 002, Appendix A.2.3; reference.md section 4).
+"""Learning targets of the recurrent double DQN (PermaKey paper, Appendix A.2.3; docs/method.md section 4).
 
 The authors' code has three bugs here that we do not copy, each pinned by a test in tests/rl/test_targets.py:
   - its 3-step target summed the three rewards *before* the action and bootstrapped from t+1 with gamma^3;
@@ -95,9 +95,9 @@ def lambda_returns(
     lam: float,
     gamma: float,
 ) -> tf.Tensor:
-    """Peng's Q(lambda) returns over a window, truncated at its end (the "n-step Q(lambda)" of seed 000, section
-    3.2.2, with n the window length): G_t = r_t + g [(1 - lam) V(s_{t+1}) + lam G_{t+1}], G_T = V(s_T). A transition
-    that terminates has G_t = r_t; one after which the episode is truncated has G_t = r_t + g V(s_{t+1}).
+    """Peng's Q(lambda) returns over a window, truncated at its end (the "n-step Q(lambda)" of the Transporter paper,
+    section 3.2.2, with n the window length): G_t = r_t + g [(1 - lam) V(s_{t+1}) + lam G_{t+1}], G_T = V(s_T). A
+    transition that terminates has G_t = r_t; one after which the episode is truncated has G_t = r_t + g V(s_{t+1}).
     lam = 0 is the one-step target; lam = 1 the n-step return to the window's end.
 
     Args:

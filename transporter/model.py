@@ -1,4 +1,5 @@
-"""Transporter (seed 000, section 3.1, Appendix A and D) and the Jakab et al. (IMM) conditional-generation baseline.
+"""Transporter (Transporter paper, section 3.1, Appendix A and D; docs/method.md section 2) and the Jakab et al.
+(IMM) conditional-generation baseline.
 
 Both models see a (source, target) pair of frames from one episode and regress the target:
 
