@@ -51,10 +51,8 @@ def config():
     encoder_strides = [1, 2, 2, 1]
     latent_dim = 32
     decoder = "paper"  # the encoder's transpose, bilinear upsampling (A.2.1); "authors": their code's (permakey/vae.py)
-    # Equation 1 per pixel value with the authors' code's Gaussian likelihood of variance 0.1 (the paper gives none);
-    # vae_loss="authors": their weighting, the per-pixel mean of the likelihood term + the KL summed over the latent.
-    vae_loss = "elbo"  # equation 1 per pixel value
-    likelihood_scale = 0.1**0.5  # the authors' code's variance 0.1
+    vae_loss = "elbo"  # equation 1 per pixel value; "authors": their code's weighting (docs/method.md section 3.3)
+    likelihood_scale = 0.1**0.5  # the Gaussian likelihood's: the authors' code's variance 0.1 (the paper gives none)
     norm = "batch"
     lspn_layers = [0, 1]
     patch = 2
@@ -75,22 +73,17 @@ def config():
     pointnet_learning_rate = learning_rate  # PointNet's own Adam (each module has one)
     decay_steps = 10_000
     decay_rate = 0.85
-    # "inverse_time": the authors' code's lr / (1 + 0.85 floor(t / 10k)).
-    lr_schedule = "exponential"  # x0.85 every 10k steps, staircase: the paper's words
-    # The validation loss that keeps the best epoch and stops early (the paper: "early stopping of 10 epochs on the
-    # validation set", no loss named); "val_total_loss" every module's; any of permakey.model.LOSSES as val_<name>_loss.
+    lr_schedule = "exponential"  # x0.85 every 10k steps, staircase (the paper); "inverse_time": the authors' code's
+    # The validation loss of the best epoch and early stopping (the paper names none); any of permakey.model.LOSSES.
     monitor = "val_lsp_pointnet_loss"  # the LSPN and PointNet losses' sum, as the authors' code
     steps_per_epoch = None  # None: one pass over the training split
-    # After the joint training, PointNet is re-initialised and trained alone for this many steps on the error maps of
-    # the best epoch's frozen VAE and LSPNs (cached in memory). The modules share no gradient, so this changes the
-    # schedule, not the method: PointNet learns from the final error maps only. 0: the paper's joint training only.
+    # PointNet re-initialised after the joint training and trained alone this many steps on the best epoch's frozen
+    # error maps: a schedule change, not a method change (docs/method.md section 3.10). 0: the paper's joint training.
     pointnet_refit_steps = 0
-    # Off the paper: refit this many PointNets from different initialisations and keep the one whose keypoints move
-    # most on the validation frames (no ground truth used). 1: a single refit.
+    # Off the paper: refit this many PointNets, keep the one whose keypoints move most on validation frames.
     pointnet_refit_restarts = 1
-    # Off the paper: the refit's restarts are repeated on the error maps of each of these normalisations
-    # (permakey/lspn.py: activation, image, none) and the most moving keypoints are kept, with their normalisation.
-    # []: the model's error_normalisation only.
+    # Off the paper: the restarts repeated on the error maps of each of these normalisations (permakey/lspn.py), the
+    # most moving keypoints kept with theirs. []: the model's error_normalisation only.
     pointnet_refit_normalisations = []
     precision = "auto"  # mixed_bfloat16 on GPUs and AMX/AVX512-BF16 CPUs, float32 elsewhere (experiments/precision.py)
     log_every = 50
