@@ -1,4 +1,4 @@
-"""Noisy Atari distractors (PermaKey paper, section 5.3 / Table 2; docs/method.md section 3.9).
+"""Noisy Atari distractors (PermaKey paper, section 5.2 / Table 2; docs/method.md section 3.9).
 
 A 5-pixel-wide opaque bar of colour (128, 0, 255) drawn on the 84x84 frame: vertical, horizontal, or one of each,
 at a uniformly random position redrawn every frame. Positions are uniform in [0, 78] as in the authors' code.
