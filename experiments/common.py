@@ -2,9 +2,10 @@
 without noise.
 
 Runs are recorded by a FileStorageObserver under `runs/` (or RUNS_DIR); set MONGO_URL (and optionally MONGO_DB) to
-record into MongoDB as well, the many-machine option. The URL, which may hold a password, is read from the environment
-only: Sacred records every config value and the command line in the run's files, so a config value holding a URL
-with a password is refused.
+record into MongoDB as well, the many-machine option, and SQL_URL to record into a SQL database (PostgreSQL, SQLite)
+through Sacred's SqlObserver. A URL, which may hold a password, is read from the environment only: Sacred records
+every config value and the command line in the run's files, so a config value holding a URL with a password is
+refused.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import functools
 import json
 import logging
 import math
+import numbers
 import os
 import re
 import sys
@@ -26,6 +28,7 @@ from sacred import SETTINGS, Experiment
 from sacred.config import config_files
 from sacred.initialize import create_run
 from sacred.observers import FileStorageObserver
+from sacred.observers.file_storage import DEFAULT_FILE_STORAGE_PRIORITY
 from sacred.run import Run
 
 from experiments.workspace import Workspace
@@ -95,7 +98,7 @@ def refuse_secrets(updates: dict[str, Any], prefix: str = "") -> None:
             raise ValueError(
                 f"Config value {prefix}{key}={masked_url(value)!r} holds a password, which Sacred would record in the "
                 "run's files (config and command line); give credentials through the environment instead (MONGO_URL "
-                "for MongoDB)."
+                "for MongoDB, SQL_URL for a SQL database)."
             )
 
 
@@ -157,13 +160,22 @@ def experiment(name: str) -> Experiment:
     """A Sacred experiment recorded under RUNS_DIR, with the calling module's docstring as its --help text."""
     ex = CheckedExperiment(name, save_git_info=False)
     ex.doc = sys._getframe(1).f_globals.get("__doc__") or ""
-    ex.observers.append(FileStorageObserver(str(Workspace.here().runs)))
-    if os.environ.get("MONGO_URL"):
-        ex.observers.append(mongo_observer(*mongo_from_environment()))
+    ex.observers.extend(observers_from_environment())
     root = logging.getLogger()
     if not any(isinstance(f, _NamedConfigDocs) for f in root.filters):
         root.addFilter(_NamedConfigDocs())
     return ex
+
+
+def observers_from_environment() -> list[Any]:
+    """The observers every run records into: the runs folder (RUNS_DIR or runs/), and MongoDB when MONGO_URL is set
+    and a SQL database when SQL_URL is set."""
+    observers: list[Any] = [FileStorageObserver(str(Workspace.here().runs))]
+    if os.environ.get("MONGO_URL"):
+        observers.append(mongo_observer(*mongo_from_environment()))
+    if os.environ.get("SQL_URL"):
+        observers.append(sql_observer(os.environ["SQL_URL"]))
+    return observers
 
 
 def settings_from_config(cls: Any, config: dict[str, Any], untrained: Sequence[str], **resolved: Any) -> Any:
@@ -206,14 +218,17 @@ def check_mongo(client: Any, url: str) -> None:
     try:
         client.admin.command("ping")
     except pymongo.errors.PyMongoError as error:
-        cause = f"{type(error).__name__}: {error}".split(", Topology Description")[0]
-        password = _URL_PASSWORD.search(url)
-        if password:
-            cause = cause.replace(password.group(0), "***@")
+        cause = _without_password(f"{type(error).__name__}: {error}".split(", Topology Description")[0], url)
         raise ConnectionError(
             f"MongoDB at {masked_url(url)} (MONGO_URL) is unreachable or refuses this client ({cause}); start the "
             "server, correct MONGO_URL, or unset it to use the runs folder only."
         ) from None
+
+
+def _without_password(text: str, url: str) -> str:
+    """`text` (a driver's error message) with the password part of `url`, wherever it appears, shown as ***."""
+    password = _URL_PASSWORD.search(url)
+    return text.replace(password.group(0), "***@") if password else text
 
 
 def mongo_observer(url: str, db: str) -> Any:
@@ -227,3 +242,89 @@ def mongo_observer(url: str, db: str) -> Any:
             return super().started_event(*args, **kwargs)
 
     return CheckedMongoObserver(client=mongo_client(url), db_name=db)
+
+
+SQL_TIMEOUT_S = 5
+"""How long a PostgreSQL client waits for the server before it is reported unreachable."""
+
+SQL_PRIORITY = DEFAULT_FILE_STORAGE_PRIORITY - 10
+"""Below the runs folder's: the runs folder numbers the runs, and the database records each under that number."""
+
+
+def _sqlalchemy() -> Any:
+    try:
+        import sqlalchemy
+    except ImportError as error:
+        raise ImportError("SQL_URL needs sqlalchemy (requirements.txt): run `make install`.") from error
+    return sqlalchemy
+
+
+def sql_engine(url: str) -> Any:
+    """A SQLAlchemy engine of `url` (a PostgreSQL one waits SQL_TIMEOUT_S for the server); an error naming the URL
+    with its password masked when it is no database URL or its driver is missing."""
+    sa = _sqlalchemy()
+    try:
+        parsed = sa.engine.make_url(url)
+        timeout = {"connect_timeout": SQL_TIMEOUT_S} if parsed.get_backend_name() == "postgresql" else {}
+        return sa.create_engine(parsed, connect_args=timeout)
+    except (sa.exc.ArgumentError, ImportError) as error:
+        cause = _without_password(f"{type(error).__name__}: {error}", url)
+        raise ValueError(
+            f"SQL_URL={masked_url(url)} is not a usable database URL ({cause}); give a SQLAlchemy URL such as "
+            "postgresql://user:password@host:5432/db (its driver, psycopg2-binary, is in requirements.txt)."
+        ) from None
+
+
+def check_sql(engine: Any, url: str) -> None:
+    """Raises ConnectionError, naming the URL with its password masked and what to do, unless the database answers."""
+    sa = _sqlalchemy()
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.DBAPIError as error:
+        cause = _without_password(" ".join(f"{type(error.orig).__name__}: {error.orig}".split()), url)
+        raise ConnectionError(
+            f"The database at {masked_url(url)} (SQL_URL) is unreachable or refuses this client ({cause}); start the "
+            "server, correct SQL_URL, or unset it to use the runs folder only."
+        ) from None
+
+
+def _numeric(result: Any) -> float | None:
+    """`result` as a float when it is a number, else None: Sacred's SQL table holds a numeric result only."""
+    return float(result) if isinstance(result, numbers.Real) else None
+
+
+def _with_source_digests(ex_info: dict[str, Any]) -> dict[str, Any]:
+    """`ex_info` with each source file's MD5 digest, which Sacred's SqlObserver checks: the runs folder's observer,
+    which records first, replaces the digests in the shared `ex_info` with the paths of its copies."""
+    from sacred.dependencies import get_digest
+
+    base = ex_info["base_dir"]
+    return {**ex_info, "sources": [[name, get_digest(os.path.join(base, name))] for name, _ in ex_info["sources"]]}
+
+
+def sql_observer(url: str) -> Any:
+    """A Sacred SqlObserver into the database at `url` that checks the database answers when a run starts (not when
+    the experiment is built, so that print_config and --help work without it). Its run_id is the runs folder's
+    number (SQL_PRIORITY); a result that is not a number (a dict of numbers, say) is NULL in its table and stays in
+    runs/<id>/run.json."""
+    from sacred.observers import SqlObserver
+    from sqlalchemy.orm import scoped_session, sessionmaker
+
+    class CheckedSqlObserver(SqlObserver):
+        def started_event(self, ex_info: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            check_sql(self.engine, url)
+            return super().started_event(_with_source_digests(ex_info), *args, **kwargs)
+
+        def failed_event(self, fail_time: Any, fail_trace: Any) -> None:
+            if self.run is not None:  # None when the run failed before this observer recorded its start
+                super().failed_event(fail_time, fail_trace)
+
+        def heartbeat_event(self, info: Any, captured_out: Any, beat_time: Any, result: Any) -> None:
+            super().heartbeat_event(info, captured_out, beat_time, _numeric(result))
+
+        def completed_event(self, stop_time: Any, result: Any) -> None:
+            super().completed_event(stop_time, _numeric(result))
+
+    engine = sql_engine(url)
+    return CheckedSqlObserver.create_from(engine, scoped_session(sessionmaker(bind=engine)), priority=SQL_PRIORITY)
