@@ -173,7 +173,6 @@ ADDED_SETTINGS = {
     "pointnet_coordinates": False,
     "pointnet_refit_restarts": 1,
     "pointnet_refit_normalisations": [],
-    "mask_dead_cells": False,
     # PermaKey's paper preset moved to the authors' code where the paper is silent; runs before had these.
     "decoder": "paper",
     "vae_loss": "elbo",

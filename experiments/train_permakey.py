@@ -61,7 +61,6 @@ def config():
     lspn_norm = "batch"  # BatchNorm after each hidden Dense: the authors' code (paper silent); "none": Dense-ReLU
     error_metric = "mse"  # the authors' final code (the paper names none); "rmse" their code at the paper's time
     error_normalisation = "activation"  # the authors' / (mean activation + 1e-3); "image" or "none" (permakey/lspn.py)
-    mask_dead_cells = False  # cells with no activation around them get error 0 (permakey/lspn.py live_cells)
     pointnet_strides = [1, 2, 2, 1]  # 21x21 heatmaps; [1, 1, 2, 1] gives the paper-era code's 42x42
     sigma = 0.1
     pointnet_coordinates = False  # off the paper: PointNet also sees each pixel's (y, x) (permakey/pointnet.py)
@@ -175,7 +174,6 @@ def model_config(c: dict) -> PermaKeyConfig:
         lspn_norm=c["lspn_norm"],
         error_metric=c["error_metric"],
         error_normalisation=c["error_normalisation"],
-        mask_dead_cells=c["mask_dead_cells"],
         pointnet_strides=tuple(c["pointnet_strides"]),
         sigma=c["sigma"],
         pointnet_coordinates=c["pointnet_coordinates"],

@@ -89,7 +89,8 @@ def prediction_loss(prediction: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
 def live_cells(target: tf.Tensor) -> tf.Tensor:
     """[B, h, w] bool: cells whose 3x3 neighbourhood (the cell and its 8 neighbours, zeros beyond the border) holds a
     non-zero activation. Elsewhere (a black HUD band or border after the ReLU) the LSPN's input and target are all
-    zero: there is nothing to predict, and its constant output (biases) is no error of the scene."""
+    zero: there is nothing to predict, and its constant output (biases) is no error of the scene. tools.error_mass
+    measures the error mass such cells get."""
     active = tf.cast(tf.reduce_max(tf.abs(target), axis=-1, keepdims=True) > 0, tf.float32)
     return tf.nn.max_pool2d(active, 3, 1, "SAME")[..., 0] > 0
 
@@ -99,7 +100,6 @@ def error_map(
     target: tf.Tensor,
     metric: str,
     normalisation: str = "activation",
-    mask_dead_cells: bool = False,
 ) -> tf.Tensor:
     """Per-cell prediction error [B, h, w], made relative to the target's activation scale.
 
@@ -111,7 +111,6 @@ def error_map(
     - "image": error / (the cell's mean target activation + the image's mean activation on this layer). The same
       relative error where activations are typical, bounded where they vanish.
     - "none": the raw error.
-    mask_dead_cells: cells with no activation in their 3x3 neighbourhood (`live_cells`) get error 0.
     """
     mse = tf.reduce_mean(tf.square(prediction - target), axis=-1)
     error = tf.sqrt(mse + 1e-12) if metric == "rmse" else mse
@@ -121,8 +120,6 @@ def error_map(
             error = error / (activation + tf.reduce_mean(activation, axis=[1, 2], keepdims=True) + 1e-6)
         else:
             error = error / (activation + 1e-3)
-    if mask_dead_cells:
-        error = tf.where(live_cells(target), error, tf.zeros_like(error))
     return error
 
 

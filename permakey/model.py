@@ -57,9 +57,6 @@ class PermaKeyConfig:
     """How a cell's error is made relative to activation scale (permakey.lspn.error_map); "activation": the paper's."""
     pointnet_coordinates: bool = False
     """Off the paper: PointNet also sees each pixel's (y, x) (permakey.pointnet.with_coordinates); False: paper."""
-    mask_dead_cells: bool = False
-    """Cells with no activation in their 3x3 neighbourhood get error 0 (permakey.lspn.live_cells); False: the
-    authors' code."""
     decoder: str = "paper"
     """The VAE's decoder (permakey.vae.DECODERS): "paper", the encoder's transpose (Appendix A.2.1); "authors", the
     authors' code's."""
@@ -209,7 +206,7 @@ class PermaKey(keras.Model):
         layers = self.config.lspn_layers
         pairs = [lspn(activations[layer], training=training) for lspn, layer in zip(self.lspns, layers, strict=True)]
         c = self.config
-        maps = [error_map(p, t, c.error_metric, c.error_normalisation, c.mask_dead_cells) for p, t in pairs]
+        maps = [error_map(p, t, c.error_metric, c.error_normalisation) for p, t in pairs]
         return pairs, stack_error_maps(maps, self.config.image_shape[:2])
 
     def module_losses(self, frames: tf.Tensor, out: dict) -> dict[str, tf.Tensor]:

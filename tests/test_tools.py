@@ -17,8 +17,8 @@ def test_error_mass_and_refit_variants_run_on_a_saved_model(tmp_path, pong_datas
     out = tmp_path / "variants"
     refit_variants.main(
         [str(folder), "--game", "pong", "--dataset", str(pong_dataset), "--out", str(out)]
-        + ["--variants", "mse:none", "rmse:activation:masked", "--steps", "2", "--batch", "4"]
+        + ["--variants", "mse:none", "rmse:activation", "--steps", "2", "--batch", "4"]
     )
-    masked = PermaKeyKeypointer.load(out / "rmse-activation-masked-s0")
-    assert masked.config.mask_dead_cells and masked.config.error_metric == "rmse"
+    rmse = PermaKeyKeypointer.load(out / "rmse-activation-s0")
+    assert rmse.config.error_metric == "rmse" and rmse.config.error_normalisation == "activation"
     assert PermaKeyKeypointer.load(out / "mse-none-s0").config.error_normalisation == "none"

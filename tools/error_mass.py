@@ -3,10 +3,10 @@
 `python -m tools.error_mass <keypointer folder> --game ms_pacman [--dataset datasets/ms_pacman_quick] [--out t.md]`
 
 The VAE encoder and LSPN weights are the saved ones; only the per-cell error changes (permakey.lspn.error_map): metric
-{rmse, mse} x normalisation {activation, image, none} x dead cells {kept, masked}. The maps are stacked and min-max
-normalised per image as PointNet sees them (permakey.lspn.stack_error_maps). For each encoder layer the table gives
-the share of the maps' mass on the ground-truth moving objects (keypoints.metrics.mass_on_objects), in the game's HUD
-band (`--band`, native rows) and on dead cells (no activation in their 3x3 neighbourhood, permakey.lspn.live_cells),
+{rmse, mse} x normalisation {activation, image, none} x dead cells {kept, masked: error 0, to measure their share}.
+The maps are stacked and min-max normalised per image as PointNet sees them (permakey.lspn.stack_error_maps). For
+each encoder layer the table gives the share of the maps' mass on the ground-truth moving objects
+(keypoints.metrics.mass_on_objects), in the game's HUD band (`--band`, native rows) and on dead cells (no activation in their 3x3 neighbourhood, permakey.lspn.live_cells),
 over `--frames` test frames; first, the share of dead cells inside and outside the band.
 """
 
@@ -25,6 +25,15 @@ from experiments.health import ground_truth_clip
 from keypoints.metrics import mass_on_objects
 from permakey.keypointer import PermaKeyKeypointer
 from permakey.lspn import ERROR_METRICS, ERROR_NORMALISATIONS, error_map, live_cells, stack_error_maps
+
+
+def masked_error_map(
+    prediction: tf.Tensor, target: tf.Tensor, metric: str, normalisation: str, mask: bool
+) -> tf.Tensor:
+    """permakey.lspn.error_map, with dead cells' error set to 0 when `mask` (what they contribute, measured)."""
+    error = error_map(prediction, target, metric, normalisation)
+    return tf.where(live_cells(target), error, tf.zeros_like(error)) if mask else error
+
 
 BANDS = {"ms_pacman": (173, 210)}
 """Native rows of a game's HUD band (Ms. Pac-Man: lives and score below the maze)."""
@@ -69,7 +78,7 @@ def measure(keypointer: PermaKeyKeypointer, frames: np.ndarray, boxes: list, row
     header = " | ".join(f"layer {i}: objects / band / dead" for i in layers)
     lines += ["", f"| metric | normalisation | dead cells | {header} |", "|---" * (3 + len(layers)) + "|"]
     for metric, normalisation, mask in itertools.product(ERROR_METRICS, ERROR_NORMALISATIONS, (False, True)):
-        errors = [error_map(p, t, metric, normalisation, mask) for p, t in pairs]
+        errors = [masked_error_map(p, t, metric, normalisation, mask) for p, t in pairs]
         maps = stack_error_maps(errors, (84, 84)).numpy().astype(np.float64)
         objects, band = mass_on_objects(maps, boxes), share_in_rows(maps, rows)
         on_dead = (maps * dead).sum(axis=(0, 1, 2)) / np.maximum(maps.sum(axis=(0, 1, 2)), 1e-300)

@@ -3,9 +3,9 @@ same-seed A/B of error-map choices without retraining the VAE and LSPNs (which n
 are PointNet's stop-gradient targets only).
 
 `python -m tools.refit_variants <joint keypointer folder> --game ms_pacman --out DIR
-    --variants mse:activation:masked mse:image mse:none [--seeds 0 1] [--steps 600]`
+    --variants mse:activation mse:image mse:none [--seeds 0 1] [--steps 600]`
 
-Each variant is metric:normalisation[:masked] (permakey.lspn.error_map). Every variant and seed trains a PointNet with
+Each variant is metric:normalisation (permakey.lspn.error_map). Every variant and seed trains a PointNet with
 the refit of experiments/train_permakey.py (fresh_pointnet, train_pointnet: the same initialisation and batch order
 for a seed under every variant) on the training split's maps, prints its keypoint motion on the validation frames and
 saves the keypointer to DIR/<variant>-s<seed>, ready for `make eval-keypoints RUNS=...`.
@@ -40,13 +40,11 @@ class Quiet:
 
 
 def variant_config(base: PermaKeyConfig, variant: str) -> PermaKeyConfig:
-    """`base` with the error map of `variant` (metric:normalisation[:masked])."""
+    """`base` with the error map of `variant` (metric:normalisation)."""
     parts = variant.split(":")
-    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "masked"):
-        raise ValueError(f"A variant is metric:normalisation[:masked], got {variant!r}.")
-    return dataclasses.replace(
-        base, error_metric=parts[0], error_normalisation=parts[1], mask_dead_cells=len(parts) == 3
-    )
+    if len(parts) != 2:
+        raise ValueError(f"A variant is metric:normalisation, got {variant!r}.")
+    return dataclasses.replace(base, error_metric=parts[0], error_normalisation=parts[1])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--game", default="ms_pacman")
     parser.add_argument("--dataset", help="default: datasets/<game>_quick")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--variants", nargs="+", default=["mse:activation", "mse:activation:masked", "mse:none"])
+    parser.add_argument("--variants", nargs="+", default=["mse:activation", "mse:image", "mse:none"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=16)
