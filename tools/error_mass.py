@@ -6,8 +6,9 @@ The VAE encoder and LSPN weights are the saved ones; only the per-cell error cha
 {rmse, mse} x normalisation {activation, image, none} x dead cells {kept, masked: error 0, to measure their share}.
 The maps are stacked and min-max normalised per image as PointNet sees them (permakey.lspn.stack_error_maps). For
 each encoder layer the table gives the share of the maps' mass on the ground-truth moving objects
-(keypoints.metrics.mass_on_objects), in the game's HUD band (`--band`, native rows) and on dead cells (no activation in their 3x3 neighbourhood, permakey.lspn.live_cells),
-over `--frames` test frames; first, the share of dead cells inside and outside the band.
+(keypoints.metrics.mass_on_objects), in the game's HUD band (`--band`, native rows) and on dead cells (no activation
+in their 3x3 neighbourhood, permakey.lspn.live_cells), over `--frames` test frames; first, the share of dead
+cells inside and outside the band.
 """
 
 from __future__ import annotations
