@@ -557,7 +557,7 @@ def test_ensure_dataset_generates_a_missing_dataset_once(tmp_path):
     assert len(list((tmp_path / "runs").glob("*/run.json"))) == 1
 
 
-PRESET_CHANGES = ("likelihood_scale", "vae_loss", "decoder", "lspn_norm", "lr_schedule", "monitor")
+PRESET_CHANGES = ("likelihood_scale", "vae_loss", "decoder", "lspn_norm", "lr_schedule", "monitor", "error_metric")
 
 
 def test_the_quick_preset_keeps_the_settings_it_was_measured_with():
@@ -574,6 +574,7 @@ def test_the_quick_preset_keeps_the_settings_it_was_measured_with():
         "lspn_norm": "batch",
         "lr_schedule": "exponential",
         "monitor": "val_lsp_pointnet_loss",
+        "error_metric": "mse",
     }
     assert {name: quick[name] for name in PRESET_CHANGES} == {
         "likelihood_scale": 0.1,
@@ -582,6 +583,7 @@ def test_the_quick_preset_keeps_the_settings_it_was_measured_with():
         "lspn_norm": "none",
         "lr_schedule": "exponential",
         "monitor": "val_total_loss",
+        "error_metric": "rmse",
     }
 
 
