@@ -144,7 +144,7 @@ def quick():
     patience = 5
     batch_size = 16
     norm = "layer"
-    error_metric = "rmse"  # measured with it; MSE (the default) awaits a same-seed A/B on two games (docs/error_maps.md)
+    error_metric = "rmse"  # measured with it; MSE, the default, awaits a same-seed A/B on two games (error_maps.md)
     lspn_norm = "none"
     likelihood_scale = 0.1
     monitor = "val_total_loss"
