@@ -38,11 +38,12 @@ help:
 	@echo "make eval-keypoints GAME=pong RUNS=9,10 [REPORT=docs/x.md]   tracking precision/recall vs ground truth"
 	@echo "make train-agent GAME=ms_pacman KP=<keypointer run id> [ENC=gnn|cnn|keyqn] [PRESET=quick] [NOISE=...]"
 	@echo "                                 KP=oracle: the game's ground-truth objects (OCAtari) as keypoints, the ceiling"
+	@echo "                                 KP=motion: the training-free motion baseline on the oracle's grid, the floor"
 	@echo "make explore GAME=ms_pacman [KP=<keypointer run>] [PRESET=quick]   keypoint options: random options of the"
 	@echo "                                 most controllable keypoint vs random actions (Transporter 4.2.2)"
 	@echo "make test-agent RUNS=21,22,23   the paper's test protocol over agent runs, beside the random policy"
-	@echo "make rl-benchmark [GRID=table1|table2|table3|keypoints] [PRESET=quick|paper] [SEEDS=0,1,2] [GAMES=ms_pacman]"
-	@echo "                                 the papers' grids on Ray (local cores; a cluster via RAY_ADDRESS), resumable"
+	@echo "make rl-benchmark [GRID=table1|table2|table3|keypoints|atari100k] [PRESET=quick|paper] [SEEDS=0,1,2]"
+	@echo "                  [GAMES=ms_pacman]  the papers' grids on Ray (local cores; a cluster via RAY_ADDRESS), resumable"
 	@echo "make compare [RUNS_DIR=runs] [GRID=table1]   tables (ours beside the papers'), curves, aggregate"
 	@echo "make bench-data                 data generation and reading throughput table"
 	@echo "make coverage [GAMES=pong,ms_pacman] [FRAMES=3000] [POLICIES=uniform,sticky:0.1]"
@@ -127,8 +128,8 @@ eval-keypoints: install
 
 train-agent: install
 	@test -n "$(KP)" || { echo "Give the keypointer the agent sees through: make train-agent GAME=ms_pacman KP=<run id>"; \
-		echo "(a run of make train-permakey or make train-transporter; ls runs/ lists them; or KP=oracle for the"; \
-		echo "game's ground-truth objects) [ENC=gnn|cnn|keyqn]"; exit 2; }
+		echo "(a run of make train-permakey or make train-transporter; ls runs/ lists them; KP=oracle for the"; \
+		echo "game's ground-truth objects; KP=motion for the motion baseline) [ENC=gnn|cnn|keyqn]"; exit 2; }
 	$(PY) -m experiments.train_agent with game=$(GAME) keypointer=$(KP) encoder=$(ENC) seed=$(SEED) $(PRESET) \
 		$(if $(NOISE),noise=$(NOISE))
 

@@ -11,7 +11,8 @@ status and results, and writes (into `out`, and as artifacts of this run):
   - learning_curves.png (validation score by agent step, per game and method, mean over seeds);
   - aggregate.png (interquartile mean of human-normalised test scores with 95% stratified-bootstrap intervals).
 With `grid=`, every job of that grid appears: a job without a completed run is shown as missing, failed or
-interrupted with its run id, never silently dropped.
+interrupted with its run id, never silently dropped; `grid=atari100k` (the oracle's and the motion baseline's agents)
+is shown in Table 1's layout beside the paper's Table 1.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from data.games import get_game
 from experiments.benchmark import UnreadableRecord, job_status, read_record, tagged_runs
 from experiments.common import check_mongo, experiment, masked_url, mongo_client, mongo_from_environment
 from experiments.grids import expand
-from experiments.keypointers import ORACLE, is_oracle, keypointer_folder
+from experiments.keypointers import builtin_name, keypointer_folder
 from experiments.workspace import Workspace
 
 ex = experiment("compare")
@@ -84,14 +85,17 @@ HUMAN_RANDOM = {
     "breakout": (30.5, 1.7),
 }
 
-KIND_NAMES = {"permakey": "PKey", "transporter": "Transporter", "oracle": "Oracle"}
+KIND_NAMES = {"permakey": "PKey", "transporter": "Transporter", "oracle": "Oracle", "motion": "Motion"}
+PUBLISHED_BESIDE = {"atari100k": "table1"}
+"""Grids without a table of their own, shown in the layout and beside the published numbers of a paper's table: the
+oracle's and the motion baseline's agents (experiments/grids.py atari100k) beside Table 1."""
 
 
 @ex.config
 def config():
     runs_dir = str(Workspace.here().runs)  # a Sacred FileStorage folder
     mongo = False  # or the runs in MongoDB at MONGO_URL (database MONGO_DB), the many-machine option
-    grid = ""  # table1 / table2 / table3 / keypoints: show every job of the grid, missing ones included
+    grid = ""  # table1 / table2 / table3 / keypoints / atari100k: show every job of the grid, missing ones included
     preset = "quick"
     seeds = [0, 1, 2]
     out = "reports/compare"
@@ -211,10 +215,11 @@ def load_mongo_runs(url: str, db: str) -> pd.DataFrame:
 
 
 def _keypointer_facts(keypointer: Any, runs_dir: str | None, game: str | None = None) -> tuple[str, int | None]:
-    """(kind, K) of an agent's keypointer, given as a run id (in runs_dir), a folder, or `oracle` (the game's ground
-    truth, K the game's)."""
-    if is_oracle(keypointer):
-        return ORACLE, get_game(game).num_keypoints if game else None
+    """(kind, K) of an agent's keypointer, given as a run id (in runs_dir), a folder, `oracle` (the game's ground
+    truth) or `motion` (the game's motion baseline), K the game's for the last two."""
+    name = builtin_name(keypointer)
+    if name:
+        return name, get_game(game).num_keypoints if game else None
     try:
         folder = keypointer_folder(str(keypointer), runs_dir)
     except FileNotFoundError:
@@ -301,7 +306,7 @@ def grid_gaps(runs_dir: str, grid: str, preset: str, seeds: list[int]) -> dict[t
         if status == "completed":
             continue
         s = job.settings
-        kind = "permakey" if "/permakey" in job.name else "transporter"
+        kind = builtin_name(s["keypointer"]) or ("permakey" if "/permakey" in job.name else "transporter")
         row = s["game"] if grid != "table3" else "K=" + job.name.split("-k")[1].split("/")[0]
         method = f"{KIND_NAMES[kind]}+{s['encoder'].upper()}"
         gaps.setdefault((row, method), []).append(
@@ -478,9 +483,10 @@ def report(runs: pd.DataFrame, settings: ReportSettings) -> tuple[str, dict[str,
     unreadable = runs[runs["status"] == UNREADABLE]
     if len(unreadable):
         lines += ["## Unreadable run records", "", *[f"- run {r.id}: {r.problem}" for r in unreadable.itertuples()], ""]
-    wanted = [s.grid] if s.grid in PUBLISHED else (list(PUBLISHED) if not s.grid else [])
+    shown = PUBLISHED_BESIDE.get(s.grid, s.grid)
+    wanted = [shown] if shown in PUBLISHED else (list(PUBLISHED) if not s.grid else [])
     for table in wanted:
-        gaps = grid_gaps(s.runs_dir, table, s.preset, list(s.seeds)) if s.grid else {}
+        gaps = grid_gaps(s.runs_dir, s.grid, s.preset, list(s.seeds)) if s.grid else {}
         if table == "table1":
             mine = agents[agents["noise"] == "none"]
         elif table == "table2":

@@ -62,7 +62,7 @@ UNTRAINED = ("progress", "explore_steps", "video_steps", "log_every", "preset", 
 @ex.config
 def config():
     game = "ms_pacman"
-    keypointer = ""  # required: a keypoint-model run id (runs/<id>), a keypointer folder (work/.../best), or oracle
+    keypointer = ""  # required: a keypoint-model run id (runs/<id>), a keypointer folder, oracle or motion
     encoder = "keyqn"  # keyqn (Transporter's KeyQN inputs) or gnn; the options need the keypoints' coordinates
     keyqn_bins = 16
     gnn_steps = 1

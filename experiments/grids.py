@@ -13,7 +13,10 @@ Grids:
   table3     the keypoint-count ablation on ms_pacman: K in {5, 7, 10}, PKey + CNN and Transporter + CNN;
   keypoints  the keypoint-quality evaluation (tracking precision/recall) of each game's table1 keypointers;
   explore    keypoint options for exploration (Transporter paper, section 4.2.2, figure 7): ms_pacman, seaquest and
-             montezuma_revenge x keypointers permakey, transporter x seeds, random options vs random actions.
+             montezuma_revenge x keypointers permakey, transporter x seeds, random options vs random actions;
+  atari100k  table1's games x seeds of GNN agents on the keypointers without training: the ground-truth oracle
+             (keypoints/oracle.py, the ceiling) and the motion baseline (keypoints/motion_agent.py, the floor), which
+             compare shows beside Table 1.
 Transporter here is PermaKey's re-implementation (architecture pkey_reimpl), the baseline of Tables 1-3.
 """
 
@@ -33,6 +36,7 @@ TABLE3_KEYPOINTS = (5, 7, 10)
 EXPLORE_GAMES = ("ms_pacman", "seaquest", "montezuma_revenge")
 KEYPOINTERS = ("permakey", "transporter")
 ENCODERS = ("cnn", "gnn")
+BUILTIN_KEYPOINTERS = ("oracle", "motion")  # experiments.keypointers.BUILTIN: no keypointer job to train
 NOISY = "both"  # "a coloured strip (either horizontal, vertical or both) at random locations" (PermaKey paper, 5.2)
 
 
@@ -166,12 +170,29 @@ def explore(preset: str, seeds: Sequence[int], games: Sequence[str] = EXPLORE_GA
     return jobs
 
 
+def atari100k(preset: str, seeds: Sequence[int], games: Sequence[str] = TABLE1_GAMES) -> list[Job]:
+    """Table 1's games (PermaKey paper, section 5.1, the Atari 100k protocol) x the oracle and the motion baseline x
+    seeds, each with the GNN encoder: the ceiling and the floor between which table1's learned keypointers stand.
+    Neither keypointer is trained, so the agents depend on no job."""
+    named = ("quick",) if preset == "quick" else ()
+    jobs = []
+    for game in games:
+        for keypointer in BUILTIN_KEYPOINTERS:
+            for seed in seeds:
+                name = f"{game}/{keypointer}/gnn-s{seed}"
+                config = {"game": game, "keypointer": keypointer, "encoder": "gnn", "noise": "none", "seed": seed}
+                config["work"] = _work(preset, name)
+                jobs.append(Job(name, "train_agent", tuple(sorted(config.items())), named, (), "atari100k", preset))
+    return jobs
+
+
 GRIDS: dict[str, Callable[..., list[Job]]] = {
     "table1": table1,
     "table2": table2,
     "table3": table3,
     "keypoints": keypoints,
     "explore": explore,
+    "atari100k": atari100k,
 }
 
 

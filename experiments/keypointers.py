@@ -1,5 +1,6 @@
-"""Finding and loading keypointers: a saved one of any kind (a run id, a run folder, or a work/.../best folder), or
-the ground-truth oracle of the game (`oracle`, keypoints/oracle.py), which has no folder."""
+"""Finding and loading keypointers: a saved one of any kind (a run id, a run folder, or a work/.../best folder), the
+ground-truth oracle of the game (`oracle`, keypoints/oracle.py) or the training-free motion baseline (`motion`,
+keypoints/motion_agent.py); the last two have no folder."""
 
 from __future__ import annotations
 
@@ -11,21 +12,33 @@ from experiments.precision import keras_policy
 from experiments.workspace import Workspace
 from keypoints.protocol import read_keypointer
 from permakey.keypointer import PermaKeyKeypointer
-from rl.envs import oracle_keypointer
+from rl.envs import motion_keypointer, oracle_keypointer
 from transporter.keypointer import TransporterKeypointer
 
 KINDS: dict[str, Any] = {"permakey": PermaKeyKeypointer, "transporter": TransporterKeypointer}
 ORACLE = "oracle"
 """The name that stands for the game's ground-truth keypointer wherever a keypointer run is asked for (KP=oracle)."""
+MOTION = "motion"
+"""The name that stands for the game's training-free motion baseline wherever a keypointer run is asked for
+(KP=motion)."""
+BUILTIN = {ORACLE: oracle_keypointer, MOTION: motion_keypointer}
+"""The keypointers without a folder, built for a game by name."""
 
 
 def is_oracle(run: str | int) -> bool:
     return str(run).strip().lower() == ORACLE
 
 
+def builtin_name(run: str | int) -> str | None:
+    """`oracle` or `motion` when `run` names a keypointer without a folder, else None."""
+    name = str(run).strip().lower()
+    return name if name in BUILTIN else None
+
+
 def keypointer_reference(run: str | int, runs_dir: str | None = None) -> str:
-    """What an agent records to find its keypointer again (agent.json): `oracle`, or the resolved keypointer folder."""
-    return ORACLE if is_oracle(run) else str(keypointer_folder(run, runs_dir).resolve())
+    """What an agent records to find its keypointer again (agent.json): `oracle`, `motion`, or the resolved keypointer
+    folder."""
+    return builtin_name(run) or str(keypointer_folder(run, runs_dir).resolve())
 
 
 def describe_keypointer(keypointer: Any) -> dict[str, Any]:
@@ -53,8 +66,9 @@ def keypointer_tag(run: str | int, runs_dir: str | None = None) -> str:
     """A short name that tells keypointers apart, for naming work folders: the last two parts of the keypointer
     folder's path and a hash of the whole resolved path (every work/.../best folder ends in `best`), e.g.
     `pong-quick-none-s0-best-1a2b3c4d`."""
-    if is_oracle(run):
-        return ORACLE
+    name = builtin_name(run)
+    if name:
+        return name
     folder = keypointer_folder(run, runs_dir).resolve()
     digest = hashlib.sha256(str(folder).encode()).hexdigest()[:8]
     return f"{folder.parent.name}-{folder.name}-{digest}"
@@ -66,15 +80,18 @@ def load_keypointer(
     """The keypointer saved in a run (by id or folder), whatever its kind, computing in Keras policy `policy` (a
     resolved one: experiments.precision.detect_precision); its outputs are float32 either way. `oracle` is the
     ground-truth keypointer of `game` (float32; it needs the observation wrapper that reads the emulator,
-    rl.envs.keypoint_observation)."""
-    if is_oracle(run):
+    rl.envs.keypoint_observation); `motion` the game's motion baseline (float32; its wrapper keeps the recent frames).
+    """
+    name = builtin_name(run)
+    if name:
         if not game:
             raise ValueError(
-                "The oracle keypointer is the ground truth of one game and reads it from the emulator: use it where "
-                "the game is known and the environment is stepped (train_agent, test_agent, explore with "
-                "keypointer=oracle), or call load_keypointer('oracle', game=...)."
+                f"The {name} keypointer belongs to one game and needs its environment stepped (the oracle reads the "
+                "emulator, the motion baseline recent frames): use it where the game is known and the environment is "
+                f"stepped (train_agent, test_agent, explore with keypointer={name}), or call "
+                f"load_keypointer('{name}', game=...)."
             )
-        return oracle_keypointer(game)
+        return BUILTIN[name](game)
     folder = keypointer_folder(run, runs_dir)
     kind, _, _ = read_keypointer(folder)
     if kind not in KINDS:

@@ -4,12 +4,13 @@
 The recurrent double DQN of the PermaKey paper (section 3, Appendix A.2.3; docs/method.md section 4) sees the game only
 through a frozen keypointer (a PermaKey or Transporter run), or through the game's ground-truth objects on the same
 keypoint grid (`keypointer=oracle`, keypoints/oracle.py: the ceiling; the run records `keypointer.ground_truth` in
-info.json). Every `validate_every` agent steps it plays `validation_episodes` greedy episodes on the validation seed,
-keeps the best policy, and checkpoints everything needed to resume (networks, optimizer, replay, counters) in its work
-folder; rerunning the same command resumes. At the end the best policy meets the test protocol (rl/evaluation.py) on
-unseen seeds next to the random policy on the same seeds, and the run records its scores, learning curves
-(learning_curve.png), a test-episode video with the keypoints drawn (test_episode.gif), the timing of each part of the
-loop, and the policy itself (agent.json + weights).
+info.json), or through the training-free motion baseline on that grid (`keypointer=motion`, keypoints/motion_agent.py:
+the floor; the run records `keypointer.kind` "motion" and its `baseline`). Every `validate_every` agent steps it plays
+`validation_episodes` greedy episodes on the validation seed, keeps the best policy, and checkpoints everything needed
+to resume (networks, optimizer, replay, counters) in its work folder; rerunning the same command resumes. At the end the
+best policy meets the test protocol (rl/evaluation.py) on unseen seeds next to the random policy on the same seeds, and
+the run records its scores, learning curves (learning_curve.png), a test-episode video with the keypoints drawn
+(test_episode.gif), the timing of each part of the loop, and the policy itself (agent.json + weights).
 
 Seeds: training env = seed, validation env = 10,000 + seed, test envs = 100,000 + i (shared by every policy).
 """
@@ -79,7 +80,7 @@ UNTRAINED = (
 @ex.config
 def config():
     game = "ms_pacman"
-    keypointer = ""  # required: a keypoint-model run id (runs/<id>), a keypointer folder (work/.../best), or oracle
+    keypointer = ""  # required: a keypoint-model run id (runs/<id>), a keypointer folder, oracle or motion
     encoder = "gnn"  # gnn / cnn / keyqn
     cnn_filters = 128  # the paper's; the authors' code used 32
     cnn_binarise = None  # the paper multiplies by the soft masks; the authors' code binarised them at 0.2
@@ -376,7 +377,8 @@ def main(_config, _run):
         raise ValueError(
             "No keypointer given: the agent sees the game only through a trained keypoint model. Pass "
             "keypointer=<run id or folder> (make train-agent KP=12), e.g. a run of `make train-permakey PRESET=quick`, "
-            "or keypointer=oracle (KP=oracle) for the game's ground-truth objects."
+            "keypointer=oracle (KP=oracle) for the game's ground-truth objects, or keypointer=motion (KP=motion) for "
+            "the training-free motion baseline."
         )
     check_mode(c["noise"])
     settings = AgentSettings.from_config(c)

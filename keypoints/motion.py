@@ -107,6 +107,11 @@ class MotionKeypointer:
     def step(self, frame: np.ndarray) -> np.ndarray:
         """The keypoints [K, 2] of the next frame [H, W, C] (uint8, or float in [0, 1]) of the episode, in (y, x)
         [-1, 1] frame coordinates; the frame then joins the window."""
+        return self.detect(frame)[0]
+
+    def detect(self, frame: np.ndarray) -> tuple[np.ndarray, int]:
+        """`step`, with how many of the K keypoints are components found in this frame (the first ones; the rest
+        repeat the largest or sit at the centre, steps 3-4 of the module docstring)."""
         frame = frame_to_uint8(frame)
         if frame.shape != self.frame_shape:
             raise ValueError(f"Expected a frame of shape {self.frame_shape}, got {frame.shape}.")
@@ -116,7 +121,7 @@ class MotionKeypointer:
             difference = np.abs(frame.astype(np.int16) - background.astype(np.int16)).max(axis=-1)
             centroids = component_centroids(difference > self.threshold, self.num_keypoints)
         self._remember(frame)
-        return self._normalise(centroids)
+        return self._normalise(centroids), len(centroids)
 
     def _normalise(self, centroids: np.ndarray) -> np.ndarray:
         """(row, col) centroids -> [K, 2] (y, x) in [-1, 1]; missing keypoints repeat the first (the largest), or sit

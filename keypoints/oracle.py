@@ -91,18 +91,21 @@ def slot_positions(
     return positions, present
 
 
-class OracleKeypointer:
-    """Ground-truth keypoints of one game's moving objects (module docstring), an object keypointer
-    (keypoints.protocol.ObjectKeypointer): called with the frames and the slots' positions and presence."""
+class GridKeypointer:
+    """Keypoints from given positions on the oracle's grid (module docstring: coordinates, absent objects, heatmaps,
+    features), an object keypointer (keypoints.protocol.ObjectKeypointer): called with the frames and the slots'
+    positions and presence. The oracle fills it from the emulator's RAM, the motion baseline
+    (keypoints/motion_agent.py) from the changed blobs of recent frames."""
 
-    kind = "oracle"
+    kind = "positions"
     reads_objects = True
 
-    def __init__(self, game: str, slots: Sequence[str | None], grid: int = ORACLE_GRID, sigma: float = ORACLE_SIGMA):
+    def __init__(self, num_keypoints: int, grid: int = ORACLE_GRID, sigma: float = ORACLE_SIGMA):
         if grid < 2 or sigma <= 0:
-            raise ValueError(f"The oracle needs a grid of at least 2 cells and sigma > 0, got {grid} and {sigma}.")
-        self.game, self.slots, self.grid, self.sigma = game, tuple(slots), grid, sigma
-        self.num_keypoints = len(self.slots)
+            raise ValueError(
+                f"The {self.kind} keypointer needs a grid of at least 2 cells and sigma > 0, got {grid} and {sigma}."
+            )
+        self.num_keypoints, self.grid, self.sigma = num_keypoints, grid, sigma
         self._render = tf.function(self._forward, reduce_retracing=True)
 
     @property
@@ -111,18 +114,6 @@ class OracleKeypointer:
         (i + 0.5) s - 0.5 with s = 84 / grid (PermaKey's cell geometry on the same 21 x 21 grid)."""
         scale = FRAME_SIZE / self.grid
         return self.grid, (scale, 0.5 * scale - 0.5)
-
-    def describe(self) -> dict[str, Any]:
-        """What a run records of the keypointer: that it is ground truth, where from, and its slots."""
-        return {
-            "kind": self.kind,
-            "ground_truth": True,
-            "source": "OCAtari RAM objects after every agent step",
-            "game": self.game,
-            "slots": list(self.slots),
-            "grid": self.grid,
-            "sigma": self.sigma,
-        }
 
     def to_grid(self, positions: tf.Tensor) -> tf.Tensor:
         """Normalised frame coordinates -> grid coordinates in [-1, 1] (the inverse of keypoints.metrics.grid_to_frame
@@ -149,8 +140,8 @@ class OracleKeypointer:
         k = self.num_keypoints
         if positions.shape.as_list()[1:] != [k, 2] or present.shape.as_list()[1:] != [k]:
             raise ValueError(
-                f"The oracle of {self.game} has {k} slots: it needs positions [B, {k}, 2] and present [B, {k}], got "
-                f"{positions.shape.as_list()} and {present.shape.as_list()}."
+                f"The {self.kind} keypointer of {getattr(self, 'game', '?')} has {k} slots: it needs positions "
+                f"[B, {k}, 2] and present [B, {k}], got {positions.shape.as_list()} and {present.shape.as_list()}."
             )
         return KeypointOutput(*self._render(frames, positions, present))
 
@@ -159,3 +150,26 @@ class OracleKeypointer:
         batch = int(np.shape(frames)[0])
         positions = np.tile(np.array(ABSENT, np.float32), (batch, self.num_keypoints, 1))
         return self(frames, positions, np.zeros((batch, self.num_keypoints), bool))
+
+
+class OracleKeypointer(GridKeypointer):
+    """Ground-truth keypoints of one game's moving objects (module docstring), an object keypointer
+    (keypoints.protocol.ObjectKeypointer): called with the frames and the slots' positions and presence."""
+
+    kind = "oracle"
+
+    def __init__(self, game: str, slots: Sequence[str | None], grid: int = ORACLE_GRID, sigma: float = ORACLE_SIGMA):
+        self.game, self.slots = game, tuple(slots)
+        super().__init__(len(self.slots), grid, sigma)
+
+    def describe(self) -> dict[str, Any]:
+        """What a run records of the keypointer: that it is ground truth, where from, and its slots."""
+        return {
+            "kind": self.kind,
+            "ground_truth": True,
+            "source": "OCAtari RAM objects after every agent step",
+            "game": self.game,
+            "slots": list(self.slots),
+            "grid": self.grid,
+            "sigma": self.sigma,
+        }

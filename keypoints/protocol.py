@@ -12,6 +12,9 @@ An object keypointer (`ObjectKeypointer`, `reads_objects` true: the ground-truth
 the same output on the same geometry but is NOT a pure function of the frame: its coordinates and heatmaps come from
 object positions read from the emulator's RAM, which the caller passes in (the agents' observation wrapper,
 rl.envs.ObjectKeypointObservation); only its features are computed from the frame. It has no folder: `KP=oracle`.
+The motion baseline for agents (keypoints/motion_agent.py, `KP=motion`) is an object keypointer too, whose positions
+come from a tracker of recent frames that the observation wrapper keeps per environment (`tracks_frames` true,
+rl.envs.MotionKeypointObservation).
 """
 
 from __future__ import annotations
@@ -75,6 +78,12 @@ def reads_objects(keypointer: Any) -> bool:
     """Whether `keypointer` is an object keypointer (fed positions from the emulator) rather than a function of the
     frame."""
     return bool(getattr(keypointer, "reads_objects", False))
+
+
+def tracks_frames(keypointer: Any) -> bool:
+    """Whether `keypointer` takes its positions from a tracker of recent frames (the motion baseline) rather than
+    from the emulator."""
+    return bool(getattr(keypointer, "tracks_frames", False))
 
 
 def blank_output(keypointer: Any) -> KeypointOutput:

@@ -9,8 +9,9 @@ neither. Distractor bars (Noisy Atari) are drawn on every frame when asked.
 computed once per step, so the agent's replay can store them (rl/replay.py). `ObjectKeypointObservation` does the same
 for the ground-truth oracle (keypoints/oracle.py, `KP=oracle`), which is not a function of the frame: after every
 agent step it reads the game's objects from the emulator's RAM with OCAtari (as the data pipeline does,
-data/generate.py) and passes their slots' positions to the oracle. `keypoint_observation` picks the wrapper a
-keypointer needs.
+data/generate.py) and passes their slots' positions to the oracle. `MotionKeypointObservation` does it for the
+motion baseline (keypoints/motion_agent.py, `KP=motion`), a function of recent frames: it feeds each new frame to its
+own motion tracker, reset at every episode start. `keypoint_observation` picks the wrapper a keypointer needs.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import tensorflow as tf
 from data.atari import FRAME_SHAPE, MAX_EPISODE_FRAMES, GroundTruth, make_env, ram_of
 from data.distractors import add_distractor_bars, check_mode
 from data.games import Game, get_game
+from keypoints.motion_agent import MotionAgentKeypointer
 from keypoints.oracle import OracleKeypointer, slot_categories, slot_positions
-from keypoints.protocol import blank_output, reads_objects
+from keypoints.protocol import blank_output, reads_objects, tracks_frames
 
 
 class LifeLossTerminal(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -178,10 +180,42 @@ class ObjectKeypointObservation(KeypointObservation):
         return tf.constant(observation[None]), tf.constant(positions[None]), tf.constant(present[None])
 
 
+def motion_keypointer(game: str | Game) -> MotionAgentKeypointer:
+    """The motion baseline of `game` for agents (keypoints/motion_agent.py): K the game's number of keypoints."""
+    game = get_game(game) if isinstance(game, str) else game
+    return MotionAgentKeypointer(game.name, game.num_keypoints)
+
+
+class MotionKeypointObservation(KeypointObservation):
+    """`KeypointObservation` for the motion baseline (keypoints/motion_agent.py): its own motion tracker, reset at
+    every reset, sees each new frame (after distractor bars, as the agent does) and gives the positions and presence
+    passed with the frame. The observations are the same as a learned keypointer's."""
+
+    def __init__(self, env: gym.Env, keypointer: Any, view: Callable[..., dict[str, tf.Tensor]] | None = None):
+        if not tracks_frames(keypointer):
+            raise ValueError(f"A {keypointer.kind!r} keypointer tracks no frames: use keypoint_observation().")
+        super().__init__(env, keypointer, view)
+        self.tracker = keypointer.tracker()
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        observation, info = self.env.reset(seed=seed, options=options)
+        self.tracker.reset()  # the background is the episode's own
+        return self.observation(observation), info
+
+    def _inputs(self, observation: np.ndarray) -> tuple[tf.Tensor, ...]:
+        positions, present = self.keypointer.positions(self.tracker, observation)
+        return tf.constant(observation[None]), tf.constant(positions[None]), tf.constant(present[None])
+
+
 def keypoint_observation(
     env: gym.Env, keypointer: Any, view: Callable[..., dict[str, tf.Tensor]] | None = None
 ) -> KeypointObservation:
-    """The observation wrapper `keypointer` needs: ObjectKeypointObservation for an object keypointer (the oracle),
-    KeypointObservation for one that is a function of the frame."""
-    wrapper = ObjectKeypointObservation if reads_objects(keypointer) else KeypointObservation
+    """The observation wrapper `keypointer` needs: MotionKeypointObservation for the motion baseline,
+    ObjectKeypointObservation for another object keypointer (the oracle), KeypointObservation for one that is a
+    function of the frame."""
+    wrapper: type[KeypointObservation] = KeypointObservation
+    if tracks_frames(keypointer):
+        wrapper = MotionKeypointObservation
+    elif reads_objects(keypointer):
+        wrapper = ObjectKeypointObservation
     return wrapper(env, keypointer, view)

@@ -116,6 +116,23 @@ def test_a_completed_quick_job_does_not_make_the_paper_job_skip(tmp_path, capsys
     assert "6 jobs, 0 completed, 6 to run" in out and "skip" not in out
 
 
+def test_atari100k_plans_oracle_and_motion_gnn_agents_on_table1_games_for_each_preset(tmp_path, capsys):
+    """The Atari 100k grid: Table 1's games x {oracle, motion} x seeds of GNN agents, no keypointer to train."""
+    quick, paper = (expand("atari100k", preset, [0, 1]) for preset in ("quick", "paper"))
+    assert len(quick) == len(paper) == 4 * 2 * 2
+    assert {job.settings["game"] for job in quick} == {"battlezone", "ms_pacman", "seaquest", "frostbite"}
+    assert {job.settings["keypointer"] for job in quick} == {"oracle", "motion"}
+    assert all(job.experiment == "train_agent" and job.settings["encoder"] == "gnn" for job in quick)
+    assert not any(job.depends for job in quick)
+    assert all(job.named == ("quick",) for job in quick) and all(job.named == () for job in paper)
+    assert quick[0].tag == "atari100k/quick/battlezone/oracle/gnn-s0" and quick[0].command()[-1] == quick[0].tag
+    assert len({job.settings["work"] for job in quick + paper}) == 2 * len(quick)
+    runs = tmp_path / "runs"
+    assert main(["--grid", "atari100k", "--preset", "paper", "--games", "seaquest", "--seeds", "0", "--runs",
+                 str(runs), "--dry-run"]) == 0  # fmt: skip
+    assert "atari100k (paper): 2 jobs, 0 completed, 2 to run" in capsys.readouterr().out
+
+
 def test_runs_tagged_before_tags_named_the_preset_count_for_the_preset_they_ran(tmp_path):
     """Old tags were `<grid>/<name>`; the config updates a run started with name its preset's work folder."""
     runs = tmp_path / "runs"

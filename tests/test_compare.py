@@ -154,3 +154,35 @@ def test_agents_on_the_oracle_are_named_as_such_with_the_games_k():
 
     assert _keypointer_facts("oracle", None, "ms_pacman") == ("oracle", 7)
     assert KIND_NAMES["oracle"] == "Oracle"
+
+
+def test_the_atari100k_grid_shows_oracle_and_motion_agents_beside_the_papers_table1(tmp_path):
+    runs = tmp_path / "runs"
+    for i, (keypointer, score) in enumerate((("oracle", 2000.0), ("motion", 500.0)), start=1):
+        _write_run(
+            runs,
+            i,
+            "train_agent",
+            "COMPLETED",
+            tag=f"atari100k/quick/ms_pacman/{keypointer}/gnn-s0",
+            config={"game": "ms_pacman", "keypointer": keypointer, "encoder": "gnn", "noise": "none", "seed": 0},
+            info={"test": {"agent": {"mean": score}, "random": {"mean": 300.0}}},
+        )
+    from experiments import compare
+
+    ex = compare.ex
+    ex.observers[:] = [FileStorageObserver(str(tmp_path / "compare_runs"))]
+    out = tmp_path / "report"
+    config = {"runs_dir": str(runs), "grid": "atari100k", "seeds": [0], "out": str(out), "bootstrap": 50}
+    assert ex.run(config_updates=config).status == "COMPLETED"
+    text = (out / "compare.md").read_text()
+    assert "## table1" in text
+    header = next(line for line in text.splitlines() if line.startswith("| game"))
+    assert "Oracle+GNN (ours)" in header and "Motion+GNN (ours)" in header and "PKey+GNN (paper)" in header
+    pacman = next(line for line in text.splitlines() if line.startswith("| ms_pacman"))
+    assert "2000.0 [n=1]" in pacman and "500.0 [n=1]" in pacman and "906.3 (382.2)" in pacman
+    seaquest = next(line for line in text.splitlines() if line.startswith("| seaquest"))
+    assert seaquest.count("(seed 0: missing)") == 2  # the oracle's and the motion baseline's jobs, never dropped
+    from experiments.compare import KIND_NAMES, _keypointer_facts
+
+    assert _keypointer_facts("motion", None, "ms_pacman") == ("motion", 7) and KIND_NAMES["motion"] == "Motion"

@@ -96,3 +96,10 @@ def test_explore_runs_on_the_oracle_and_records_ground_truth(tmp_path):
     assert run.status == "COMPLETED"
     info = json.loads((tmp_path / "runs" / str(run._id) / "info.json").read_text())
     assert info["keypointer"]["ground_truth"] is True and info["avatar"]["measured"]
+
+
+def test_explore_runs_on_the_motion_baseline_and_records_it(tmp_path):
+    run = _explore_run(tmp_path, "motion")
+    assert run.status == "COMPLETED"
+    info = json.loads((tmp_path / "runs" / str(run._id) / "info.json").read_text())
+    assert info["keypointer"]["kind"] == "motion" and info["keypointer"]["ground_truth"] is False

@@ -151,3 +151,22 @@ def test_an_agent_on_the_oracle_trains_tests_and_records_that_it_saw_ground_trut
     tested = ex.run(config_updates={**config, "random_baseline": False})
     info = json.loads((tmp_path / "test_runs" / str(tested._id) / "info.json").read_text())
     assert [k["ground_truth"] for k in info["keypointers"]] == [True]
+
+
+def test_an_agent_on_the_motion_baseline_trains_tests_and_records_that_it_saw_the_baseline(tmp_path):
+    """keypointer=motion: the tiny run completes on the training-free motion baseline's keypoints, its agent.json
+    names it, its info.json says it was the motion baseline and not ground truth, and test_agent rebuilds it."""
+    run = _agent_run(tmp_path, "motion", encoder="gnn", steps=24, validate_every=24)
+    assert run.status == "COMPLETED"
+    folder = tmp_path / "runs" / str(run._id)
+    assert json.loads((folder / "agent.json").read_text())["keypointer"] == "motion"
+    info = json.loads((folder / "info.json").read_text())["keypointer"]
+    assert info["kind"] == "motion" and info["ground_truth"] is False and info["num_keypoints"] == 3
+    from experiments import test_agent
+
+    ex = test_agent.ex
+    ex.observers[:] = [FileStorageObserver(str(tmp_path / "test_runs"))]
+    config = {"runs": [str(folder)], "seeds": 1, "episodes": 1, "max_episode_frames": 120, "progress": False}
+    tested = ex.run(config_updates={**config, "random_baseline": False})
+    info = json.loads((tmp_path / "test_runs" / str(tested._id) / "info.json").read_text())
+    assert [k["kind"] for k in info["keypointers"]] == ["motion"]
