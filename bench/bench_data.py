@@ -89,24 +89,12 @@ def main() -> None:
 
     from data.atari import make_env
     from data.games import get_game
-    from data.generate import GenerationConfig, generate
+    from data.generate import generate, rollouts_config
 
     rows = []
     for name in args.games:
         game = get_game(name)
-        config = GenerationConfig(
-            game=game.name,
-            mode="rollouts",
-            split_frames={"train": 2 * args.frames, "validation": 2, "test": 2},
-            seed=0,
-            shard_frames=args.frames,
-            max_episode_frames=108_000,
-            noop_max=30,
-            pair_trajectory_steps=100,
-            pair_budget=1.0,
-            pair_compare=64,
-            pair_replace_prob=0.05,
-        )
+        config = rollouts_config(game.name, {"train": 2 * args.frames, "validation": 2, "test": 2}, 0, args.frames)
         with tempfile.TemporaryDirectory() as tmp:
             raw = steps_per_second(raw_ale_env(game.ale_id), args.frames)
             ours = steps_per_second(make_env(game), args.frames)

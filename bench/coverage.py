@@ -123,24 +123,10 @@ def measure(root: str | Path, split: str = "train") -> Coverage:
 
 def generate_for(game: str, policy: str, frames: int, seed: int, folder: Path, workers: int) -> Path:
     """A rollouts dataset of `frames` frames of `policy` (`uniform`, `sticky:<p>`) in `folder` (reused when there)."""
-    from data.generate import GenerationConfig, generate, parse_policy, policy_tag
+    from data.generate import generate, parse_policy, policy_tag, rollouts_config
 
     name, p = parse_policy(policy)
-    config = GenerationConfig(
-        game=game,
-        mode="rollouts",
-        split_frames={"train": frames},
-        seed=seed,
-        shard_frames=frames,
-        max_episode_frames=108_000,
-        noop_max=30,
-        pair_trajectory_steps=100,
-        pair_budget=1.0,
-        pair_compare=64,
-        pair_replace_prob=0.05,
-        policy=name,
-        change_probability=p,
-    )
+    config = rollouts_config(game, {"train": frames}, seed, frames, name, p)
     out = folder / f"{game}_{policy_tag(name, p) or 'uniform'}_{frames}_s{seed}"
     generate(config, out, workers=workers, progress=False)
     return out

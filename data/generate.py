@@ -96,6 +96,28 @@ class GenerationConfig:
             raise ValueError(f"shard_frames must be >= 2, got {self.shard_frames}.")
 
 
+def rollouts_config(
+    game: str, split_frames: dict[str, int], seed: int, shard_frames: int, policy: str = "uniform", p: float = 1.0
+) -> GenerationConfig:
+    """A rollouts config with the episode settings of the data pipeline (108k-frame cap, up to 30 no-ops); the pair
+    settings, unused by rollouts, at Appendix B's values."""
+    return GenerationConfig(
+        game=game,
+        mode="rollouts",
+        split_frames=split_frames,
+        seed=seed,
+        shard_frames=shard_frames,
+        max_episode_frames=108_000,
+        noop_max=30,
+        pair_trajectory_steps=100,
+        pair_budget=1.0,
+        pair_compare=64,
+        pair_replace_prob=0.05,
+        policy=policy,
+        change_probability=p,
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class _Job:
     split: str
