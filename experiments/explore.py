@@ -99,8 +99,8 @@ def config():
 @ex.named_config
 def quick():
     """CPU-sized: 30,000 agent steps of option learning (learning from 2,000), checkpoints every 5,000, 10,000 agent
-    steps (40k frames) per exploration method, a 128-unit LSTM. Wall time with a quick PermaKey keypointer on 2 cores:
-    README."""
+    steps (40k frames) per exploration method, a 128-unit LSTM. Wall times and results with a quick PermaKey
+    keypointer on 2 cores: docs/exploration_quick.md."""
     preset = "quick"
     units = 128
     steps = 30_000

@@ -123,7 +123,7 @@ def quick():
     """The same agent and protocol, CPU-demo sized: 3,000 agent steps (learning from 1,000), validation every 1,000
     steps on 1 episode, test on 3 seeds x 1 episode, episodes capped at 4,000 frames (1,000 agent steps, under a
     minute with a PermaKey keypointer on 2 cores). The CNN encoder has the authors' code's 32 filters instead of the
-    paper's 128 (an update costs 1.5 s at 128 on this CPU, `make bench-agent`)."""
+    paper's 128 (an update costs about 1.5 s at 128 on a 2-core CPU: `make bench-agent`, docs/benchmarks.md)."""
     preset = "quick"
     cnn_filters = 32
     steps = 3_000

@@ -109,34 +109,19 @@ def paper():
 
 @ex.named_config
 def quick():
-    """Same method and architecture, CPU-sized (about 17 minutes on 2 cores with mixed bfloat16 where the CPU has fast
-    bf16; see the README): 3,000 frames, 5 epochs of 150 steps at batch 16, then PointNet refit for 600 steps on the
-    frozen error maps. Settings that differ from the paper, each measured on Pong (docs/permakey_quick.md):
-    - LayerNorm (per channel) instead of BatchNorm: at a few hundred steps BatchNorm's moving statistics lag the
-      fast-changing weights and inference-mode VAE reconstructions came out grey (issue 3 note). For the same reason
-      the LSPN MLPs keep no normalisation (lspn_norm none; the authors' code has BatchNorm there).
-    - The settings it was measured with where the paper preset has since moved to the authors' code: likelihood
-      scale 0.1 (the paper preset sqrt(0.1), the authors' variance 0.1) and early stopping on val_total_loss (the
-      paper preset val_lsp_pointnet_loss).
-    - learning rate 1e-3 for every module (paper 2e-4): at 2e-4 the error maps are still unformed at 300 steps and the
-      keypoints sit still (motion 0.001); at 1e-3 they mark ball and paddles by step 600.
-    - sigma 0.15 (paper 0.1; the authors' later code 0.12 in training, 0.15 at agent time): a Gaussian window feels
-      errors within about 2 sigma only; on the same frozen error maps a fresh PointNet reached frame recall 0.35 with
-      sigma 0.1, 0.68 with 0.15 and 0.01 with 0.05.
-    - pointnet_refit_steps 600: PointNet re-initialised and trained on the final error maps (a schedule change only):
-      the jointly trained PointNet had parked its keypoints by then (recall 0.08; the same 300 steps continuing it
-      did not move them), a fresh one on the same maps found the ball and paddles.
-    - pointnet_coordinates (CoordConv input; off the paper) and pointnet_refit_restarts 4, the one whose keypoints move
-      most on the validation frames kept (off the paper): which objects a refit finds depends on its initialisation,
-      and the loss prefers the static score digits. On the same frozen Pong maps, 8 seeds each, frame recall >= 0.5
-      came from 1 of 8 refits without coordinates and 4 of 8 with them, and motion separated those 4 from the rest
-      (0.15-0.18 against 0.00-0.09); the loss did not.
-    - pointnet_refit_normalisations activation and none (off the paper): the restarts run on the paper's normalised
-      error maps and on the raw ones, and the most moving keypoints are kept, with the normalisation they were trained
-      on. No one normalisation serves every game: on ms_pacman the paper's division by the activation puts the error
-      in the black HUD band (refits move 0.007-0.009; the raw error 0.031-0.049, frame recall 0.37-0.39 against 0.14),
-      on Pong the raw error parks the keypoints on the score digits (motion 0.002-0.007, recall 0.08; the paper's
-      normalisation 0.08-0.21, recall up to 0.69). Motion, which needs no ground truth, picks the right one on both."""
+    """Same method and architecture, CPU-sized (about 17 minutes on 2 cores in mixed bfloat16). Each setting and why;
+    the A/B measurements behind them are in docs/permakey_quick.md:
+    - data_frames 3000, 5 epochs of 150 steps at batch 16: what fits the time; longer joint training did not help.
+    - norm layer (per channel), lspn_norm none: BatchNorm's moving statistics lag at a few hundred steps.
+    - likelihood_scale 0.1, monitor val_total_loss: what every quick figure was measured with.
+    - error_metric rmse: same-seed refits on frozen Pong maps track both paddles with it, one with MSE.
+    - learning_rate 1e-3 (paper 2e-4): at 2e-4 the error maps are unformed and the keypoints still at 300 steps.
+    - sigma 0.15 (paper 0.1): a window feels errors within about 2 sigma; at 0.1 a fresh PointNet misses the paddles.
+    - pointnet_refit_steps 600: PointNet re-initialised on the frozen final maps; the joint one parks its keypoints.
+    - pointnet_coordinates (off the paper): Pong's two paddles are identical error blobs without (y, x) channels.
+    - pointnet_refit_restarts 4, the most moving kept (off the paper): the loss prefers the static score digits.
+    - pointnet_refit_normalisations activation and none (off the paper): the division suits Pong, the raw error
+      ms_pacman (whose HUD band the division inflates); motion, which needs no ground truth, picks per run."""
     preset = "quick"
     data_frames = 3000
     epochs = 5
@@ -144,7 +129,7 @@ def quick():
     patience = 5
     batch_size = 16
     norm = "layer"
-    error_metric = "rmse"  # measured with it; MSE, the default, awaits a same-seed A/B on two games (error_maps.md)
+    error_metric = "rmse"
     lspn_norm = "none"
     likelihood_scale = 0.1
     monitor = "val_total_loss"

@@ -116,11 +116,13 @@ def imm():
 
 @ex.named_config
 def quick():
-    """Same method, CPU-sized: the 3,000-frame dataset PermaKey's quick preset uses, the 84x84 architecture of
-    PermaKey's re-implementation (the paper's 128x128 network is ~7x the compute), batch 32, 4 epochs of 150 steps at
-    the paper's learning rate. Layer norm (per channel, as Sonnet's) instead of the paper's batch norm: the official
-    code notes that layer/instance norm are much more stable, and on a toy jumping square (K=1, batch 8, 600 steps,
-    3 seeds) layer norm found the square in 3/3 seeds, batch and instance norm in 0/3 (issue 14)."""
+    """Same method, CPU-sized. Each setting and why; the measurements are in docs/transporter_quick.md, whose first
+    finding is that at this size the keypoints do not yet move on Pong:
+    - architecture pkey_reimpl: PermaKey's 84x84 re-implementation; the paper's 128x128 network costs far more.
+    - data_frames 3000: the dataset PermaKey's quick preset uses.
+    - batch_size 32, 4 epochs of 150 steps at the paper's learning rate: what fits the time.
+    - norm layer (per channel, as Sonnet's; paper: batch norm): the official code calls layer/instance norm much more
+      stable, and on a toy jumping square layer norm found the square in 3/3 seeds, batch and instance norm in 0/3."""
     preset = "quick"
     norm = "layer"
     architecture = "pkey_reimpl"
