@@ -153,7 +153,7 @@ bench-grid: install
 	$(PY) -m bench.bench_grid
 
 rl-benchmark: install
-	$(PY) -m experiments.benchmark --grid $(GRID) --preset $(or $(PRESET),quick) --seeds $(SEEDS) --runs $(RUNS_DIR) \
+	$(PY) -m experiments.run_grid --grid $(GRID) --preset $(or $(PRESET),quick) --seeds $(SEEDS) --runs $(RUNS_DIR) \
 		$(if $(GAMES),--games $(GAMES))
 
 compare: install

@@ -30,10 +30,10 @@ import pandas as pd
 from scipy import stats
 
 from data.games import get_game
-from experiments.benchmark import UnreadableRecord, job_status, read_record, tagged_runs
 from experiments.common import check_mongo, experiment, masked_url, mongo_client, mongo_from_environment
 from experiments.grids import expand
 from experiments.keypointers import builtin_name, keypointer_folder
+from experiments.run_grid import UnreadableRecord, job_status, read_record, tagged_runs
 from experiments.workspace import Workspace
 
 ex = experiment("compare")

@@ -1,8 +1,8 @@
-"""The benchmark grids of the papers' tables, as jobs (PermaKey paper, section 5, Tables 1-3; docs/method.md section 5).
+"""The grids of the papers' tables, as jobs (PermaKey paper, section 5, Tables 1-3; docs/method.md section 5).
 
 A job is one Sacred run of one experiment: its module, named configs (the preset), config updates, the jobs it
 depends on, and a tag (`<grid>/<preset>/<job name>`) passed as the run's Sacred comment, by which the runner recognises
-its runs (experiments/benchmark.py), a quick run never standing for a paper one. Each job works in its own folder
+its runs (experiments/run_grid.py), a quick run never standing for a paper one. Each job works in its own folder
 work/grid/<preset>/<job name>, so a keypointer job's result is known before it runs (<work>/best) and agent jobs can
 name it.
 

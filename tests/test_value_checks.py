@@ -6,7 +6,7 @@ import re
 import pytest
 from sacred.observers import FileStorageObserver
 
-from experiments import benchmark, explore, train_agent, train_permakey, train_transporter
+from experiments import explore, run_grid, train_agent, train_permakey, train_transporter
 from experiments.common import check_range
 from experiments.grids import expand
 
@@ -77,7 +77,7 @@ def test_an_agent_run_refuses_an_out_of_range_value_before_loading_the_keypointe
 )
 def test_the_grid_runner_refuses_bad_arguments_naming_them(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
-        benchmark.main([*argv, "--dry-run"])
+        run_grid.main([*argv, "--dry-run"])
     assert exit_.value.code == 2
     assert re.search(message, capsys.readouterr().err)
 

@@ -1,4 +1,5 @@
-"""Run a benchmark grid on Ray: `python -m experiments.benchmark --grid table1 --preset quick --seeds 0,1,2`.
+"""Run a grid of the papers' tables (experiments/grids.py) on Ray, the runner of `make rl-benchmark`:
+`python -m experiments.run_grid --grid table1 --preset quick --seeds 0,1,2`.
 
 Every job (experiments/grids.py) is one Sacred run, started as its own process by a Ray task that asks for
 `--cpus-per-job` CPUs (so local Ray runs one job per core by default) and sets TensorFlow's thread pools to match.
@@ -11,7 +12,7 @@ Restarting: a job whose tagged run (Sacred comment `<grid>/<preset>/<job>`) COMP
 interrupted one is run again, and the experiments resume from their work folders. A job whose dependency failed is
 reported as blocked, never run. Progress shows jobs done/running/failed; at the end each failed job is listed with
 its run id and log file. Sacred's FileStorageObserver creates run folders with mkdir and retries on a clash, so
-parallel jobs writing into one runs/ never share or lose a run (tests/test_benchmark.py checks it).
+parallel jobs writing into one runs/ never share or lose a run (tests/test_run_grid.py checks it).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The benchmark grid: expansion, dependency order, skip/rerun decisions on run folders, concurrent run creation,
-and a tiny grid run on local Ray with real Sacred experiments."""
+"""The grids and their runner (experiments/grids.py, experiments/run_grid.py): expansion, dependency order, skip/rerun
+decisions on run folders, concurrent run creation, and a tiny grid run on local Ray with real Sacred experiments."""
 
 import contextlib
 import json
@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from experiments.benchmark import REPO, job_status, main, plan, run_grid, start_ray, tagged_runs
 from experiments.grids import Job, dependency_order, expand
+from experiments.run_grid import REPO, job_status, main, plan, run_grid, start_ray, tagged_runs
 
 
 def test_table1_expands_to_shared_keypointers_then_agents():
@@ -201,7 +201,7 @@ def test_a_job_is_interrupted_when_the_worker_that_started_it_dies(tmp_path):
     worker = textwrap.dedent(
         f"""
         import signal, sys
-        from experiments.benchmark import run_job
+        from experiments.run_grid import run_job
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGINT}})
         run_job([sys.executable, "-c", {job!r}], {str(log)!r}, 1, {{}})
@@ -223,7 +223,7 @@ def test_a_stopped_grid_on_ray_records_its_running_job_as_interrupted(tmp_path):
     runner = textwrap.dedent(
         f"""
         import signal, sys
-        from experiments.benchmark import run_grid
+        from experiments.run_grid import run_grid
         from experiments.grids import Job
         signal.signal(signal.SIGINT, signal.default_int_handler)
         job = Job("long", "generate_data", (("game", "pong"), *{data!r}), grid="stop")
