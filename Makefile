@@ -26,7 +26,7 @@ CHANGE_PROBABILITY ?=
 POLICIES ?= uniform,sticky:0.1
 
 .PHONY: install test demo data bench-data coverage lint format help train-permakey bench-permakey train-transporter \
-	bench-transporter eval-keypoints train-agent test-agent explore bench-agent bench-grid rl-benchmark compare
+	bench-transporter eval-keypoints train-agent evaluate-agent test-agent explore bench-agent bench-grid rl-benchmark compare
 
 help:
 	@echo "make demo                       small end-to-end run (fresh machine: installs first)"
@@ -41,7 +41,8 @@ help:
 	@echo "                                 KP=motion: the training-free motion baseline on the oracle's grid, the floor"
 	@echo "make explore GAME=ms_pacman [KP=<keypointer run>] [PRESET=quick]   keypoint options: random options of the"
 	@echo "                                 most controllable keypoint vs random actions (Transporter 4.2.2)"
-	@echo "make test-agent RUNS=21,22,23   the paper's test protocol over agent runs, beside the random policy"
+	@echo "make evaluate-agent RUNS=21,22,23   the paper's test protocol over agent runs, beside the random policy"
+	@echo "                                 (make test-agent: its older name, the same)"
 	@echo "make rl-benchmark [GRID=table1|table2|table3|keypoints|atari100k] [PRESET=quick|paper] [SEEDS=0,1,2]"
 	@echo "                  [GAMES=ms_pacman]  the papers' grids on Ray (local cores; a cluster via RAY_ADDRESS), resumable"
 	@echo "make compare [RUNS_DIR=runs] [GRID=table1]   tables (ours beside the papers'), curves, aggregate"
@@ -133,9 +134,11 @@ train-agent: install
 	$(PY) -m experiments.train_agent with game=$(GAME) keypointer=$(KP) encoder=$(ENC) seed=$(SEED) $(PRESET) \
 		$(if $(NOISE),noise=$(NOISE))
 
-test-agent: install
-	@test -n "$(RUNS)" || { echo "Give the agent runs (one policy each): make test-agent RUNS=21,22,23"; exit 2; }
-	$(PY) -m experiments.test_agent with 'runs=[$(RUNS)]'
+evaluate-agent: install
+	@test -n "$(RUNS)" || { echo "Give the agent runs (one policy each): make evaluate-agent RUNS=21,22,23"; exit 2; }
+	$(PY) -m experiments.evaluate_agent with 'runs=[$(RUNS)]'
+
+test-agent: evaluate-agent  # the target's older name
 
 # The keypointer defaults to the quick PermaKey run of GAME (trained first when missing, about 12 minutes).
 EXPLORE_KP = $(or $(KP),$(shell $(WORKSPACE) work permakey $(GAME) quick none --seed 0)/best)

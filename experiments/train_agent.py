@@ -47,9 +47,9 @@ from experiments.agents import (
 )
 from experiments.checkpointing import link_runs, load_state, record_settings
 from experiments.common import check_range, experiment, settings_from_config
+from experiments.evaluate_agent import TEST_SEED, score_policies
 from experiments.keypointers import describe_keypointer, keypointer_reference, keypointer_tag, load_keypointer
 from experiments.precision import detect_precision
-from experiments.test_agent import TEST_SEED, score_policies
 from experiments.workspace import Workspace
 from keypoints.draw import draw_keypoints
 from keypoints.protocol import Keypointer, ObjectKeypointer

@@ -1,4 +1,5 @@
-"""The paper's test protocol over trained agents: `python -m experiments.test_agent with 'runs=[21,22,23]'`.
+"""The paper's test protocol over trained agents: `python -m experiments.evaluate_agent with 'runs=[21,22,23]'`
+(`make evaluate-agent RUNS=21,22,23`, or its older name `make test-agent`).
 
 PermaKey paper, Appendix A.2.3: the best checkpointed policy of each run (3 runs in the paper) plays `episodes` greedy
 episodes on each of `seeds` unseen test seeds; reported: mean (std) over policies of the median over seeds of the
@@ -25,7 +26,11 @@ from rl.actor import Policy, QPolicy, RandomPolicy
 from rl.envs import make_agent_env
 from rl.evaluation import policy_scores, protocol_summary
 
-ex = experiment("test_agent")
+ex = experiment("evaluate_agent")
+EXPERIMENT_NAMES = ("evaluate_agent", "test_agent")
+"""The Sacred experiment names of this experiment's runs (run.json's experiment.name): runs recorded before the module
+was renamed from experiments/test_agent.py say test_agent. Nothing selects runs by this name today (compare reads
+train_agent, eval_keypoints and explore runs); whatever comes to must take both."""
 
 TEST_SEED = 100_000
 """Test environment seeds are TEST_SEED + i, i < seeds: unseen by training (seed) and validation (10,000 + seed)."""
@@ -111,7 +116,7 @@ def main(_config, _run):
         _run.log_scalar(f"test.{name}.mean", s["mean"])
         _run.log_scalar(f"test.{name}.std", s["std"])
     _run.info["test"] = summaries
-    command = f"python -m experiments.test_agent with 'runs={list(map(str, c['runs']))}'"
+    command = f"python -m experiments.evaluate_agent with 'runs={list(map(str, c['runs']))}'"
     with tempfile.TemporaryDirectory() as tmp:
         pd.concat(tables).to_csv(Path(tmp) / "test_scores.csv", index=False)
         (Path(tmp) / "test.md").write_text(summary_markdown(summaries, command, c["seeds"], c["episodes"]))
