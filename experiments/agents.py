@@ -13,7 +13,7 @@ from typing import Any
 import gymnasium as gym
 
 from data.storage import write_json_atomic
-from experiments.common import check_range
+from experiments.common import check_range, current_names
 from experiments.keypointers import keypointer_folder, load_keypointer
 from keypoints.protocol import blank_output
 from rl.envs import keypoint_observation, make_agent_env
@@ -40,11 +40,11 @@ def check_learning(schedule: Schedule, learner: dict[str, float], replay_capacit
 
 
 def agent_env(
-    game: str, keypointer: Any, network: RecurrentQNetwork, *, train: bool, noise: str, max_episode_frames: int
+    game: str, keypointer: Any, network: RecurrentQNetwork, *, train: bool, distractors: str, max_episode_frames: int
 ) -> gym.Env:
     """The environment an agent acts in: the game's agent environment seen through the keypointer and the encoder's
     frozen view (the oracle's wrapper reads the game's objects from the emulator)."""
-    env = make_agent_env(game, train=train, distractors=noise, max_episode_frames=max_episode_frames)
+    env = make_agent_env(game, train=train, distractors=distractors, max_episode_frames=max_episode_frames)
     return keypoint_observation(env, keypointer, network.view)
 
 
@@ -77,7 +77,7 @@ def load_agent(run: str | int, policy: str = "float32") -> tuple[dict[str, Any],
             f"No agent at {folder}: it needs {AGENT_FILE} and {AGENT_WEIGHTS}. Pass a `make train-agent` run id or its "
             "work/agent/.../best folder."
         )
-    info = json.loads((folder / AGENT_FILE).read_text())
+    info = current_names(json.loads((folder / AGENT_FILE).read_text()))  # an older agent's `noise` is `distractors`
     keypointer = load_keypointer(info["keypointer"], policy=policy, game=info["game"])
     network = build_network(info, keypointer)
     network.load_weights(str(folder / AGENT_WEIGHTS))

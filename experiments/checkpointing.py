@@ -29,7 +29,7 @@ import keras
 import tensorflow as tf
 
 from data.storage import hold_folder, write_json_atomic
-from experiments.common import check_range
+from experiments.common import check_range, current_names
 from keypoints.protocol import CONFIG_FILE, WEIGHTS_FILE
 
 # Config entries that do not change what is trained: a resumed run may change them.
@@ -192,10 +192,11 @@ def check_settings(work: Path, settings: dict) -> None:
 
     A key the saved settings lack was added to the config after that run started. It is compared with the value older
     runs had when ADDED_SETTINGS knows it, and not compared otherwise (the new key's default keeps the behaviour the
-    run had), so older work folders still resume."""
+    run had), so older work folders still resume. A key renamed since (experiments.common.RENAMED_KEYS) is compared
+    under its current name."""
     settings_path = work / "settings.json"
     if settings_path.exists():
-        saved = json.loads(settings_path.read_text())
+        saved = current_names(json.loads(settings_path.read_text()))  # an older run's `noise` is `distractors`
         saved = {**{k: v for k, v in ADDED_SETTINGS.items() if k in settings}, **saved}
         changed = sorted(k for k in saved if saved[k] != settings.get(k))
         if changed:

@@ -4,8 +4,8 @@
 PermaKey paper, Appendix A.2.3: the best checkpointed policy of each run (3 runs in the paper) plays `episodes` greedy
 episodes on each of `seeds` unseen test seeds; reported: mean (std) over policies of the median over seeds of the
 mean over a seed's episodes (rl/evaluation.py), next to the random policy on the same seeds. Every run must be of
-the same game and noise. info.json's `keypointers` says, per run, which keypointer it saw through and whether that was
-the ground truth (`keypointer=oracle`). Artifacts: test_scores.csv (every episode) and test.md.
+the same game and distractors. info.json's `keypointers` says, per run, which keypointer it saw through and whether
+that was the ground truth (`keypointer=oracle`). Artifacts: test_scores.csv (every episode) and test.md.
 """
 
 from __future__ import annotations
@@ -86,14 +86,16 @@ def main(_config, _run):
     _run.info["precision"] = {"policy": policy, "reason": reason, "applies_to": "the frozen keypointers"}
     agents = [load_agent(run, policy=policy) for run in c["runs"]]
     _run.info["keypointers"] = [describe_keypointer(keypointer) for _, _, keypointer in agents]
-    games = {(info["game"], info["noise"]) for info, _, _ in agents}
+    games = {(info["game"], info["distractors"]) for info, _, _ in agents}
     if len(games) != 1:
-        raise ValueError(f"The runs mix games or noise settings {sorted(games)}: test one game and noise at a time.")
-    game, noise = games.pop()
+        raise ValueError(f"The runs mix games or distractors {sorted(games)}: test one game and distractors at a time.")
+    game, distractors = games.pop()
     seeds = [TEST_SEED + i for i in range(c["seeds"])]
     arrays, tables = [], []
     for i, (_, network, keypointer) in enumerate(agents):
-        env = agent_env(game, keypointer, network, train=False, noise=noise, max_episode_frames=c["max_episode_frames"])
+        env = agent_env(
+            game, keypointer, network, train=False, distractors=distractors, max_episode_frames=c["max_episode_frames"]
+        )
         table, scores = score_policies(
             {f"agent{i}": QPolicy(network, epsilon=0.0, seed=0)},
             {f"agent{i}": env},
@@ -105,7 +107,7 @@ def main(_config, _run):
         arrays.append(scores[0])
     summaries = {"agents": protocol_summary(np.stack(arrays))}
     if c["random_baseline"]:
-        plain = make_agent_env(game, train=False, distractors=noise, max_episode_frames=c["max_episode_frames"])
+        plain = make_agent_env(game, train=False, distractors=distractors, max_episode_frames=c["max_episode_frames"])
         num_actions = int(plain.action_space.n)  # type: ignore[attr-defined]
         table, scores = score_policies(
             {"random": RandomPolicy(num_actions, seed=0)}, {"random": plain}, seeds, c["episodes"], c["progress"]

@@ -33,7 +33,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from data.atari import MAX_EPISODE_FRAMES, GroundTruth, ram_of
-from data.distractors import check_mode
+from data.distractors import check_distractors
 from data.games import Game, get_game
 from data.storage import hold_folder
 from experiments.agents import check_learning, resume_learning, save_learning
@@ -69,7 +69,7 @@ def config():
     units = 256  # the paper's LSTM
     option_steps = 20  # T: steps an option is followed before the next draw (the paper's)
     epsilon_range = [1e-4, 0.4]  # each option's epsilon, log-uniform (the paper's)
-    noise = "none"
+    distractors = "none"  # Noisy Atari distractor bars: none / vertical / horizontal / both
     seed = 0
     preset = "paper"
     steps = 1_000_000  # agent steps of option learning (the paper: billions of frames on 128 actors)
@@ -92,7 +92,7 @@ def config():
     precision = "auto"  # the frozen keypointer's (experiments/precision.py); the options network stays float32
     keypointer_name = keypointer_tag(keypointer) if keypointer else "none"
     work = Workspace.here().work_folder(
-        "explore", get_game(game).name, f"kp{keypointer_name}", encoder, noise, seed=seed
+        "explore", get_game(game).name, f"kp{keypointer_name}", encoder, distractors, seed=seed
     )
 
 
@@ -122,7 +122,7 @@ class ExploreSettings:
     units: int
     option_steps: int
     epsilon_range: tuple[float, float]
-    noise: str
+    distractors: str
     seed: int
     precision: str
     learner: dict[str, float]
@@ -168,7 +168,7 @@ class ExploreSettings:
             keypointer=str(c["keypointer"]),
             encoder_options=options,
             epsilon_range=(low, high),
-            noise=check_mode(c["noise"]),
+            distractors=check_distractors(c["distractors"]),
             learner=learner,
             schedule=schedule,
             work=Path(c["work"]),
@@ -203,7 +203,10 @@ def game_env(settings: ExploreSettings) -> gym.Env:
     """Whole games with their real scores (the evaluation environment: no life-loss ends, no clipping): the options
     learn from intrinsic rewards only, and the exploration is scored by the game."""
     return make_agent_env(
-        settings.game.name, train=False, distractors=settings.noise, max_episode_frames=settings.max_episode_frames
+        settings.game.name,
+        train=False,
+        distractors=settings.distractors,
+        max_episode_frames=settings.max_episode_frames,
     )
 
 

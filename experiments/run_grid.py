@@ -30,6 +30,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from experiments.common import current_names
 from experiments.grids import GRIDS, Job, expand
 from experiments.workspace import Workspace
 
@@ -61,7 +62,8 @@ def read_record(path: Path) -> dict[str, Any]:
 
 def tagged_runs(runs_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
     """{tag: [{"id", "status", "updates"}, ...] in id order} of the runs in a FileStorage folder that carry a comment
-    (`updates`: the config updates the run was started with). An unreadable run.json is a warning naming it."""
+    (`updates`: the config updates the run was started with, under their current names: an older run's `noise` is
+    `distractors`). An unreadable run.json is a warning naming it."""
     found: dict[str, list[dict[str, Any]]] = {}
     root = Path(runs_dir)
     if not root.is_dir():
@@ -78,7 +80,9 @@ def tagged_runs(runs_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
             continue
         meta = run.get("meta") or {}
         if meta.get("comment"):
-            entry = {"id": int(folder.name), "status": run.get("status"), "updates": meta.get("config_updates")}
+            updates = meta.get("config_updates")
+            updates = current_names(updates) if isinstance(updates, dict) else updates
+            entry = {"id": int(folder.name), "status": run.get("status"), "updates": updates}
             found.setdefault(meta["comment"], []).append(entry)
     for runs in found.values():
         runs.sort(key=lambda r: r["id"])

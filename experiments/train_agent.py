@@ -31,7 +31,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from data.atari import MAX_EPISODE_FRAMES
-from data.distractors import check_mode
+from data.distractors import check_distractors
 from data.games import Game, get_game
 from data.storage import hold_folder
 from experiments.agents import (
@@ -86,7 +86,7 @@ def config():
     cnn_binarise = None  # the paper multiplies by the soft masks; the authors' code binarised them at 0.2
     gnn_steps = 1  # message-passing steps of the interaction network
     keyqn_bins = 16  # thermometer bins per coordinate
-    noise = "none"  # Noisy Atari distractors on every frame: none / vertical / horizontal / both
+    distractors = "none"  # Noisy Atari distractor bars on every frame: none / vertical / horizontal / both
     seed = 0
     preset = "paper"
     steps = 100_000  # agent steps (400k frames)
@@ -115,7 +115,9 @@ def config():
     # (experiments/precision.py). The agent's own networks stay float32.
     precision = "auto"
     keypointer_name = keypointer_tag(keypointer) if keypointer else "none"  # unique per keypointer folder
-    work = Workspace.here().work_folder("agent", get_game(game).name, f"kp{keypointer_name}", encoder, noise, seed=seed)
+    work = Workspace.here().work_folder(
+        "agent", get_game(game).name, f"kp{keypointer_name}", encoder, distractors, seed=seed
+    )
 
 
 @ex.named_config
@@ -194,7 +196,7 @@ class AgentSettings:
     encoder: str
     encoder_options: dict[str, Any]
     units: int
-    noise: str
+    distractors: str
     seed: int
     precision: str
     learner: dict[str, float]  # rl.learner.Learner's hyperparameters
@@ -285,11 +287,11 @@ def build_agent(settings: AgentSettings, keypointer: Keypointer | ObjectKeypoint
         "units": settings.units,
         "num_actions": num_actions,
         "keypointer": keypointer_reference(settings.keypointer),
-        "noise": settings.noise,
+        "distractors": settings.distractors,
     }
     online, target = build_network(info, keypointer), build_network(info, keypointer)
     learner = Learner(online, target, **settings.learner)  # type: ignore[arg-type]
-    frames = {"noise": settings.noise, "max_episode_frames": settings.max_episode_frames}
+    frames = {"distractors": settings.distractors, "max_episode_frames": settings.max_episode_frames}
     env = agent_env(game, keypointer, online, train=True, **frames)  # type: ignore[arg-type]
     validation_env = agent_env(game, keypointer, online, train=False, **frames)  # type: ignore[arg-type]
     replay = SequenceReplay(settings.replay_capacity, replay_fields(env.observation_space), seed=settings.seed)
@@ -349,7 +351,7 @@ def test_protocol(settings: AgentSettings, agent: Agent, keypointer: Keypointer 
     network, its test environment, the score table and the summaries."""
     best = build_network(agent.info, keypointer)
     best.load_weights(str(settings.work / "best" / AGENT_WEIGHTS))
-    frames = {"noise": settings.noise, "max_episode_frames": settings.max_episode_frames}
+    frames = {"distractors": settings.distractors, "max_episode_frames": settings.max_episode_frames}
     test_env = agent_env(settings.game.name, keypointer, best, train=False, **frames)  # type: ignore[arg-type]
     seeds = [TEST_SEED + i for i in range(settings.test_seeds)]
     num_actions = agent.info["num_actions"]
@@ -359,7 +361,10 @@ def test_protocol(settings: AgentSettings, agent: Agent, keypointer: Keypointer 
     }
     # (the random policy needs no keypoints: the same evaluation environment without the observation wrapper)
     plain = make_agent_env(
-        settings.game.name, train=False, distractors=settings.noise, max_episode_frames=settings.max_episode_frames
+        settings.game.name,
+        train=False,
+        distractors=settings.distractors,
+        max_episode_frames=settings.max_episode_frames,
     )
     envs = {"agent": test_env, "random": plain}
     table, scores = score_policies(policies, envs, seeds, settings.test_episodes, settings.progress)
@@ -380,7 +385,7 @@ def main(_config, _run):
             "keypointer=oracle (KP=oracle) for the game's ground-truth objects, or keypointer=motion (KP=motion) for "
             "the training-free motion baseline."
         )
-    check_mode(c["noise"])
+    check_distractors(c["distractors"])
     settings = AgentSettings.from_config(c)
     keras.utils.set_random_seed(settings.seed)
     policy, reason = detect_precision(settings.precision)

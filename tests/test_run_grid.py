@@ -31,7 +31,9 @@ def test_table1_expands_to_shared_keypointers_then_agents():
 
 
 def test_other_grids_and_bad_requests():
-    assert {j.settings["noise"] for j in expand("table2", "paper", [0]) if j.experiment == "train_agent"} == {"both"}
+    assert {j.settings["distractors"] for j in expand("table2", "paper", [0]) if j.experiment == "train_agent"} == {
+        "both"
+    }
     ks = {j.settings.get("num_keypoints") for j in expand("table3", "quick", [0]) if j.experiment != "train_agent"}
     assert ks == {5, 7, 10}
     evaluation = [j for j in expand("keypoints", "quick", [0], games=["pong"]) if j.experiment == "eval_keypoints"]
@@ -134,11 +136,14 @@ def test_atari100k_plans_oracle_and_motion_gnn_agents_on_table1_games_for_each_p
 
 
 def test_runs_tagged_before_tags_named_the_preset_count_for_the_preset_they_ran(tmp_path):
-    """Old tags were `<grid>/<name>`; the config updates a run started with name its preset's work folder."""
+    """Old tags were `<grid>/<name>`; the config updates a run started with name its preset's work folder. Those runs
+    are older than the `distractors` key too: their updates say `noise`, which counts as it."""
     runs = tmp_path / "runs"
     quick, paper = (expand("table1", preset, [0], games=["ms_pacman"])[0] for preset in ("quick", "paper"))
     assert quick.legacy_tag == paper.legacy_tag == "table1/ms_pacman/permakey" != quick.tag
-    _record(runs, 1, quick.legacy_tag, "COMPLETED", updates=quick.settings)
+    old = {("noise" if key == "distractors" else key): value for key, value in quick.settings.items()}
+    assert old["noise"] == "none" and "distractors" not in old
+    _record(runs, 1, quick.legacy_tag, "COMPLETED", updates=old)
     found = tagged_runs(runs)
     assert [job_status(quick, found), job_status(paper, found)] == [("completed", 1), ("missing", None)]
 

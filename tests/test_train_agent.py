@@ -79,6 +79,31 @@ def test_interrupted_agent_run_resumes_where_it_stopped(tmp_path, tiny_keypointe
         _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24, learning_rate=1e-3)
 
 
+def test_an_agent_work_folder_from_before_distractors_was_named_resumes_and_its_agent_is_evaluated(
+    tmp_path, tiny_keypointer
+):
+    """Work folders and saved agents written when the distractors' config key was `noise` (settings.json, agent.json):
+    the same command resumes the run, and evaluate_agent reads the old agent.json."""
+    first = _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24)
+    for name in ("settings.json", "best/agent.json"):
+        path = tmp_path / "work" / name
+        saved = json.loads(path.read_text())
+        path.write_text(json.dumps({("noise" if k == "distractors" else k): v for k, v in saved.items()}))
+        assert json.loads(path.read_text())["noise"] == "none"
+    second = _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24)
+    info = json.loads((tmp_path / "runs" / str(second._id) / "info.json").read_text())
+    assert info["resumed_from_step"] == 24 and info["previous_runs"] == [first._id]
+    with pytest.raises(ValueError, match=r"other settings \(distractors differ\)"):
+        _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24, distractors="vertical")
+    from experiments import evaluate_agent
+
+    assert "noise" in json.loads((tmp_path / "work" / "best" / "agent.json").read_text())  # still the old agent.json
+    ex = evaluate_agent.ex
+    ex.observers[:] = [FileStorageObserver(str(tmp_path / "test_runs"))]
+    config = {"seeds": 1, "episodes": 1, "max_episode_frames": 120, "progress": False, "random_baseline": False}
+    assert ex.run(config_updates={**config, "runs": [str(tmp_path / "work" / "best")]}).status == "COMPLETED"
+
+
 def test_agent_work_folders_differ_for_keypointers_in_different_best_folders(tmp_path, tiny_keypointer):
     """Every keypoint-model run keeps its keypointer in a folder named `best`; the default work folders of agents on
     two of them must differ (they were both `pong-kpbest-...`, so the second was refused)."""

@@ -28,7 +28,7 @@ def test_check_range_names_the_value_and_the_range():
         (train_permakey, {"epochs": -1}, r"epochs=-1 is out of range: epochs must be >= 1"),
         (train_permakey, {"batch_size": 0}, r"batch_size=0 is out of range: batch_size must be >= 1"),
         (train_permakey, {"learning_rate": -1.0}, r"learning_rate=-1.0 is out of range: learning_rate must be > 0"),
-        (train_permakey, {"noise": "diagonal"}, r"Unknown distractor mode 'diagonal'; choose one of"),
+        (train_permakey, {"distractors": "diagonal"}, r"Unknown distractors 'diagonal'; choose one of"),
         (train_permakey, {"steps_per_epoch": 0}, r"steps_per_epoch=0 is out of range"),
         (train_transporter, {"learning_rate": -1.0}, r"learning_rate=-1.0 is out of range"),
         (train_transporter, {"decay_rate": 1.5}, r"decay_rate=1.5 is out of range: decay_rate must be in \(0, 1\]"),
