@@ -32,8 +32,14 @@ from data.storage import hold_folder, write_json_atomic
 from experiments.common import check_range, current_names
 from keypoints.protocol import CONFIG_FILE, WEIGHTS_FILE
 
-# Config entries that do not change what is trained: a resumed run may change them.
-UNTRAINED = ("epochs", "patience", "progress", "log_every", "picture_frames", "picture_offset")
+CHANGEABLE_ON_RESUME = ("progress", "log_every")
+"""Config entries that do not change what is trained, in every experiment that resumes from a work folder: a resumed
+run may change them, and its work/settings.json records every other entry (check_settings refuses a resume that
+changes one of those). Each experiment adds its own by name: FIT_CHANGEABLE_ON_RESUME (the keypoint models),
+experiments/train_agent.py's and experiments/explore.py's."""
+
+FIT_CHANGEABLE_ON_RESUME = (*CHANGEABLE_ON_RESUME, "epochs", "patience", "picture_frames", "picture_offset")
+"""What a resumed keypoint-model run (PermaKey, Transporter, IMM) may change: how long it trains and its pictures."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +72,7 @@ class FitSettings:
             batch_size=c["batch_size"],
             log_every=c["log_every"],
             progress=c["progress"],
-            trained=json.loads(json.dumps({k: v for k, v in c.items() if k not in UNTRAINED})),
+            trained=json.loads(json.dumps({k: v for k, v in c.items() if k not in FIT_CHANGEABLE_ON_RESUME})),
         )
 
 

@@ -190,12 +190,13 @@ def current_names(record: dict[str, Any]) -> dict[str, Any]:
     return {**old, **{key: value for key, value in record.items() if key not in RENAMED_KEYS}}
 
 
-def settings_from_config(cls: Any, config: dict[str, Any], untrained: Sequence[str], **resolved: Any) -> Any:
+def settings_from_config(cls: Any, config: dict[str, Any], changeable: Sequence[str], **resolved: Any) -> Any:
     """A frozen settings dataclass `cls` from a Sacred config: each field named like a config entry takes its value,
     `resolved` gives the fields computed from several entries (game, schedule, ...), and the field `trained` is the
-    record of every entry not in `untrained` (work/settings.json: a resume with other values is refused)."""
+    record of every entry not in `changeable` (the entries a resumed run may change, CHANGEABLE_ON_RESUME and the
+    experiment's own; work/settings.json: a resume with other values is refused)."""
     values = {f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config and f.name not in resolved}
-    trained = json.loads(json.dumps({k: v for k, v in config.items() if k not in untrained}))
+    trained = json.loads(json.dumps({k: v for k, v in config.items() if k not in changeable}))
     return cls(**values, **resolved, trained=trained)
 
 

@@ -37,7 +37,7 @@ from data.distractors import check_distractors
 from data.games import Game, get_game
 from data.storage import hold_folder
 from experiments.agents import check_learning, resume_learning, save_learning
-from experiments.checkpointing import link_runs, load_state, record_settings
+from experiments.checkpointing import CHANGEABLE_ON_RESUME, link_runs, load_state, record_settings
 from experiments.common import check_range, experiment, settings_from_config
 from experiments.exploration_report import ExplorationRecord, ringed_frame, write_outputs
 from experiments.keypointers import describe_keypointer, keypointer_tag, load_keypointer
@@ -56,7 +56,16 @@ ex = experiment("explore")
 
 EXPLORE_SEED = 20_000
 METHODS = ("random actions", "repeated random actions", "random options")
-UNTRAINED = ("progress", "explore_steps", "video_steps", "log_every", "preset", "keypointer_name", "precision")
+EXPLORE_CHANGEABLE_ON_RESUME = (
+    *CHANGEABLE_ON_RESUME,
+    "explore_steps",
+    "video_steps",
+    "preset",
+    "keypointer_name",
+    "precision",
+)
+"""What a resumed explore run may change besides CHANGEABLE_ON_RESUME: the exploration after training, its video,
+names and the keypointer's compute precision."""
 
 
 @ex.config
@@ -163,7 +172,7 @@ class ExploreSettings:
         return settings_from_config(
             cls,
             c,
-            UNTRAINED,
+            EXPLORE_CHANGEABLE_ON_RESUME,
             game=get_game(c["game"]),
             keypointer=str(c["keypointer"]),
             encoder_options=options,

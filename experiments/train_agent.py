@@ -45,7 +45,7 @@ from experiments.agents import (
     save_agent,
     save_learning,
 )
-from experiments.checkpointing import link_runs, load_state, record_settings
+from experiments.checkpointing import CHANGEABLE_ON_RESUME, link_runs, load_state, record_settings
 from experiments.common import check_range, experiment, settings_from_config
 from experiments.evaluate_agent import TEST_SEED, score_policies
 from experiments.keypointers import describe_keypointer, keypointer_reference, keypointer_tag, load_keypointer
@@ -64,17 +64,16 @@ from rl.replay import SequenceReplay
 ex = experiment("train_agent")
 
 VALIDATION_SEED = 10_000
-# Config entries that do not change what is trained: a resumed run may change them.
-UNTRAINED = (
-    "progress",
+AGENT_CHANGEABLE_ON_RESUME = (
+    *CHANGEABLE_ON_RESUME,
     "test_seeds",
     "test_episodes",
     "video_steps",
-    "log_every",
     "preset",
     "keypointer_name",
     "precision",  # the keypointer's compute precision: a run may resume on a machine that resolves auto otherwise
 )
+"""What a resumed agent run may change besides CHANGEABLE_ON_RESUME: its test, video and names."""
 
 
 @ex.config
@@ -242,7 +241,7 @@ class AgentSettings:
         return settings_from_config(
             cls,
             c,
-            UNTRAINED,
+            AGENT_CHANGEABLE_ON_RESUME,
             game=get_game(c["game"]),
             keypointer=str(c["keypointer"]),
             encoder_options=options,

@@ -441,6 +441,20 @@ def test_work_folders_from_before_a_new_config_key_still_resume(tmp_path):
         check_settings(tmp_path, {"sigma": 0.1})  # a key the run had is gone
 
 
+def test_what_a_resumed_run_may_change_is_the_shared_base_and_each_experiments_own():
+    """Each experiment adds to CHANGEABLE_ON_RESUME; the sets are the ones work folders were recorded with (one entry
+    more or less would refuse, or let through, old work folders)."""
+    from experiments import explore, train_agent
+    from experiments.checkpointing import CHANGEABLE_ON_RESUME, FIT_CHANGEABLE_ON_RESUME
+
+    base = {"progress", "log_every"}
+    assert set(CHANGEABLE_ON_RESUME) == base
+    assert set(FIT_CHANGEABLE_ON_RESUME) == base | {"epochs", "patience", "picture_frames", "picture_offset"}
+    names = {"video_steps", "preset", "keypointer_name", "precision"}
+    assert set(train_agent.AGENT_CHANGEABLE_ON_RESUME) == base | names | {"test_seeds", "test_episodes"}
+    assert set(explore.EXPLORE_CHANGEABLE_ON_RESUME) == base | names | {"explore_steps"}
+
+
 def test_a_renamed_key_reads_under_its_current_name():
     from experiments.common import current_names
 
