@@ -84,7 +84,7 @@ def load_agent(run: str | int, policy: str = "float32") -> tuple[dict[str, Any],
     return info, network, keypointer
 
 
-class LearningRecord:
+class LearningCurves:
     """The curves of a run that learns by acting (logged to Sacred as they come): each finished episode's return and
     length, and every `log_every` updates the TD loss and mean Q; `curves` also holds a list per name in `extra`,
     which subclasses fill (validation scores, options)."""
@@ -106,20 +106,20 @@ class LearningRecord:
             self.run.log_scalar("train.q", out["q"], step)
 
 
-def save_learning(work: Path, trainer: Trainer, record: LearningRecord, **extra: Any) -> None:
+def save_learning(work: Path, trainer: Trainer, learning: LearningCurves, **extra: Any) -> None:
     """What a resume needs besides the networks' checkpoint (the caller's): the replay, and state.json with the loop's
-    counters, the record's curves and update count, and `extra`; each written under a temporary name and renamed."""
+    counters, the curves and update count of `learning`, and `extra`; each written under a temporary name, renamed."""
     trainer.replay.save(work / "replay.npz")
-    state = {"trainer": trainer.state(), "curves": record.curves, "updates": record.updates, **extra}
+    state = {"trainer": trainer.state(), "curves": learning.curves, "updates": learning.updates, **extra}
     write_json_atomic(work / "state.json", state)
 
 
-def resume_learning(work: Path, saved: dict[str, Any], trainer: Trainer, record: LearningRecord, run: Any) -> None:
+def resume_learning(work: Path, saved: dict[str, Any], trainer: Trainer, learning: LearningCurves, run: Any) -> None:
     """Continues from the work folder's saved state (state.json; the checkpoint already restored): the replay, the
-    loop's counters, and the curves and update count, which this run's record receives whole."""
+    loop's counters, and the curves and update count, which this run's `learning` receives whole."""
     if not (work / "replay.npz").exists():
         raise FileNotFoundError(f"{work}/state.json exists but its replay is missing; delete {work} to restart.")
     trainer.replay.load(work / "replay.npz")
     trainer.restore(saved["trainer"])
-    record.curves, record.updates = saved["curves"], saved.get("updates", 0)
+    learning.curves, learning.updates = saved["curves"], saved.get("updates", 0)
     run.info["resumed_from_step"] = trainer.step

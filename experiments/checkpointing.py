@@ -350,7 +350,7 @@ def train_resumably(
     return state
 
 
-def record_best(
+def add_best_to_run(
     run: Any, model: keras.Model, test: tf.data.Dataset, pictures: Callable[[Path], list[Path]], best: Path
 ) -> dict[str, float]:
     """Test losses of the best epoch's (compiled) model as `test.*` metrics, and its pictures (written by

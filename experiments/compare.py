@@ -33,7 +33,7 @@ from data.games import get_game
 from experiments.common import check_mongo, current_names, experiment, masked_url, mongo_client, mongo_from_environment
 from experiments.grids import expand
 from experiments.keypointers import builtin_name, keypointer_folder
-from experiments.run_grid import UnreadableRecord, job_status, read_record, tagged_runs
+from experiments.run_grid import UnreadableRunFile, job_status, read_run_file, tagged_runs
 from experiments.workspace import Workspace
 
 ex = experiment("compare")
@@ -156,8 +156,8 @@ def load_file_runs(runs_dir: str | Path) -> pd.DataFrame:
 def _file_run(folder: Path) -> dict[str, Any]:
     """One run folder's row (load_file_runs)."""
     try:
-        run = read_record(folder / "run.json")
-    except UnreadableRecord as e:
+        run = read_run_file(folder / "run.json")
+    except UnreadableRunFile as e:
         log.warning("%s; the run is shown as %s", e, UNREADABLE)
         row: dict[str, Any] = {"id": int(folder.name), "experiment": "unknown", "status": UNREADABLE, "tag": None}
         return row | {"config": {}, "result": None, "info": {}, "metrics": {}, "problem": str(e)}
@@ -166,22 +166,22 @@ def _file_run(folder: Path) -> dict[str, Any]:
         "experiment": (run.get("experiment") or {}).get("name"),
         "status": run_status(run),
         "tag": (run.get("meta") or {}).get("comment"),
-        "config": current_names(_optional_record(folder / "config.json")),  # an older run's `noise`: `distractors`
+        "config": current_names(_optional_run_file(folder / "config.json")),  # an older run's `noise`: `distractors`
         "result": run.get("result"),
-        "info": _optional_record(folder / "info.json"),
-        "metrics": _optional_record(folder / "metrics.json"),
+        "info": _optional_run_file(folder / "info.json"),
+        "metrics": _optional_run_file(folder / "metrics.json"),
         "problem": None,
     }
 
 
-def _optional_record(path: Path) -> dict[str, Any]:
-    """A record Sacred writes only when it has something (info, metrics): {} when missing, and when unreadable, with
+def _optional_run_file(path: Path) -> dict[str, Any]:
+    """A run file Sacred writes only when it has something (info, metrics): {} when missing, and when unreadable, with
     a warning naming the file."""
     if not path.exists():
         return {}
     try:
-        return read_record(path)
-    except UnreadableRecord as e:
+        return read_run_file(path)
+    except UnreadableRunFile as e:
         log.warning("%s; the run is shown without it", e)
         return {}
 

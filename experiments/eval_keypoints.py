@@ -463,7 +463,7 @@ def reference_labels(names: tuple[str, ...], ks: list[int]) -> list[tuple[str, s
     return [(name if len(distinct) == 1 else f"{name}:K{k}", name, k) for name in names for k in distinct]
 
 
-def record(
+def add_artifacts(
     run,
     settings: EvalSettings,
     tables: Tables,
@@ -546,7 +546,7 @@ def main(_config, _run):
     tables = evaluate_all(gifs, episodes, test_truth, settings, _run)
     command = f"make eval-keypoints GAME={c['game']} RUNS={','.join(map(str, c['runs']))}"
     text = markdown(tables, settings, command, sum(len(e.frames) for e in episodes))
-    record(_run, settings, tables, text, gifs, episodes[0], keep)
+    add_artifacts(_run, settings, tables, text, gifs, episodes[0], keep)
     if c["report"]:
         write_report(Path(c["report"]), text)
     return {

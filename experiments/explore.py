@@ -39,7 +39,7 @@ from data.storage import hold_folder
 from experiments.agents import check_learning, resume_learning, save_learning
 from experiments.checkpointing import CHANGEABLE_ON_RESUME, link_runs, load_state, record_settings
 from experiments.common import check_range, experiment, settings_from_config
-from experiments.exploration_report import ExplorationRecord, ringed_frame, write_outputs
+from experiments.exploration_report import ExplorationCurves, ringed_frame, write_outputs
 from experiments.keypointers import describe_keypointer, keypointer_tag, load_keypointer
 from experiments.precision import detect_precision
 from experiments.workspace import Workspace
@@ -231,7 +231,7 @@ def build_explorer(settings: ExploreSettings, keypointer: Keypointer | ObjectKey
     return Explorer(online, target, learner, env, replay, num_actions)
 
 
-def train_options(settings: ExploreSettings, explorer: Explorer, record: ExplorationRecord, run: Any) -> Trainer:
+def train_options(settings: ExploreSettings, explorer: Explorer, learning: ExplorationCurves, run: Any) -> Trainer:
     """Learns the options resumably in the work folder, checkpointing every `checkpoint_every` steps."""
     work = settings.work
     behaviour = OptionPolicy(explorer.online, settings.option_steps, settings.seed, "train", settings.epsilon_range)
@@ -242,8 +242,8 @@ def train_options(settings: ExploreSettings, explorer: Explorer, record: Explora
         explorer.replay,
         settings.schedule,
         seed=settings.seed,
-        on_episode=record.on_episode,
-        on_update=record.on_update,
+        on_episode=learning.on_episode,
+        on_update=learning.on_update,
         policy=behaviour,
     )
     optimizer = explorer.learner.optimizer
@@ -252,20 +252,20 @@ def train_options(settings: ExploreSettings, explorer: Explorer, record: Explora
         saved = load_state(work, checkpoint, settings.trained, fresh={})
         link_runs(work, run)
         if saved:
-            resume_learning(work, saved, trainer, record, run)
+            resume_learning(work, saved, trainer, learning, run)
             behaviour.steps = trainer.step  # options started after the resume count their start from here
         manager = tf.train.CheckpointManager(checkpoint, str(work / "last"), max_to_keep=1)
         total = settings.schedule.total_steps
         bar = tqdm(total=total, initial=trainer.step, desc="option steps", disable=not settings.progress)
 
         def summary() -> float:  # the stretch's options: how far they moved their keypoints
-            return record.take_options(behaviour.finished)
+            return learning.take_options(behaviour.finished)
 
         def keep(step: int, moved: float) -> None:
             bar.set_postfix(moved=moved)
             record_settings(work, settings.trained)
             manager.save(checkpoint_number=step)
-            save_learning(work, trainer, record)
+            save_learning(work, trainer, learning)
 
         with bar:
             train_with_validation(trainer, settings.checkpoint_every, summary, keep, bar)
@@ -366,14 +366,14 @@ def main(_config, _run):
     _run.info["keypointer"] = describe_keypointer(keypointer)
     settings.work.mkdir(parents=True, exist_ok=True)
     explorer = build_explorer(settings, keypointer)
-    record = ExplorationRecord(_run, settings.log_every)
-    trainer = train_options(settings, explorer, record, _run)
+    learning = ExplorationCurves(_run, settings.log_every)
+    trainer = train_options(settings, explorer, learning, _run)
     _run.info["timing_seconds"] = trainer.timing.as_dict()
     table, avatar, taken, frames = explore(settings, explorer, keypointer)
     _run.info["avatar"] = avatar
     with tempfile.TemporaryDirectory() as tmp:
         summary = write_outputs(
-            Path(tmp), settings, explorer, keypointer, record, table, avatar, taken, frames, METHODS
+            Path(tmp), settings, explorer, keypointer, learning, table, avatar, taken, frames, METHODS
         )
         for path in sorted(Path(tmp).iterdir()):
             _run.add_artifact(str(path))

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from data.distractors import check_distractors
 from data.games import Game, get_game
-from experiments.checkpointing import FitSettings, record_best, train_resumably
+from experiments.checkpointing import FitSettings, add_best_to_run, train_resumably
 from experiments.common import check_range
 from experiments.generate_data import ensure_dataset
 from experiments.health import CLIP_FRAMES, KeypointHealth, ground_truth_clip
@@ -132,6 +132,6 @@ def train_keypoint_model(
 
     best = method.load_best(fit.work / "best")
     pictures: Callable[[Path], list[Path]] = lambda folder: method.pictures(best, data, folder)  # noqa: E731
-    results = record_best(run, best.model, test, pictures, fit.work / "best")  # type: ignore[attr-defined]
+    results = add_best_to_run(run, best.model, test, pictures, fit.work / "best")  # type: ignore[attr-defined]
     results.update(health.log_test(best))
     return state, results

@@ -42,21 +42,21 @@ machine needs the checkout at the same path)."""
 log = logging.getLogger(__name__)
 
 
-class UnreadableRecord(ValueError):
-    """A run's JSON record (run.json, config.json, ...) that cannot be read as a JSON object; the message names the
+class UnreadableRunFile(ValueError):
+    """A run's JSON file (run.json, config.json, ...) that cannot be read as a JSON object; the message names the
     file and why."""
 
 
-def read_record(path: Path) -> dict[str, Any]:
-    """A run's JSON record as a dict, or UnreadableRecord naming the file and why."""
+def read_run_file(path: Path) -> dict[str, Any]:
+    """A run's JSON file as a dict, or UnreadableRunFile naming the file and why."""
     try:
         record = json.loads(path.read_text())
     except OSError as e:
-        raise UnreadableRecord(f"{path} cannot be read ({e.strerror or e})") from None
+        raise UnreadableRunFile(f"{path} cannot be read ({e.strerror or e})") from None
     except json.JSONDecodeError as e:
-        raise UnreadableRecord(f"{path} is not valid JSON ({e}): truncated, or being written right now") from None
+        raise UnreadableRunFile(f"{path} is not valid JSON ({e}): truncated, or being written right now") from None
     if not isinstance(record, dict):
-        raise UnreadableRecord(f"{path} holds a JSON {type(record).__name__}, not a run record")
+        raise UnreadableRunFile(f"{path} holds a JSON {type(record).__name__}, not a run record")
     return record
 
 
@@ -74,8 +74,8 @@ def tagged_runs(runs_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
         if not (folder / "run.json").exists():
             continue  # a run being created
         try:
-            run = read_record(folder / "run.json")
-        except UnreadableRecord as e:
+            run = read_run_file(folder / "run.json")
+        except UnreadableRunFile as e:
             log.warning("%s; its run counts for no job (a job it completed runs again)", e)
             continue
         meta = run.get("meta") or {}

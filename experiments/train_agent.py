@@ -37,7 +37,7 @@ from data.storage import hold_folder
 from experiments.agents import (
     AGENT_FILE,
     AGENT_WEIGHTS,
-    LearningRecord,
+    LearningCurves,
     agent_env,
     build_network,
     check_learning,
@@ -251,8 +251,8 @@ class AgentSettings:
         )
 
 
-class Record(LearningRecord):
-    """The run's learning curves: training episodes, TD loss and mean Q (LearningRecord), and validation scores."""
+class AgentCurves(LearningCurves):
+    """The run's learning curves: training episodes, TD loss and mean Q (LearningCurves), and validation scores."""
 
     def __init__(self, run: Any, log_every: int):
         super().__init__(run, log_every, extra=("validation",))
@@ -299,16 +299,16 @@ def build_agent(settings: AgentSettings, keypointer: Keypointer | ObjectKeypoint
     return Agent(info, online, target, learner, env, validation_env, replay)
 
 
-def resume(work: Path, saved: dict[str, Any], trainer: Trainer, record: Record, run: Any) -> dict[str, Any]:
+def resume(work: Path, saved: dict[str, Any], trainer: Trainer, learning: AgentCurves, run: Any) -> dict[str, Any]:
     """Continues from the work folder's saved state (state.json; the checkpoint already restored): the replay, the
-    loop's counters and the curves, which this run's record receives whole. Returns the best validation so far."""
-    resume_learning(work, saved, trainer, record, run)
-    for step, score in record.curves["validation"]:  # this run's record holds the whole validation curve
+    loop's counters and the curves, which this run's `learning` receives whole. Returns the best validation so far."""
+    resume_learning(work, saved, trainer, learning, run)
+    for step, score in learning.curves["validation"]:  # this run's metrics hold the whole validation curve
         run.log_scalar("validation.score", score, step)
     return saved["best"]
 
 
-def train(settings: AgentSettings, agent: Agent, trainer: Trainer, record: Record, run: Any) -> dict[str, Any]:
+def train(settings: AgentSettings, agent: Agent, trainer: Trainer, learning: AgentCurves, run: Any) -> dict[str, Any]:
     """Trains resumably in the work folder, validating and checkpointing every `validate_every` steps (networks,
     optimizer, replay, counters, curves) and keeping the best policy in best/. Returns the best validation."""
     work = settings.work
@@ -318,7 +318,7 @@ def train(settings: AgentSettings, agent: Agent, trainer: Trainer, record: Recor
         saved = load_state(work, checkpoint, settings.trained, fresh={})
         link_runs(work, run)
         if saved:
-            best = resume(work, saved, trainer, record, run)
+            best = resume(work, saved, trainer, learning, run)
         manager = tf.train.CheckpointManager(checkpoint, str(work / "last"), max_to_keep=1)
         validator = QPolicy(agent.online, epsilon=0.0, seed=0)
         # The same validation episodes every time (seed, then its stream), so checkpoints compare fairly.
@@ -331,14 +331,14 @@ def train(settings: AgentSettings, agent: Agent, trainer: Trainer, record: Recor
 
         def keep(step: int, score: float) -> None:
             nonlocal best
-            record.on_validation(step, score)
+            learning.on_validation(step, score)
             bar.set_postfix(validation=score, best=max(score, best["best"]))
             if score > best["best"]:
                 best = {"best": score, "best_step": step}
                 save_agent(work / "best", {**agent.info, "step": step, "validation": score}, agent.online)
             record_settings(work, settings.trained)
             manager.save(checkpoint_number=step)
-            save_learning(work, trainer, record, best=best)
+            save_learning(work, trainer, learning, best=best)
 
         with bar:
             train_with_validation(trainer, settings.validate_every, validate, keep, bar)
@@ -395,7 +395,7 @@ def main(_config, _run):
 
     agent = build_agent(settings, keypointer)
     _run.info["replay_gigabytes"] = agent.replay.nbytes / 1e9
-    record = Record(_run, settings.log_every)
+    learning = AgentCurves(_run, settings.log_every)
     trainer = Trainer(
         agent.env,
         agent.online,
@@ -403,10 +403,10 @@ def main(_config, _run):
         agent.replay,
         settings.schedule,
         seed=settings.seed,
-        on_episode=record.on_episode,
-        on_update=record.on_update,
+        on_episode=learning.on_episode,
+        on_update=learning.on_update,
     )
-    state = train(settings, agent, trainer, record, _run)
+    state = train(settings, agent, trainer, learning, _run)
     _run.info["timing_seconds"] = trainer.timing.as_dict()
     _run.info["best_validation"] = state
 
@@ -415,7 +415,7 @@ def main(_config, _run):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         table.to_csv(folder / "test_scores.csv", index=False)
-        learning_curve(folder / "learning_curve.png", record.curves, settings.game.name)
+        learning_curve(folder / "learning_curve.png", learning.curves, settings.game.name)
         test_video(
             test_env, QPolicy(best, epsilon=0.0, seed=0), TEST_SEED, settings.video_steps, folder / "test_episode.gif"
         )
