@@ -24,24 +24,27 @@ KP ?=
 POLICY ?=
 CHANGE_PROBABILITY ?=
 POLICIES ?= uniform,sticky:0.1
+# Noisy Atari distractor bars (none|vertical|horizontal|both); NOISE= is its older name, still taken.
+DISTRACTORS ?= $(NOISE)
 
 .PHONY: install test demo data bench-data coverage lint format help train-permakey bench-permakey train-transporter \
-	bench-transporter eval-keypoints train-agent test-agent explore bench-agent bench-grid rl-benchmark compare
+	bench-transporter eval-keypoints train-agent evaluate-agent test-agent explore bench-agent bench-grid rl-benchmark compare
 
 help:
 	@echo "make demo                       small end-to-end run (fresh machine: installs first)"
 	@echo "make test                       the test suite (what CI runs)"
 	@echo "make data GAME=pong [FRAMES=n] [SEED=s] [OUT=dir] [MODE=rollouts|diverse_pairs] [PRESET=quick]"
 	@echo "          [POLICY=uniform|sticky] [CHANGE_PROBABILITY=0.1]   random policy (sticky: hold actions)"
-	@echo "make train-permakey GAME=pong [PRESET=quick] [NOISE=vertical]   train PermaKey, record the run"
-	@echo "make train-transporter GAME=pong [MODEL=transporter|imm] [ARCH=paper|pkey_reimpl] [PRESET=quick] [NOISE=...]"
+	@echo "make train-permakey GAME=pong [PRESET=quick] [DISTRACTORS=vertical]   train PermaKey, record the run"
+	@echo "make train-transporter GAME=pong [MODEL=transporter|imm] [ARCH=paper|pkey_reimpl] [PRESET=quick] [DISTRACTORS=...]"
 	@echo "make eval-keypoints GAME=pong RUNS=9,10 [REPORT=docs/x.md]   tracking precision/recall vs ground truth"
-	@echo "make train-agent GAME=ms_pacman KP=<keypointer run id> [ENC=gnn|cnn|keyqn] [PRESET=quick] [NOISE=...]"
+	@echo "make train-agent GAME=ms_pacman KP=<keypointer run id> [ENC=gnn|cnn|keyqn] [PRESET=quick] [DISTRACTORS=...]"
 	@echo "                                 KP=oracle: the game's ground-truth objects (OCAtari) as keypoints, the ceiling"
 	@echo "                                 KP=motion: the training-free motion baseline on the oracle's grid, the floor"
 	@echo "make explore GAME=ms_pacman [KP=<keypointer run>] [PRESET=quick]   keypoint options: random options of the"
 	@echo "                                 most controllable keypoint vs random actions (Transporter 4.2.2)"
-	@echo "make test-agent RUNS=21,22,23   the paper's test protocol over agent runs, beside the random policy"
+	@echo "make evaluate-agent RUNS=21,22,23   the paper's test protocol over agent runs, beside the random policy"
+	@echo "                                 (make test-agent: its older name, the same)"
 	@echo "make rl-benchmark [GRID=table1|table2|table3|keypoints|atari100k] [PRESET=quick|paper] [SEEDS=0,1,2]"
 	@echo "                  [GAMES=ms_pacman]  the papers' grids on Ray (local cores; a cluster via RAY_ADDRESS), resumable"
 	@echo "make compare [RUNS_DIR=runs] [GRID=table1]   tables (ours beside the papers'), curves, aggregate"
@@ -108,7 +111,7 @@ demo: install
 	@echo "folders; the comparison is in reports/demo/compare.md."
 
 train-permakey: install
-	$(PY) -m experiments.train_permakey with game=$(GAME) seed=$(SEED) $(PRESET) $(if $(NOISE),noise=$(NOISE)) \
+	$(PY) -m experiments.train_permakey with game=$(GAME) seed=$(SEED) $(PRESET) $(if $(DISTRACTORS),distractors=$(DISTRACTORS)) \
 		$(if $(POLICY),data_policy=$(POLICY)) $(if $(CHANGE_PROBABILITY),data_change_probability=$(CHANGE_PROBABILITY))
 
 bench-permakey: install
@@ -116,7 +119,7 @@ bench-permakey: install
 
 train-transporter: install
 	$(PY) -m experiments.train_transporter with game=$(GAME) seed=$(SEED) model=$(MODEL) $(PRESET) \
-		$(if $(ARCH),architecture=$(ARCH)) $(if $(NOISE),noise=$(NOISE)) \
+		$(if $(ARCH),architecture=$(ARCH)) $(if $(DISTRACTORS),distractors=$(DISTRACTORS)) \
 		$(if $(POLICY),data_policy=$(POLICY)) $(if $(CHANGE_PROBABILITY),data_change_probability=$(CHANGE_PROBABILITY))
 
 bench-transporter: install
@@ -131,11 +134,13 @@ train-agent: install
 		echo "(a run of make train-permakey or make train-transporter; ls runs/ lists them; KP=oracle for the"; \
 		echo "game's ground-truth objects; KP=motion for the motion baseline) [ENC=gnn|cnn|keyqn]"; exit 2; }
 	$(PY) -m experiments.train_agent with game=$(GAME) keypointer=$(KP) encoder=$(ENC) seed=$(SEED) $(PRESET) \
-		$(if $(NOISE),noise=$(NOISE))
+		$(if $(DISTRACTORS),distractors=$(DISTRACTORS))
 
-test-agent: install
-	@test -n "$(RUNS)" || { echo "Give the agent runs (one policy each): make test-agent RUNS=21,22,23"; exit 2; }
-	$(PY) -m experiments.test_agent with 'runs=[$(RUNS)]'
+evaluate-agent: install
+	@test -n "$(RUNS)" || { echo "Give the agent runs (one policy each): make evaluate-agent RUNS=21,22,23"; exit 2; }
+	$(PY) -m experiments.evaluate_agent with 'runs=[$(RUNS)]'
+
+test-agent: evaluate-agent  # the target's older name
 
 # The keypointer defaults to the quick PermaKey run of GAME (trained first when missing, about 12 minutes).
 EXPLORE_KP = $(or $(KP),$(shell $(WORKSPACE) work permakey $(GAME) quick none --seed 0)/best)
@@ -153,7 +158,7 @@ bench-grid: install
 	$(PY) -m bench.bench_grid
 
 rl-benchmark: install
-	$(PY) -m experiments.benchmark --grid $(GRID) --preset $(or $(PRESET),quick) --seeds $(SEEDS) --runs $(RUNS_DIR) \
+	$(PY) -m experiments.run_grid --grid $(GRID) --preset $(or $(PRESET),quick) --seeds $(SEEDS) --runs $(RUNS_DIR) \
 		$(if $(GAMES),--games $(GAMES))
 
 compare: install

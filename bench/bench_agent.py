@@ -59,7 +59,7 @@ def measure(game: str, keypointer, encoder: str, seconds: float, loop_steps: int
     info = {"num_actions": int(plain.action_space.n), "encoder": encoder, "units": 128}  # type: ignore[attr-defined]
     info["encoder_options"] = ENCODER_OPTIONS[encoder]
     online, target = build_network(info, keypointer), build_network(info, keypointer)
-    env: Any = agent_env(game, keypointer, online, train=True, noise="none", max_episode_frames=108_000)
+    env: Any = agent_env(game, keypointer, online, train=True, distractors="none", max_episode_frames=108_000)
 
     plain.reset(seed=0)
 

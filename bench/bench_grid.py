@@ -1,6 +1,6 @@
 """How the Ray grid runner scales with workers: `python -m bench.bench_grid [--jobs 4] [--steps 30]`.
 
-The same set of independent jobs goes through `experiments.benchmark.run_grid` (the runner of `make rl-benchmark`)
+The same set of independent jobs goes through `experiments.run_grid.run_grid` (the runner of `make rl-benchmark`)
 once per layout, each time into fresh runs/ and work folders, and the wall time of each layout is printed beside the
 one-worker time. Two kinds of job, both real Sacred runs:
   - `data`: generate_data on pong (emulation and OCAtari ground truth; one thread of Python);
@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments.benchmark import run_grid
 from experiments.grids import Job
+from experiments.run_grid import run_grid
 
 
 def jobs(kind: str, count: int, root: Path, steps: int, frames: int, dataset: Path) -> list[Job]:

@@ -51,7 +51,8 @@ from data import storage
 from data.atari import FRAME_SHAPE, NATIVE_SHAPE, GroundTruth, Objects, make_env, ram_of
 from data.games import get_game
 
-MODES = ("rollouts", "diverse_pairs")
+GENERATION_MODES = ("rollouts", "diverse_pairs")
+"""What a dataset holds (config `mode`, `make data MODE=`): whole episodes, or Transporter's diverse frame pairs."""
 POLICIES = ("uniform", "sticky")
 LEGACY_GENERATOR = {"policy": "uniform", "change_probability": 1.0}
 """Generator settings added after datasets were made without them: a manifest that lacks one means this value."""
@@ -84,8 +85,8 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         get_game(self.game)
-        if self.mode not in MODES:
-            raise ValueError(f"Unknown generation mode {self.mode!r}; choose one of {MODES}.")
+        if self.mode not in GENERATION_MODES:
+            raise ValueError(f"Unknown generation mode {self.mode!r}; choose one of {GENERATION_MODES}.")
         check_policy(self.policy, self.change_probability)
         unknown = set(self.split_frames) - set(storage.SPLITS)
         if unknown:

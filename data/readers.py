@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from data import storage
 from data.atari import FRAME_SHAPE, NATIVE_SHAPE, Objects
-from data.distractors import add_distractor_bars, check_mode
+from data.distractors import add_distractor_bars, check_distractors
 
 _FEATURES = {
     "frame": tf.io.FixedLenFeature([], tf.string),
@@ -63,7 +63,7 @@ def _records(paths: list[str], shuffle: bool, seed: int) -> tf.data.Dataset:
 
 def _distract(ds: tf.data.Dataset, distractors: str, seed: int) -> tf.data.Dataset:
     """Applies distractor bars element-wise with a seed per element (reproducible for a given seed)."""
-    if check_mode(distractors) == "none":
+    if check_distractors(distractors) == "none":
         return ds
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     return tf.data.Dataset.zip((ds, seeds)).map(

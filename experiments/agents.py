@@ -13,7 +13,7 @@ from typing import Any
 import gymnasium as gym
 
 from data.storage import write_json_atomic
-from experiments.common import check_range
+from experiments.common import check_range, current_names
 from experiments.keypointers import keypointer_folder, load_keypointer
 from keypoints.protocol import blank_output
 from rl.envs import keypoint_observation, make_agent_env
@@ -40,11 +40,11 @@ def check_learning(schedule: Schedule, learner: dict[str, float], replay_capacit
 
 
 def agent_env(
-    game: str, keypointer: Any, network: RecurrentQNetwork, *, train: bool, noise: str, max_episode_frames: int
+    game: str, keypointer: Any, network: RecurrentQNetwork, *, train: bool, distractors: str, max_episode_frames: int
 ) -> gym.Env:
     """The environment an agent acts in: the game's agent environment seen through the keypointer and the encoder's
     frozen view (the oracle's wrapper reads the game's objects from the emulator)."""
-    env = make_agent_env(game, train=train, distractors=noise, max_episode_frames=max_episode_frames)
+    env = make_agent_env(game, train=train, distractors=distractors, max_episode_frames=max_episode_frames)
     return keypoint_observation(env, keypointer, network.view)
 
 
@@ -77,14 +77,14 @@ def load_agent(run: str | int, policy: str = "float32") -> tuple[dict[str, Any],
             f"No agent at {folder}: it needs {AGENT_FILE} and {AGENT_WEIGHTS}. Pass a `make train-agent` run id or its "
             "work/agent/.../best folder."
         )
-    info = json.loads((folder / AGENT_FILE).read_text())
+    info = current_names(json.loads((folder / AGENT_FILE).read_text()))  # an older agent's `noise` is `distractors`
     keypointer = load_keypointer(info["keypointer"], policy=policy, game=info["game"])
     network = build_network(info, keypointer)
     network.load_weights(str(folder / AGENT_WEIGHTS))
     return info, network, keypointer
 
 
-class LearningRecord:
+class LearningCurves:
     """The curves of a run that learns by acting (logged to Sacred as they come): each finished episode's return and
     length, and every `log_every` updates the TD loss and mean Q; `curves` also holds a list per name in `extra`,
     which subclasses fill (validation scores, options)."""
@@ -106,20 +106,20 @@ class LearningRecord:
             self.run.log_scalar("train.q", out["q"], step)
 
 
-def save_learning(work: Path, trainer: Trainer, record: LearningRecord, **extra: Any) -> None:
+def save_learning(work: Path, trainer: Trainer, learning: LearningCurves, **extra: Any) -> None:
     """What a resume needs besides the networks' checkpoint (the caller's): the replay, and state.json with the loop's
-    counters, the record's curves and update count, and `extra`; each written under a temporary name and renamed."""
+    counters, the curves and update count of `learning`, and `extra`; each written under a temporary name, renamed."""
     trainer.replay.save(work / "replay.npz")
-    state = {"trainer": trainer.state(), "curves": record.curves, "updates": record.updates, **extra}
+    state = {"trainer": trainer.state(), "curves": learning.curves, "updates": learning.updates, **extra}
     write_json_atomic(work / "state.json", state)
 
 
-def resume_learning(work: Path, saved: dict[str, Any], trainer: Trainer, record: LearningRecord, run: Any) -> None:
+def resume_learning(work: Path, saved: dict[str, Any], trainer: Trainer, learning: LearningCurves, run: Any) -> None:
     """Continues from the work folder's saved state (state.json; the checkpoint already restored): the replay, the
-    loop's counters, and the curves and update count, which this run's record receives whole."""
+    loop's counters, and the curves and update count, which this run's `learning` receives whole."""
     if not (work / "replay.npz").exists():
         raise FileNotFoundError(f"{work}/state.json exists but its replay is missing; delete {work} to restart.")
     trainer.replay.load(work / "replay.npz")
     trainer.restore(saved["trainer"])
-    record.curves, record.updates = saved["curves"], saved.get("updates", 0)
+    learning.curves, learning.updates = saved["curves"], saved.get("updates", 0)
     run.info["resumed_from_step"] = trainer.step

@@ -29,11 +29,17 @@ import keras
 import tensorflow as tf
 
 from data.storage import hold_folder, write_json_atomic
-from experiments.common import check_range
+from experiments.common import check_range, current_names
 from keypoints.protocol import CONFIG_FILE, WEIGHTS_FILE
 
-# Config entries that do not change what is trained: a resumed run may change them.
-UNTRAINED = ("epochs", "patience", "progress", "log_every", "picture_frames", "picture_offset")
+CHANGEABLE_ON_RESUME = ("progress", "log_every")
+"""Config entries that do not change what is trained, in every experiment that resumes from a work folder: a resumed
+run may change them, and its work/settings.json records every other entry (check_settings refuses a resume that
+changes one of those). Each experiment adds its own by name: FIT_CHANGEABLE_ON_RESUME (the keypoint models),
+experiments/train_agent.py's and experiments/explore.py's."""
+
+FIT_CHANGEABLE_ON_RESUME = (*CHANGEABLE_ON_RESUME, "epochs", "patience", "picture_frames", "picture_offset")
+"""What a resumed keypoint-model run (PermaKey, Transporter, IMM) may change: how long it trains and its pictures."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +72,7 @@ class FitSettings:
             batch_size=c["batch_size"],
             log_every=c["log_every"],
             progress=c["progress"],
-            trained=json.loads(json.dumps({k: v for k, v in c.items() if k not in UNTRAINED})),
+            trained=json.loads(json.dumps({k: v for k, v in c.items() if k not in FIT_CHANGEABLE_ON_RESUME})),
         )
 
 
@@ -192,10 +198,11 @@ def check_settings(work: Path, settings: dict) -> None:
 
     A key the saved settings lack was added to the config after that run started. It is compared with the value older
     runs had when ADDED_SETTINGS knows it, and not compared otherwise (the new key's default keeps the behaviour the
-    run had), so older work folders still resume."""
+    run had), so older work folders still resume. A key renamed since (experiments.common.RENAMED_KEYS) is compared
+    under its current name."""
     settings_path = work / "settings.json"
     if settings_path.exists():
-        saved = json.loads(settings_path.read_text())
+        saved = current_names(json.loads(settings_path.read_text()))  # an older run's `noise` is `distractors`
         saved = {**{k: v for k, v in ADDED_SETTINGS.items() if k in settings}, **saved}
         changed = sorted(k for k in saved if saved[k] != settings.get(k))
         if changed:
@@ -343,7 +350,7 @@ def train_resumably(
     return state
 
 
-def record_best(
+def add_best_to_run(
     run: Any, model: keras.Model, test: tf.data.Dataset, pictures: Callable[[Path], list[Path]], best: Path
 ) -> dict[str, float]:
     """Test losses of the best epoch's (compiled) model as `test.*` metrics, and its pictures (written by

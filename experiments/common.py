@@ -178,12 +178,25 @@ def observers_from_environment() -> list[Any]:
     return observers
 
 
-def settings_from_config(cls: Any, config: dict[str, Any], untrained: Sequence[str], **resolved: Any) -> Any:
+RENAMED_KEYS = {"noise": "distractors"}
+"""Config keys renamed since runs were recorded: {old name: current name}."""
+
+
+def current_names(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` with its keys renamed since it was written under their current names (RENAMED_KEYS): for what older
+    code wrote and this code reads, a run's config.json, a work folder's settings.json, a saved agent.json, a grid
+    job's recorded config updates. A key present under both names keeps the current one's value."""
+    old = {RENAMED_KEYS[key]: value for key, value in record.items() if key in RENAMED_KEYS}
+    return {**old, **{key: value for key, value in record.items() if key not in RENAMED_KEYS}}
+
+
+def settings_from_config(cls: Any, config: dict[str, Any], changeable: Sequence[str], **resolved: Any) -> Any:
     """A frozen settings dataclass `cls` from a Sacred config: each field named like a config entry takes its value,
     `resolved` gives the fields computed from several entries (game, schedule, ...), and the field `trained` is the
-    record of every entry not in `untrained` (work/settings.json: a resume with other values is refused)."""
+    record of every entry not in `changeable` (the entries a resumed run may change, CHANGEABLE_ON_RESUME and the
+    experiment's own; work/settings.json: a resume with other values is refused)."""
     values = {f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config and f.name not in resolved}
-    trained = json.loads(json.dumps({k: v for k, v in config.items() if k not in untrained}))
+    trained = json.loads(json.dumps({k: v for k, v in config.items() if k not in changeable}))
     return cls(**values, **resolved, trained=trained)
 
 

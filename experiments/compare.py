@@ -30,10 +30,10 @@ import pandas as pd
 from scipy import stats
 
 from data.games import get_game
-from experiments.benchmark import UnreadableRecord, job_status, read_record, tagged_runs
-from experiments.common import check_mongo, experiment, masked_url, mongo_client, mongo_from_environment
+from experiments.common import check_mongo, current_names, experiment, masked_url, mongo_client, mongo_from_environment
 from experiments.grids import expand
 from experiments.keypointers import builtin_name, keypointer_folder
+from experiments.run_grid import UnreadableRunFile, job_status, read_run_file, tagged_runs
 from experiments.workspace import Workspace
 
 ex = experiment("compare")
@@ -156,8 +156,8 @@ def load_file_runs(runs_dir: str | Path) -> pd.DataFrame:
 def _file_run(folder: Path) -> dict[str, Any]:
     """One run folder's row (load_file_runs)."""
     try:
-        run = read_record(folder / "run.json")
-    except UnreadableRecord as e:
+        run = read_run_file(folder / "run.json")
+    except UnreadableRunFile as e:
         log.warning("%s; the run is shown as %s", e, UNREADABLE)
         row: dict[str, Any] = {"id": int(folder.name), "experiment": "unknown", "status": UNREADABLE, "tag": None}
         return row | {"config": {}, "result": None, "info": {}, "metrics": {}, "problem": str(e)}
@@ -166,22 +166,22 @@ def _file_run(folder: Path) -> dict[str, Any]:
         "experiment": (run.get("experiment") or {}).get("name"),
         "status": run_status(run),
         "tag": (run.get("meta") or {}).get("comment"),
-        "config": _optional_record(folder / "config.json"),
+        "config": current_names(_optional_run_file(folder / "config.json")),  # an older run's `noise`: `distractors`
         "result": run.get("result"),
-        "info": _optional_record(folder / "info.json"),
-        "metrics": _optional_record(folder / "metrics.json"),
+        "info": _optional_run_file(folder / "info.json"),
+        "metrics": _optional_run_file(folder / "metrics.json"),
         "problem": None,
     }
 
 
-def _optional_record(path: Path) -> dict[str, Any]:
-    """A record Sacred writes only when it has something (info, metrics): {} when missing, and when unreadable, with
+def _optional_run_file(path: Path) -> dict[str, Any]:
+    """A run file Sacred writes only when it has something (info, metrics): {} when missing, and when unreadable, with
     a warning naming the file."""
     if not path.exists():
         return {}
     try:
-        return read_record(path)
-    except UnreadableRecord as e:
+        return read_run_file(path)
+    except UnreadableRunFile as e:
         log.warning("%s; the run is shown without it", e)
         return {}
 
@@ -204,7 +204,7 @@ def load_mongo_runs(url: str, db: str) -> pd.DataFrame:
                 "experiment": run.get("experiment", {}).get("name"),
                 "status": run_status(run),
                 "tag": (run.get("meta") or {}).get("comment"),
-                "config": run.get("config", {}),
+                "config": current_names(run.get("config", {})),
                 "result": run.get("result"),
                 "info": run.get("info", {}),
                 "metrics": metrics,
@@ -229,7 +229,7 @@ def _keypointer_facts(keypointer: Any, runs_dir: str | None, game: str | None = 
 
 
 def agent_table(runs: pd.DataFrame, runs_dir: str | None = None) -> pd.DataFrame:
-    """One row per completed train_agent run: game, method, noise, K, seed, test scores, tag."""
+    """One row per completed train_agent run: game, method, distractors, K, seed, test scores, tag."""
     rows = []
     for _, r in runs[(runs.experiment == "train_agent") & (runs.status == "COMPLETED")].iterrows():
         c, test = r["config"], (r["info"] or {}).get("test", {})
@@ -240,7 +240,7 @@ def agent_table(runs: pd.DataFrame, runs_dir: str | None = None) -> pd.DataFrame
                 "tag": r.tag,
                 "game": c.get("game"),
                 "method": f"{KIND_NAMES.get(kind, kind)}+{str(c.get('encoder', '?')).upper()}",
-                "noise": c.get("noise", "none"),
+                "distractors": c.get("distractors", "none"),
                 "K": k,
                 "seed": c.get("seed"),
                 "steps": c.get("steps"),
@@ -248,7 +248,7 @@ def agent_table(runs: pd.DataFrame, runs_dir: str | None = None) -> pd.DataFrame
                 "random": (test.get("random") or {}).get("mean"),
             }
         )
-    columns = ["id", "tag", "game", "method", "noise", "K", "seed", "steps", "score", "random"]
+    columns = ["id", "tag", "game", "method", "distractors", "K", "seed", "steps", "score", "random"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -350,22 +350,22 @@ def keypoint_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in runs[(runs.experiment == "eval_keypoints") & (runs.status == "COMPLETED")].iterrows():
         for name, value in (r["result"] or {}).items():
-            model, noise, measure = name.split("/")
+            model, distractors, measure = name.split("/")
             metric, length = measure.split("@")
             rows.append(
                 {
                     "run": r.id,
                     "game": r["config"].get("game"),
                     "model": model,
-                    "noise": noise,
+                    "distractors": distractors,
                     "L": int(length),
                     metric: value,
                 }
             )
     if not rows:
-        return pd.DataFrame(columns=["run", "game", "model", "noise", "L", "precision", "recall"])
+        return pd.DataFrame(columns=["run", "game", "model", "distractors", "L", "precision", "recall"])
     frame = pd.DataFrame(rows)
-    return frame.groupby(["run", "game", "model", "noise", "L"], as_index=False).first()
+    return frame.groupby(["run", "game", "model", "distractors", "L"], as_index=False).first()
 
 
 def exploration_table(runs: pd.DataFrame, runs_dir: str | None = None) -> pd.DataFrame:
@@ -488,9 +488,9 @@ def report(runs: pd.DataFrame, settings: ReportSettings) -> tuple[str, dict[str,
     for table in wanted:
         gaps = grid_gaps(s.runs_dir, s.grid, s.preset, list(s.seeds)) if s.grid else {}
         if table == "table1":
-            mine = agents[agents["noise"] == "none"]
+            mine = agents[agents["distractors"] == "none"]
         elif table == "table2":
-            mine = agents[agents["noise"] != "none"]
+            mine = agents[agents["distractors"] != "none"]
         else:
             mine = agents[(agents["game"] == "ms_pacman") & agents["K"].notna()]
         tables[table] = score_table(mine, table, gaps)

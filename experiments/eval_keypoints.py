@@ -31,7 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from data import storage  # noqa: E402
-from data.distractors import MODES, add_distractor_bars, check_mode  # noqa: E402
+from data.distractors import DISTRACTORS, add_distractor_bars, check_distractors  # noqa: E402
 from data.games import Game, get_game  # noqa: E402
 from data.generate import policy_tag  # noqa: E402
 from data.readers import Episode, read_episodes  # noqa: E402
@@ -67,7 +67,7 @@ def config():
     game = "pong"
     runs = []  # keypointer run ids (runs/<id>) or folders
     labels = []  # optional display names, one per run (default: kind and id)
-    noise = list(MODES)  # conditions: none, vertical, horizontal, both
+    distractors = list(DISTRACTORS)  # the conditions: none, vertical, horizontal, both
     # Transporter's epsilon per game (Transporter paper, section 4.1); games without one use 0.15 (documented default).
     epsilon = get_game(game).epsilon or 0.15
     lengths = [1, 2, 5, 10, 20, 50, 100, 150, 200]
@@ -91,7 +91,7 @@ def config():
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
     """What an evaluation measures: `frames` test frames of `dataset` (generated with `dataset_seed` and the random
-    `dataset_policy` when missing and `generate_missing`), under each of `noise`, tracking precision/recall per
+    `dataset_policy` when missing and `generate_missing`), under each of `distractors`, tracking precision/recall per
     trajectory length in `lengths` at `epsilon`, frame-level precision/recall at `frame_distance`, keypoints mapped
     by `geometry`; `references` scored beside the keypointers, the motion baseline with `motion_window` and
     `motion_threshold`."""
@@ -103,7 +103,7 @@ class EvalSettings:
     dataset_policy: str
     dataset_change_probability: float
     generate_missing: bool
-    noise: tuple[str, ...]
+    distractors: tuple[str, ...]
     lengths: tuple[int, ...]
     epsilon: float
     frame_distance: float
@@ -125,7 +125,7 @@ class EvalSettings:
             dataset_policy=c["dataset_policy"],
             dataset_change_probability=c["dataset_change_probability"],
             generate_missing=c["generate_missing"],
-            noise=tuple(check_mode(noise) for noise in c["noise"]),
+            distractors=tuple(check_distractors(d) for d in c["distractors"]),
             lengths=tuple(c["lengths"]),
             epsilon=c["epsilon"],
             frame_distance=c["frame_distance"],
@@ -223,29 +223,33 @@ class TestTruth:
         return cls(trajectories, categories, [p for per_frame in truth for _, p in per_frame], reported)
 
 
-def noisy_chunks(frames: np.ndarray, noise: str, seed: int, batch: int = 32) -> Iterator[tf.Tensor]:
+def chunks_with_bars(frames: np.ndarray, distractors: str, seed: int, batch: int = 32) -> Iterator[tf.Tensor]:
     """uint8 frames in batches of `batch`, with distractors drawn when asked (seeded by `seed` and the batch's start,
     so every model sees the same bars)."""
     for start in range(0, len(frames), batch):
         chunk = tf.constant(frames[start : start + batch])
-        yield add_distractor_bars(chunk, noise, tf.constant([seed, start], tf.int64))
+        yield add_distractor_bars(chunk, distractors, tf.constant([seed, start], tf.int64))
 
 
-def detect(keypointer, frames: np.ndarray, noise: str, seed: int, geometry: str, batch: int = 32) -> np.ndarray:
+def detect(keypointer, frames: np.ndarray, distractors: str, seed: int, geometry: str, batch: int = 32) -> np.ndarray:
     """Keypoints [T, K, 2] in normalised frame coordinates for uint8 frames, with distractors drawn when asked."""
     grid, rf = keypointer.geometry
     out = []
-    for chunk in noisy_chunks(frames, noise, seed, batch):
+    for chunk in chunks_with_bars(frames, distractors, seed, batch):
         coordinates = keypointer(chunk).coordinates.numpy()
         out.append(grid_to_frame(coordinates, grid, rf if geometry == "keypointer" else None))
     return np.concatenate(out)
 
 
-def detect_motion(baseline: MotionKeypointer, frames: np.ndarray, noise: str, seed: int, geometry: str) -> np.ndarray:
+def detect_motion(
+    baseline: MotionKeypointer, frames: np.ndarray, distractors: str, seed: int, geometry: str
+) -> np.ndarray:
     """The motion baseline's keypoints [T, K, 2] on one episode (its window reset at the start), on the frames
     `detect` gives a keypointer, mapped to the frame by the same `grid_to_frame`."""
     baseline.reset()
-    coordinates = np.concatenate([baseline.track(chunk.numpy()) for chunk in noisy_chunks(frames, noise, seed)])
+    coordinates = np.concatenate(
+        [baseline.track(chunk.numpy()) for chunk in chunks_with_bars(frames, distractors, seed)]
+    )
     grid, rf = baseline.geometry
     return grid_to_frame(coordinates, grid, rf if geometry == "keypointer" else None)
 
@@ -255,13 +259,14 @@ def random_keypoints(frames: int, k: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1.0, 1.0, (frames, k, 2))
 
 
-def reference_detections(name: str, k: int, episodes: list[Episode], noise: str, settings: EvalSettings) -> list:
-    """Per episode, the keypoints [T, K, 2] of reference `name` (REFERENCES) under distractors `noise`."""
+def reference_detections(name: str, k: int, episodes: list[Episode], distractors: str, settings: EvalSettings) -> list:
+    """Per episode, the keypoints [T, K, 2] of reference `name` (REFERENCES) under `distractors`."""
     if name == "random":
         return [random_keypoints(len(e.frames), k, settings.seed + j) for j, e in enumerate(episodes)]
     baseline = MotionKeypointer(k, settings.motion_window, settings.motion_threshold)
     return [
-        detect_motion(baseline, e.frames, noise, settings.seed + j, settings.geometry) for j, e in enumerate(episodes)
+        detect_motion(baseline, e.frames, distractors, settings.seed + j, settings.geometry)
+        for j, e in enumerate(episodes)
     ]
 
 
@@ -275,10 +280,17 @@ def episode_gif(keypointer, episode: Episode, keep: np.ndarray, count: int, path
 
 def plot(table: pd.DataFrame, path: Path, game: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    styles = dict(zip(MODES, ["-", "--", ":", "-."], strict=True))
-    for (label, noise), rows in table.groupby(["model", "noise"], sort=False):
+    styles = dict(zip(DISTRACTORS, ["-", "--", ":", "-."], strict=True))
+    for (label, distractors), rows in table.groupby(["model", "distractors"], sort=False):
         for ax, metric in zip(axes, ("precision", "recall"), strict=True):
-            ax.plot(rows["length"], rows[metric], styles.get(noise, "-"), marker="o", ms=3, label=f"{label} ({noise})")
+            ax.plot(
+                rows["length"],
+                rows[metric],
+                styles.get(distractors, "-"),
+                marker="o",
+                ms=3,
+                label=f"{label} ({distractors})",
+            )
     for ax, metric in zip(axes, ("precision", "recall"), strict=True):
         ax.set_xlabel("trajectory length (frames)")
         ax.set_title(f"{game}: tracking {metric}")
@@ -292,8 +304,8 @@ def plot(table: pd.DataFrame, path: Path, game: str) -> None:
 
 @dataclasses.dataclass
 class Tables:
-    """The evaluation's tables: tracking (a row per model, noise and length), summary (per model and noise) and
-    categories (per model, noise, length and reported category)."""
+    """The evaluation's tables: tracking (a row per model, distractors and length), summary (per model and
+    distractors) and categories (per model, distractors, length and reported category)."""
 
     tracking: pd.DataFrame
     summary: pd.DataFrame
@@ -310,41 +322,41 @@ def tracking_markdown(table: pd.DataFrame) -> list[str]:
     header = [f"precision@{n}" for n in lengths]
     for n in lengths:
         header += [f"recall@{n}", f"recall@{n} held still", f"recall@{n} - held still"]
-    lines = ["| model | noise | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
-    for (label, noise), rows in table.groupby(["model", "noise"], sort=False):
+    lines = ["| model | distractors | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
+    for (label, distractors), rows in table.groupby(["model", "distractors"], sort=False):
         at = rows.set_index("length")
         cells = _cells([at.loc[n, "precision"] for n in lengths])
         for n in lengths:
             recall, still = at.loc[n, "recall"], at.loc[n, "recall_held_still"]
             cells += f" | {_cells([recall, still])} | {_cells([recall - still], signed=True)}"
-        lines.append(f"| {label} | {noise} | {cells} |")
+        lines.append(f"| {label} | {distractors} | {cells} |")
     return lines
 
 
 def category_markdown(table: pd.DataFrame, length: int) -> list[str]:
-    """Per model and noise, each reported category's recall@length and the same held still; the header counts the
+    """Per model and distractors, each reported category's recall@length and the same held still; the header counts the
     category's true trajectories."""
     at = table[table["length"] == length]
     names = list(dict.fromkeys(at["category"]))
     counts = at.groupby("category", sort=False)["trajectories"].first()
     header = [h for name in names for h in (f"{name} recall@{length} ({counts[name]})", f"{name} held still")]
-    lines = ["| model | noise | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
-    for (label, noise), rows in at.groupby(["model", "noise"], sort=False):
+    lines = ["| model | distractors | " + " | ".join(header) + " |", "|---|---|" + "---|" * len(header)]
+    for (label, distractors), rows in at.groupby(["model", "distractors"], sort=False):
         rows = rows.set_index("category")
         values = [rows.loc[name, metric] for name in names for metric in ("recall", "recall_held_still")]
-        lines.append(f"| {label} | {noise} | {_cells(values)} |")
+        lines.append(f"| {label} | {distractors} | {_cells(values)} |")
     return lines
 
 
 def summary_markdown(summary: pd.DataFrame) -> list[str]:
     lines = [
-        "| model | noise | K | frame precision | frame recall | frame recall held still | distinct | collapsed "
+        "| model | distractors | K | frame precision | frame recall | frame recall held still | distinct | collapsed "
         "| spread | motion |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in summary.iterrows():
         lines.append(
-            f"| {r['model']} | {r['noise']} | {r['K']} | {r['frame_precision']:.3f} | {r['frame_recall']:.3f} | "
+            f"| {r['model']} | {r['distractors']} | {r['K']} | {r['frame_precision']:.3f} | {r['frame_recall']:.3f} | "
             f"{r['frame_recall_held_still']:.3f} | {r['distinct']:.2f} | {r['collapsed_fraction']:.2f} | "
             f"{r['spread']:.3f} | {r['motion']:.3f} |"
         )
@@ -386,7 +398,7 @@ def markdown(tables: Tables, settings: EvalSettings, command: str, frames: int) 
 
 
 def tracking_rows(
-    detected: list[np.ndarray], label: str, noise: str, truth: TestTruth, settings: EvalSettings, run
+    detected: list[np.ndarray], label: str, distractors: str, truth: TestTruth, settings: EvalSettings, run
 ) -> tuple[list[dict], list[dict]]:
     """Tracking precision/recall per trajectory length beside the same held still, and per reported category its recall
     beside the same held still; each number also logged in the Sacred `run` (step: the length)."""
@@ -403,42 +415,44 @@ def tracking_rows(
     }
     rows, categories = [], []
     for length in settings.lengths:
-        row = {"model": label, "noise": noise, "length": length}
+        row = {"model": label, "distractors": distractors, "length": length}
         for suffix, result in scored.items():
             row.update({f"{metric}{suffix}": result[length][metric] for metric in ("precision", "recall")})
             row.setdefault("windows", result[length]["windows"])  # the CSV's columns: the plain ones first
         rows.append(row)
         for index, name in truth.reported:
-            category = {"model": label, "noise": noise, "length": length, "category": name}
+            category = {"model": label, "distractors": distractors, "length": length, "category": name}
             for suffix, result in scored.items():
                 category[f"recall{suffix}"] = result[length]["category_recall"].get(index, float("nan"))
             category["trajectories"] = scored[""][length]["category_trajectories"].get(index, 0)
             categories.append(category)
     for row in rows:
         for metric in ("precision", "recall", "precision_held_still", "recall_held_still"):
-            run.log_scalar(f"{label}.{noise}.{metric}", row[metric], row["length"])
+            run.log_scalar(f"{label}.{distractors}.{metric}", row[metric], row["length"])
     for category in categories:
         for metric in ("recall", "recall_held_still"):
-            run.log_scalar(f"{label}.{noise}.{metric}.{category['category']}", category[metric], category["length"])
+            run.log_scalar(
+                f"{label}.{distractors}.{metric}.{category['category']}", category[metric], category["length"]
+            )
     return rows, categories
 
 
 def evaluate(
-    detected: list[np.ndarray], label: str, noise: str, truth: TestTruth, settings: EvalSettings, run
+    detected: list[np.ndarray], label: str, distractors: str, truth: TestTruth, settings: EvalSettings, run
 ) -> tuple[list[dict], dict, list[dict]]:
-    """One keypointer's keypoints (per episode, [T, K, 2] normalised frame coordinates) under one noise condition: the
-    tracking rows (one per trajectory length), the summary row (frame-level precision/recall, the frame recall held
-    still, collapse statistics) and the category rows, each number also logged in the Sacred `run`."""
-    rows, categories = tracking_rows(detected, label, noise, truth, settings, run)
+    """One keypointer's keypoints (per episode, [T, K, 2] normalised frame coordinates) under one distractors
+    setting: the tracking rows (one per trajectory length), the summary row (frame-level precision/recall, the frame
+    recall held still, collapse statistics) and the category rows, each number also logged in the Sacred `run`."""
+    rows, categories = tracking_rows(detected, label, distractors, truth, settings, run)
     frame = frame_precision_recall(np.concatenate(detected), truth.frames, settings.frame_distance)
     still = frame_precision_recall(np.concatenate(held_still(detected)), truth.frames, settings.frame_distance)
     stats = collapse_statistics(np.concatenate(detected))
-    summary = {"model": label, "noise": noise, "K": int(detected[0].shape[1])}
+    summary = {"model": label, "distractors": distractors, "K": int(detected[0].shape[1])}
     summary.update(frame_precision=frame["precision"], frame_recall=frame["recall"])
     summary.update(frame_recall_held_still=still["recall"], **stats)
     for name, value in summary.items():
-        if name not in ("model", "noise", "K"):
-            run.log_scalar(f"{label}.{noise}.{name}", value)
+        if name not in ("model", "distractors", "K"):
+            run.log_scalar(f"{label}.{distractors}.{name}", value)
     return rows, summary, categories
 
 
@@ -449,7 +463,7 @@ def reference_labels(names: tuple[str, ...], ks: list[int]) -> list[tuple[str, s
     return [(name if len(distinct) == 1 else f"{name}:K{k}", name, k) for name in names for k in distinct]
 
 
-def record(
+def add_artifacts(
     run,
     settings: EvalSettings,
     tables: Tables,
@@ -484,22 +498,26 @@ def write_report(path: Path, text: str) -> None:
 def evaluate_all(
     keypointers: dict[str, Keypointer], episodes: list[Episode], truth: TestTruth, settings: EvalSettings, run
 ) -> Tables:
-    """Every keypointer (by label), then every reference with the keypointers' K, under every noise condition."""
+    """Every keypointer (by label), then every reference with the keypointers' K, under every distractors setting."""
     references = reference_labels(settings.references, [k.num_keypoints for k in keypointers.values()])
-    jobs = [(label, noise) for label in [*keypointers, *(r[0] for r in references)] for noise in settings.noise]
+    jobs = [
+        (label, distractors)
+        for label in [*keypointers, *(r[0] for r in references)]
+        for distractors in settings.distractors
+    ]
     reference_of = {label: (name, k) for label, name, k in references}
     rows: list[dict] = []
     summary: list[dict] = []
     categories: list[dict] = []
-    for label, noise in tqdm(jobs, desc="evaluating", disable=not settings.progress):
+    for label, distractors in tqdm(jobs, desc="evaluating", disable=not settings.progress):
         if label in reference_of:
-            detected = reference_detections(*reference_of[label], episodes, noise, settings)
+            detected = reference_detections(*reference_of[label], episodes, distractors, settings)
         else:
             detected = [
-                detect(keypointers[label], e.frames, noise, settings.seed + j, settings.geometry)
+                detect(keypointers[label], e.frames, distractors, settings.seed + j, settings.geometry)
                 for j, e in enumerate(episodes)
             ]
-        tracking, row, per_category = evaluate(detected, label, noise, truth, settings, run)
+        tracking, row, per_category = evaluate(detected, label, distractors, truth, settings, run)
         rows, categories = rows + tracking, categories + per_category
         summary.append(row)
     return Tables(pd.DataFrame(rows), pd.DataFrame(summary), pd.DataFrame(categories))
@@ -528,11 +546,11 @@ def main(_config, _run):
     tables = evaluate_all(gifs, episodes, test_truth, settings, _run)
     command = f"make eval-keypoints GAME={c['game']} RUNS={','.join(map(str, c['runs']))}"
     text = markdown(tables, settings, command, sum(len(e.frames) for e in episodes))
-    record(_run, settings, tables, text, gifs, episodes[0], keep)
+    add_artifacts(_run, settings, tables, text, gifs, episodes[0], keep)
     if c["report"]:
         write_report(Path(c["report"]), text)
     return {
-        f"{r['model']}/{r['noise']}/{m}@{r['length']}": r[m]
+        f"{r['model']}/{r['distractors']}/{m}@{r['length']}": r[m]
         for r in tables.tracking.to_dict("records")
         if r["length"] in PICKED_LENGTHS
         for m in ("precision", "recall", "recall_held_still")

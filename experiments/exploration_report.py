@@ -20,7 +20,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pandas as pd
 
-from experiments.agents import LearningRecord
+from experiments.agents import LearningCurves
 from experiments.compare import markdown_table
 from keypoints.draw import draw_keypoints
 from keypoints.ops import keypoints_to_pixels
@@ -30,8 +30,8 @@ OPTION_COLUMNS = ["start", "keypoint", "direction", "displacement", "steps", "ep
 PERCENTILES = (10, 25, 50, 75, 90)
 
 
-class ExplorationRecord(LearningRecord):
-    """Curves of the option learning: the exploring episodes' game returns, the TD loss (LearningRecord), and every
+class ExplorationCurves(LearningCurves):
+    """Curves of the option learning: the exploring episodes' game returns, the TD loss (LearningCurves), and every
     finished option (OPTION_COLUMNS)."""
 
     def __init__(self, run: Any, log_every: int):
@@ -174,7 +174,7 @@ def write_outputs(
     settings: Any,
     explorer: Any,
     keypointer: Any,
-    record: ExplorationRecord,
+    learning: ExplorationCurves,
     table: pd.DataFrame,
     avatar: dict[str, Any],
     taken: list[Option],
@@ -183,7 +183,7 @@ def write_outputs(
 ) -> dict[str, Any]:
     """Writes the run's files into `folder` and returns the summary the run records (JSON-able). `frames`: the
     exploration's first steps as `ringed_frame`s, for the GIF; `methods`: the table's methods, in order."""
-    options = pd.DataFrame(record.curves["options"], columns=OPTION_COLUMNS)
+    options = pd.DataFrame(learning.curves["options"], columns=OPTION_COLUMNS)
     shares = choice_shares(options, keypointer.num_keypoints)
     tenth = max(1, len(options) // 10)
     summary = {

@@ -33,13 +33,13 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from data.atari import MAX_EPISODE_FRAMES, GroundTruth, ram_of
-from data.distractors import check_mode
+from data.distractors import check_distractors
 from data.games import Game, get_game
 from data.storage import hold_folder
 from experiments.agents import check_learning, resume_learning, save_learning
-from experiments.checkpointing import link_runs, load_state, record_settings
+from experiments.checkpointing import CHANGEABLE_ON_RESUME, link_runs, load_state, record_settings
 from experiments.common import check_range, experiment, settings_from_config
-from experiments.exploration_report import ExplorationRecord, ringed_frame, write_outputs
+from experiments.exploration_report import ExplorationCurves, ringed_frame, write_outputs
 from experiments.keypointers import describe_keypointer, keypointer_tag, load_keypointer
 from experiments.precision import detect_precision
 from experiments.workspace import Workspace
@@ -56,7 +56,16 @@ ex = experiment("explore")
 
 EXPLORE_SEED = 20_000
 METHODS = ("random actions", "repeated random actions", "random options")
-UNTRAINED = ("progress", "explore_steps", "video_steps", "log_every", "preset", "keypointer_name", "precision")
+EXPLORE_CHANGEABLE_ON_RESUME = (
+    *CHANGEABLE_ON_RESUME,
+    "explore_steps",
+    "video_steps",
+    "preset",
+    "keypointer_name",
+    "precision",
+)
+"""What a resumed explore run may change besides CHANGEABLE_ON_RESUME: the exploration after training, its video,
+names and the keypointer's compute precision."""
 
 
 @ex.config
@@ -69,7 +78,7 @@ def config():
     units = 256  # the paper's LSTM
     option_steps = 20  # T: steps an option is followed before the next draw (the paper's)
     epsilon_range = [1e-4, 0.4]  # each option's epsilon, log-uniform (the paper's)
-    noise = "none"
+    distractors = "none"  # Noisy Atari distractor bars: none / vertical / horizontal / both
     seed = 0
     preset = "paper"
     steps = 1_000_000  # agent steps of option learning (the paper: billions of frames on 128 actors)
@@ -92,7 +101,7 @@ def config():
     precision = "auto"  # the frozen keypointer's (experiments/precision.py); the options network stays float32
     keypointer_name = keypointer_tag(keypointer) if keypointer else "none"
     work = Workspace.here().work_folder(
-        "explore", get_game(game).name, f"kp{keypointer_name}", encoder, noise, seed=seed
+        "explore", get_game(game).name, f"kp{keypointer_name}", encoder, distractors, seed=seed
     )
 
 
@@ -122,7 +131,7 @@ class ExploreSettings:
     units: int
     option_steps: int
     epsilon_range: tuple[float, float]
-    noise: str
+    distractors: str
     seed: int
     precision: str
     learner: dict[str, float]
@@ -163,12 +172,12 @@ class ExploreSettings:
         return settings_from_config(
             cls,
             c,
-            UNTRAINED,
+            EXPLORE_CHANGEABLE_ON_RESUME,
             game=get_game(c["game"]),
             keypointer=str(c["keypointer"]),
             encoder_options=options,
             epsilon_range=(low, high),
-            noise=check_mode(c["noise"]),
+            distractors=check_distractors(c["distractors"]),
             learner=learner,
             schedule=schedule,
             work=Path(c["work"]),
@@ -203,7 +212,10 @@ def game_env(settings: ExploreSettings) -> gym.Env:
     """Whole games with their real scores (the evaluation environment: no life-loss ends, no clipping): the options
     learn from intrinsic rewards only, and the exploration is scored by the game."""
     return make_agent_env(
-        settings.game.name, train=False, distractors=settings.noise, max_episode_frames=settings.max_episode_frames
+        settings.game.name,
+        train=False,
+        distractors=settings.distractors,
+        max_episode_frames=settings.max_episode_frames,
     )
 
 
@@ -219,7 +231,7 @@ def build_explorer(settings: ExploreSettings, keypointer: Keypointer | ObjectKey
     return Explorer(online, target, learner, env, replay, num_actions)
 
 
-def train_options(settings: ExploreSettings, explorer: Explorer, record: ExplorationRecord, run: Any) -> Trainer:
+def train_options(settings: ExploreSettings, explorer: Explorer, learning: ExplorationCurves, run: Any) -> Trainer:
     """Learns the options resumably in the work folder, checkpointing every `checkpoint_every` steps."""
     work = settings.work
     behaviour = OptionPolicy(explorer.online, settings.option_steps, settings.seed, "train", settings.epsilon_range)
@@ -230,8 +242,8 @@ def train_options(settings: ExploreSettings, explorer: Explorer, record: Explora
         explorer.replay,
         settings.schedule,
         seed=settings.seed,
-        on_episode=record.on_episode,
-        on_update=record.on_update,
+        on_episode=learning.on_episode,
+        on_update=learning.on_update,
         policy=behaviour,
     )
     optimizer = explorer.learner.optimizer
@@ -240,20 +252,20 @@ def train_options(settings: ExploreSettings, explorer: Explorer, record: Explora
         saved = load_state(work, checkpoint, settings.trained, fresh={})
         link_runs(work, run)
         if saved:
-            resume_learning(work, saved, trainer, record, run)
+            resume_learning(work, saved, trainer, learning, run)
             behaviour.steps = trainer.step  # options started after the resume count their start from here
         manager = tf.train.CheckpointManager(checkpoint, str(work / "last"), max_to_keep=1)
         total = settings.schedule.total_steps
         bar = tqdm(total=total, initial=trainer.step, desc="option steps", disable=not settings.progress)
 
         def summary() -> float:  # the stretch's options: how far they moved their keypoints
-            return record.take_options(behaviour.finished)
+            return learning.take_options(behaviour.finished)
 
         def keep(step: int, moved: float) -> None:
             bar.set_postfix(moved=moved)
             record_settings(work, settings.trained)
             manager.save(checkpoint_number=step)
-            save_learning(work, trainer, record)
+            save_learning(work, trainer, learning)
 
         with bar:
             train_with_validation(trainer, settings.checkpoint_every, summary, keep, bar)
@@ -354,14 +366,14 @@ def main(_config, _run):
     _run.info["keypointer"] = describe_keypointer(keypointer)
     settings.work.mkdir(parents=True, exist_ok=True)
     explorer = build_explorer(settings, keypointer)
-    record = ExplorationRecord(_run, settings.log_every)
-    trainer = train_options(settings, explorer, record, _run)
+    learning = ExplorationCurves(_run, settings.log_every)
+    trainer = train_options(settings, explorer, learning, _run)
     _run.info["timing_seconds"] = trainer.timing.as_dict()
     table, avatar, taken, frames = explore(settings, explorer, keypointer)
     _run.info["avatar"] = avatar
     with tempfile.TemporaryDirectory() as tmp:
         summary = write_outputs(
-            Path(tmp), settings, explorer, keypointer, record, table, avatar, taken, frames, METHODS
+            Path(tmp), settings, explorer, keypointer, learning, table, avatar, taken, frames, METHODS
         )
         for path in sorted(Path(tmp).iterdir()):
             _run.add_artifact(str(path))

@@ -1,8 +1,8 @@
-"""The benchmark grids of the papers' tables, as jobs (PermaKey paper, section 5, Tables 1-3; docs/method.md section 5).
+"""The grids of the papers' tables, as jobs (PermaKey paper, section 5, Tables 1-3; docs/method.md section 5).
 
 A job is one Sacred run of one experiment: its module, named configs (the preset), config updates, the jobs it
 depends on, and a tag (`<grid>/<preset>/<job name>`) passed as the run's Sacred comment, by which the runner recognises
-its runs (experiments/benchmark.py), a quick run never standing for a paper one. Each job works in its own folder
+its runs (experiments/run_grid.py), a quick run never standing for a paper one. Each job works in its own folder
 work/grid/<preset>/<job name>, so a keypointer job's result is known before it runs (<work>/best) and agent jobs can
 name it.
 
@@ -37,7 +37,9 @@ EXPLORE_GAMES = ("ms_pacman", "seaquest", "montezuma_revenge")
 KEYPOINTERS = ("permakey", "transporter")
 ENCODERS = ("cnn", "gnn")
 BUILTIN_KEYPOINTERS = ("oracle", "motion")  # experiments.keypointers.BUILTIN: no keypointer job to train
-NOISY = "both"  # "a coloured strip (either horizontal, vertical or both) at random locations" (PermaKey paper, 5.2)
+# Table 2's distractor bars: "a coloured strip (either horizontal, vertical or both) at random locations" (PermaKey
+# paper, 5.2).
+TABLE2_DISTRACTORS = "both"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +76,12 @@ def _work(preset: str, name: str) -> str:
     return Workspace.here().work_folder(f"grid/{preset}", name)
 
 
-def _keypointer_job(grid: str, preset: str, game: str, kind: str, noise: str = "none", k: int | None = None) -> Job:
-    name = f"{game}/{kind}" + (f"-{noise}" if noise != "none" else "") + (f"-k{k}" if k is not None else "")
-    config: dict[str, Any] = {"game": game, "noise": noise, "work": _work(preset, name)}
+def _keypointer_job(
+    grid: str, preset: str, game: str, kind: str, distractors: str = "none", k: int | None = None
+) -> Job:
+    # The job's name (its tag and work folder) holds the distractors' value, as it did when the key was `noise`.
+    name = f"{game}/{kind}" + (f"-{distractors}" if distractors != "none" else "") + (f"-k{k}" if k is not None else "")
+    config: dict[str, Any] = {"game": game, "distractors": distractors, "work": _work(preset, name)}
     if k is not None:
         config["num_keypoints"] = k
     if kind == "transporter":
@@ -86,13 +91,13 @@ def _keypointer_job(grid: str, preset: str, game: str, kind: str, noise: str = "
     return Job(name, experiment, tuple(sorted(config.items())), named, (), grid, preset)
 
 
-def _agent_job(grid: str, preset: str, keypointer: Job, encoder: str, seed: int, noise: str = "none") -> Job:
+def _agent_job(grid: str, preset: str, keypointer: Job, encoder: str, seed: int, distractors: str = "none") -> Job:
     name = f"{keypointer.name}/{encoder}-s{seed}"
     config = {
         "game": keypointer.settings["game"],
         "keypointer": keypointer.settings["work"] + "/best",
         "encoder": encoder,
-        "noise": noise,
+        "distractors": distractors,
         "seed": seed,
         "work": _work(preset, name),
     }
@@ -112,9 +117,10 @@ def table1(preset: str, seeds: Sequence[int], games: Sequence[str] = TABLE1_GAME
 def table2(preset: str, seeds: Sequence[int], games: Sequence[str] = TABLE2_GAMES) -> list[Job]:
     jobs = []
     for game in games:
-        keypointers = [_keypointer_job("table2", preset, game, kind, noise=NOISY) for kind in KEYPOINTERS]
+        bars = TABLE2_DISTRACTORS
+        keypointers = [_keypointer_job("table2", preset, game, kind, distractors=bars) for kind in KEYPOINTERS]
         jobs += keypointers
-        jobs += [_agent_job("table2", preset, kp, "cnn", s, noise=NOISY) for kp in keypointers for s in seeds]
+        jobs += [_agent_job("table2", preset, kp, "cnn", s, distractors=bars) for kp in keypointers for s in seeds]
     return jobs
 
 
@@ -180,7 +186,7 @@ def atari100k(preset: str, seeds: Sequence[int], games: Sequence[str] = TABLE1_G
         for keypointer in BUILTIN_KEYPOINTERS:
             for seed in seeds:
                 name = f"{game}/{keypointer}/gnn-s{seed}"
-                config = {"game": game, "keypointer": keypointer, "encoder": "gnn", "noise": "none", "seed": seed}
+                config = {"game": game, "keypointer": keypointer, "encoder": "gnn", "distractors": "none", "seed": seed}
                 config["work"] = _work(preset, name)
                 jobs.append(Job(name, "train_agent", tuple(sorted(config.items())), named, (), "atari100k", preset))
     return jobs

@@ -1,6 +1,6 @@
 """Runs one grid job so that stopping the grid interrupts it: `python -m experiments.job_guard COMMAND...`.
 
-experiments.benchmark's Ray tasks start this guard, and the guard starts the job. Two things of Ray's would otherwise
+experiments.run_grid's Ray tasks start this guard, and the guard starts the job. Two things of Ray's would otherwise
 kill a job outright when a stopped grid's workers exit, so its Sacred run could never record INTERRUPTED (measured with
 Ray 2.60 on a local grid):
 

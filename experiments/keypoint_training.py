@@ -17,9 +17,9 @@ from typing import Any, Protocol
 import keras
 import tensorflow as tf
 
-from data.distractors import check_mode
+from data.distractors import check_distractors
 from data.games import Game, get_game
-from experiments.checkpointing import FitSettings, record_best, train_resumably
+from experiments.checkpointing import FitSettings, add_best_to_run, train_resumably
 from experiments.common import check_range
 from experiments.generate_data import ensure_dataset
 from experiments.health import CLIP_FRAMES, KeypointHealth, ground_truth_clip
@@ -29,7 +29,7 @@ from experiments.precision import detect_precision
 @dataclasses.dataclass(frozen=True)
 class DataSettings:
     """The training data: `dataset` (generated with `frames` frames of the random `policy` when missing and
-    `generate_missing`), read in batches of `batch_size` with Noisy Atari distractors `noise` drawn on the fly."""
+    `generate_missing`), read in batches of `batch_size` with Noisy Atari `distractors` drawn on the fly."""
 
     dataset: str
     game: Game
@@ -37,12 +37,12 @@ class DataSettings:
     generate_missing: bool
     policy: str
     change_probability: float
-    noise: str
+    distractors: str
     batch_size: int
     seed: int
 
     def __post_init__(self) -> None:
-        check_mode(self.noise)
+        check_distractors(self.distractors)
         check_range("batch_size", self.batch_size, 1)
         check_range("data_frames", self.frames, 6)  # two frames for each split
 
@@ -55,7 +55,7 @@ class DataSettings:
             generate_missing=c["generate_missing"],
             policy=c["data_policy"],
             change_probability=c["data_change_probability"],
-            noise=c["noise"],
+            distractors=c["distractors"],
             batch_size=c["batch_size"],
             seed=c["seed"],
         )
@@ -132,6 +132,6 @@ def train_keypoint_model(
 
     best = method.load_best(fit.work / "best")
     pictures: Callable[[Path], list[Path]] = lambda folder: method.pictures(best, data, folder)  # noqa: E731
-    results = record_best(run, best.model, test, pictures, fit.work / "best")  # type: ignore[attr-defined]
+    results = add_best_to_run(run, best.model, test, pictures, fit.work / "best")  # type: ignore[attr-defined]
     results.update(health.log_test(best))
     return state, results

@@ -88,7 +88,7 @@ def load_keypointer(
             raise ValueError(
                 f"The {name} keypointer belongs to one game and needs its environment stepped (the oracle reads the "
                 "emulator, the motion baseline recent frames): use it where the game is known and the environment is "
-                f"stepped (train_agent, test_agent, explore with keypointer={name}), or call "
+                f"stepped (train_agent, evaluate_agent, explore with keypointer={name}), or call "
                 f"load_keypointer('{name}', game=...)."
             )
         return BUILTIN[name](game)

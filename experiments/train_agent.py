@@ -31,13 +31,13 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from data.atari import MAX_EPISODE_FRAMES
-from data.distractors import check_mode
+from data.distractors import check_distractors
 from data.games import Game, get_game
 from data.storage import hold_folder
 from experiments.agents import (
     AGENT_FILE,
     AGENT_WEIGHTS,
-    LearningRecord,
+    LearningCurves,
     agent_env,
     build_network,
     check_learning,
@@ -45,11 +45,11 @@ from experiments.agents import (
     save_agent,
     save_learning,
 )
-from experiments.checkpointing import link_runs, load_state, record_settings
+from experiments.checkpointing import CHANGEABLE_ON_RESUME, link_runs, load_state, record_settings
 from experiments.common import check_range, experiment, settings_from_config
+from experiments.evaluate_agent import TEST_SEED, score_policies
 from experiments.keypointers import describe_keypointer, keypointer_reference, keypointer_tag, load_keypointer
 from experiments.precision import detect_precision
-from experiments.test_agent import TEST_SEED, score_policies
 from experiments.workspace import Workspace
 from keypoints.draw import draw_keypoints
 from keypoints.protocol import Keypointer, ObjectKeypointer
@@ -64,17 +64,16 @@ from rl.replay import SequenceReplay
 ex = experiment("train_agent")
 
 VALIDATION_SEED = 10_000
-# Config entries that do not change what is trained: a resumed run may change them.
-UNTRAINED = (
-    "progress",
+AGENT_CHANGEABLE_ON_RESUME = (
+    *CHANGEABLE_ON_RESUME,
     "test_seeds",
     "test_episodes",
     "video_steps",
-    "log_every",
     "preset",
     "keypointer_name",
     "precision",  # the keypointer's compute precision: a run may resume on a machine that resolves auto otherwise
 )
+"""What a resumed agent run may change besides CHANGEABLE_ON_RESUME: its test, video and names."""
 
 
 @ex.config
@@ -86,7 +85,7 @@ def config():
     cnn_binarise = None  # the paper multiplies by the soft masks; the authors' code binarised them at 0.2
     gnn_steps = 1  # message-passing steps of the interaction network
     keyqn_bins = 16  # thermometer bins per coordinate
-    noise = "none"  # Noisy Atari distractors on every frame: none / vertical / horizontal / both
+    distractors = "none"  # Noisy Atari distractor bars on every frame: none / vertical / horizontal / both
     seed = 0
     preset = "paper"
     steps = 100_000  # agent steps (400k frames)
@@ -115,7 +114,9 @@ def config():
     # (experiments/precision.py). The agent's own networks stay float32.
     precision = "auto"
     keypointer_name = keypointer_tag(keypointer) if keypointer else "none"  # unique per keypointer folder
-    work = Workspace.here().work_folder("agent", get_game(game).name, f"kp{keypointer_name}", encoder, noise, seed=seed)
+    work = Workspace.here().work_folder(
+        "agent", get_game(game).name, f"kp{keypointer_name}", encoder, distractors, seed=seed
+    )
 
 
 @ex.named_config
@@ -194,7 +195,7 @@ class AgentSettings:
     encoder: str
     encoder_options: dict[str, Any]
     units: int
-    noise: str
+    distractors: str
     seed: int
     precision: str
     learner: dict[str, float]  # rl.learner.Learner's hyperparameters
@@ -240,7 +241,7 @@ class AgentSettings:
         return settings_from_config(
             cls,
             c,
-            UNTRAINED,
+            AGENT_CHANGEABLE_ON_RESUME,
             game=get_game(c["game"]),
             keypointer=str(c["keypointer"]),
             encoder_options=options,
@@ -250,8 +251,8 @@ class AgentSettings:
         )
 
 
-class Record(LearningRecord):
-    """The run's learning curves: training episodes, TD loss and mean Q (LearningRecord), and validation scores."""
+class AgentCurves(LearningCurves):
+    """The run's learning curves: training episodes, TD loss and mean Q (LearningCurves), and validation scores."""
 
     def __init__(self, run: Any, log_every: int):
         super().__init__(run, log_every, extra=("validation",))
@@ -285,11 +286,11 @@ def build_agent(settings: AgentSettings, keypointer: Keypointer | ObjectKeypoint
         "units": settings.units,
         "num_actions": num_actions,
         "keypointer": keypointer_reference(settings.keypointer),
-        "noise": settings.noise,
+        "distractors": settings.distractors,
     }
     online, target = build_network(info, keypointer), build_network(info, keypointer)
     learner = Learner(online, target, **settings.learner)  # type: ignore[arg-type]
-    frames = {"noise": settings.noise, "max_episode_frames": settings.max_episode_frames}
+    frames = {"distractors": settings.distractors, "max_episode_frames": settings.max_episode_frames}
     env = agent_env(game, keypointer, online, train=True, **frames)  # type: ignore[arg-type]
     validation_env = agent_env(game, keypointer, online, train=False, **frames)  # type: ignore[arg-type]
     replay = SequenceReplay(settings.replay_capacity, replay_fields(env.observation_space), seed=settings.seed)
@@ -298,16 +299,16 @@ def build_agent(settings: AgentSettings, keypointer: Keypointer | ObjectKeypoint
     return Agent(info, online, target, learner, env, validation_env, replay)
 
 
-def resume(work: Path, saved: dict[str, Any], trainer: Trainer, record: Record, run: Any) -> dict[str, Any]:
+def resume(work: Path, saved: dict[str, Any], trainer: Trainer, learning: AgentCurves, run: Any) -> dict[str, Any]:
     """Continues from the work folder's saved state (state.json; the checkpoint already restored): the replay, the
-    loop's counters and the curves, which this run's record receives whole. Returns the best validation so far."""
-    resume_learning(work, saved, trainer, record, run)
-    for step, score in record.curves["validation"]:  # this run's record holds the whole validation curve
+    loop's counters and the curves, which this run's `learning` receives whole. Returns the best validation so far."""
+    resume_learning(work, saved, trainer, learning, run)
+    for step, score in learning.curves["validation"]:  # this run's metrics hold the whole validation curve
         run.log_scalar("validation.score", score, step)
     return saved["best"]
 
 
-def train(settings: AgentSettings, agent: Agent, trainer: Trainer, record: Record, run: Any) -> dict[str, Any]:
+def train(settings: AgentSettings, agent: Agent, trainer: Trainer, learning: AgentCurves, run: Any) -> dict[str, Any]:
     """Trains resumably in the work folder, validating and checkpointing every `validate_every` steps (networks,
     optimizer, replay, counters, curves) and keeping the best policy in best/. Returns the best validation."""
     work = settings.work
@@ -317,7 +318,7 @@ def train(settings: AgentSettings, agent: Agent, trainer: Trainer, record: Recor
         saved = load_state(work, checkpoint, settings.trained, fresh={})
         link_runs(work, run)
         if saved:
-            best = resume(work, saved, trainer, record, run)
+            best = resume(work, saved, trainer, learning, run)
         manager = tf.train.CheckpointManager(checkpoint, str(work / "last"), max_to_keep=1)
         validator = QPolicy(agent.online, epsilon=0.0, seed=0)
         # The same validation episodes every time (seed, then its stream), so checkpoints compare fairly.
@@ -330,14 +331,14 @@ def train(settings: AgentSettings, agent: Agent, trainer: Trainer, record: Recor
 
         def keep(step: int, score: float) -> None:
             nonlocal best
-            record.on_validation(step, score)
+            learning.on_validation(step, score)
             bar.set_postfix(validation=score, best=max(score, best["best"]))
             if score > best["best"]:
                 best = {"best": score, "best_step": step}
                 save_agent(work / "best", {**agent.info, "step": step, "validation": score}, agent.online)
             record_settings(work, settings.trained)
             manager.save(checkpoint_number=step)
-            save_learning(work, trainer, record, best=best)
+            save_learning(work, trainer, learning, best=best)
 
         with bar:
             train_with_validation(trainer, settings.validate_every, validate, keep, bar)
@@ -349,7 +350,7 @@ def test_protocol(settings: AgentSettings, agent: Agent, keypointer: Keypointer 
     network, its test environment, the score table and the summaries."""
     best = build_network(agent.info, keypointer)
     best.load_weights(str(settings.work / "best" / AGENT_WEIGHTS))
-    frames = {"noise": settings.noise, "max_episode_frames": settings.max_episode_frames}
+    frames = {"distractors": settings.distractors, "max_episode_frames": settings.max_episode_frames}
     test_env = agent_env(settings.game.name, keypointer, best, train=False, **frames)  # type: ignore[arg-type]
     seeds = [TEST_SEED + i for i in range(settings.test_seeds)]
     num_actions = agent.info["num_actions"]
@@ -359,7 +360,10 @@ def test_protocol(settings: AgentSettings, agent: Agent, keypointer: Keypointer 
     }
     # (the random policy needs no keypoints: the same evaluation environment without the observation wrapper)
     plain = make_agent_env(
-        settings.game.name, train=False, distractors=settings.noise, max_episode_frames=settings.max_episode_frames
+        settings.game.name,
+        train=False,
+        distractors=settings.distractors,
+        max_episode_frames=settings.max_episode_frames,
     )
     envs = {"agent": test_env, "random": plain}
     table, scores = score_policies(policies, envs, seeds, settings.test_episodes, settings.progress)
@@ -380,7 +384,7 @@ def main(_config, _run):
             "keypointer=oracle (KP=oracle) for the game's ground-truth objects, or keypointer=motion (KP=motion) for "
             "the training-free motion baseline."
         )
-    check_mode(c["noise"])
+    check_distractors(c["distractors"])
     settings = AgentSettings.from_config(c)
     keras.utils.set_random_seed(settings.seed)
     policy, reason = detect_precision(settings.precision)
@@ -391,7 +395,7 @@ def main(_config, _run):
 
     agent = build_agent(settings, keypointer)
     _run.info["replay_gigabytes"] = agent.replay.nbytes / 1e9
-    record = Record(_run, settings.log_every)
+    learning = AgentCurves(_run, settings.log_every)
     trainer = Trainer(
         agent.env,
         agent.online,
@@ -399,10 +403,10 @@ def main(_config, _run):
         agent.replay,
         settings.schedule,
         seed=settings.seed,
-        on_episode=record.on_episode,
-        on_update=record.on_update,
+        on_episode=learning.on_episode,
+        on_update=learning.on_update,
     )
-    state = train(settings, agent, trainer, record, _run)
+    state = train(settings, agent, trainer, learning, _run)
     _run.info["timing_seconds"] = trainer.timing.as_dict()
     _run.info["best_validation"] = state
 
@@ -411,7 +415,7 @@ def main(_config, _run):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         table.to_csv(folder / "test_scores.csv", index=False)
-        learning_curve(folder / "learning_curve.png", record.curves, settings.game.name)
+        learning_curve(folder / "learning_curve.png", learning.curves, settings.game.name)
         test_video(
             test_env, QPolicy(best, epsilon=0.0, seed=0), TEST_SEED, settings.video_steps, folder / "test_episode.gif"
         )

@@ -1,4 +1,4 @@
-"""Train PermaKey: `python -m experiments.train_permakey with game=pong [quick] [noise=vertical]`.
+"""Train PermaKey: `python -m experiments.train_permakey with game=pong [quick] [distractors=vertical]`.
 
 Generates the game's dataset if it is missing, trains VAE, LSPNs and PointNet together (each on its own loss, own
 Adam), validates every epoch on `monitor` (the LSPN and PointNet losses' sum by default, as the authors' code), keeps
@@ -44,7 +44,7 @@ def config():
     game = "pong"
     num_keypoints = get_game(game).num_keypoints  # docs/method.md section 3.8 (the authors' per-game K)
     seed = 0
-    noise = "none"  # Noisy Atari distractors: none / vertical / horizontal / both, drawn on the fly
+    distractors = "none"  # Noisy Atari distractor bars: none / vertical / horizontal / both, drawn on the fly
     # Architecture (Appendix A.2.1).
     encoder_filters = [32, 64, 64, 128]
     encoder_kernels = [4, 3, 3, 3]
@@ -95,7 +95,7 @@ def config():
     dataset = Workspace.here().dataset(
         game, "" if preset == "paper" else preset, policy_tag(data_policy, data_change_probability)
     )
-    work = Workspace.here().work_folder("permakey", get_game(game).name, preset, noise, seed=seed)
+    work = Workspace.here().work_folder("permakey", get_game(game).name, preset, distractors, seed=seed)
     picture_frames = 8
     progress = True
 
@@ -275,7 +275,7 @@ class PermaKeyTraining:
             seed=data.seed,
             batch_size=data.batch_size,
             game=data.game.name,
-            distractors=data.noise,
+            distractors=data.distractors,
             **order,  # type: ignore[arg-type]
         )
 

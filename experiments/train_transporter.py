@@ -56,7 +56,7 @@ def config():
     model = "transporter"  # or "imm" (Jakab et al. baseline)
     num_keypoints = get_game(game).num_keypoints  # Transporter's rule: the maximum number of moving entities
     seed = 0
-    noise = "none"  # Noisy Atari distractors: none / vertical / horizontal / both, drawn on the fly
+    distractors = "none"  # Noisy Atari distractor bars: none / vertical / horizontal / both, drawn on the fly
     architecture = "paper"  # or "pkey_reimpl"; the four entries below default to the named architecture's
     input_size = architecture_spec(architecture)["input_size"]
     filters = architecture_spec(architecture)["filters"]
@@ -85,7 +85,7 @@ def config():
     dataset = Workspace.here().dataset(
         game, "" if preset == "paper" else preset, policy_tag(data_policy, data_change_probability)
     )
-    work = Workspace.here().work_folder(model, get_game(game).name, preset, architecture, noise, seed=seed)
+    work = Workspace.here().work_folder(model, get_game(game).name, preset, architecture, distractors, seed=seed)
     picture_frames = 8
     picture_offset = 5  # steps between the frames of a picture pair
     progress = True
@@ -189,7 +189,7 @@ class TransporterTraining:
         read = {
             "batch_size": data.batch_size,
             "game": data.game.name,
-            "distractors": data.noise,
+            "distractors": data.distractors,
             "min_offset": self.min_offset,
             "max_offset": self.max_offset,
         }

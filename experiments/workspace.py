@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     work = commands.add_parser("work", help="a work folder: work KIND GAME TAG... --seed S")
     work.add_argument("kind", help="permakey, transporter, imm, agent")
     work.add_argument("game")
-    work.add_argument("tags", nargs="*", help="the experiment's tags in order (permakey: preset noise)")
+    work.add_argument("tags", nargs="*", help="the experiment's tags in order (permakey: preset distractors)")
     work.add_argument("--seed", type=int, default=0)
     dataset = commands.add_parser("dataset", help="a dataset folder: dataset GAME [VARIANT]")
     dataset.add_argument("game")

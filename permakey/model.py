@@ -234,7 +234,7 @@ class PermaKey(keras.Model):
             "pointnet_shuffled": shuffled_window_loss(out["heatmaps"], out["error_maps"]),
         }
 
-    def _record(self, losses: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def _track_losses(self, losses: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         for name, value in losses.items():
             self.trackers[name].update_state(value)
         return {f"{name}_loss": tracker.result() for name, tracker in self.trackers.items()}
@@ -256,7 +256,7 @@ class PermaKey(keras.Model):
                 zip(gradients[start : start + count], variables[name], strict=True)
             )
             start += count
-        return self._record(self.reported(losses, out))
+        return self._track_losses(self.reported(losses, out))
 
     def pointnet_step(self, error_maps: tf.Tensor) -> tf.Tensor:
         """One PointNet update on fixed error maps [B, 84, 84, M] (its own optimizer); returns the loss before it."""
@@ -268,4 +268,4 @@ class PermaKey(keras.Model):
 
     def test_step(self, frames: tf.Tensor) -> dict[str, tf.Tensor]:
         out = self(frames, training=False)
-        return self._record(self.reported(self.module_losses(frames, out), out))
+        return self._track_losses(self.reported(self.module_losses(frames, out), out))

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from data.atari import FRAME_SHAPE, MAX_EPISODE_FRAMES, GroundTruth, make_env, ram_of
-from data.distractors import add_distractor_bars, check_mode
+from data.distractors import add_distractor_bars, check_distractors
 from data.games import Game, get_game
 from keypoints.motion_agent import MotionAgentKeypointer
 from keypoints.oracle import OracleKeypointer, slot_categories, slot_positions
@@ -58,10 +58,10 @@ class DistractorBars(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     a seed draws its seed from a stream seeded at the last seeded reset (as the environment continues its own), so a
     seeded run reproduces every episode's bars."""
 
-    def __init__(self, env: gym.Env, mode: str):
-        gym.utils.RecordConstructorArgs.__init__(self, mode=mode)
+    def __init__(self, env: gym.Env, distractors: str):
+        gym.utils.RecordConstructorArgs.__init__(self, distractors=distractors)
         gym.ObservationWrapper.__init__(self, env)
-        self.mode = check_mode(mode)
+        self.distractors = check_distractors(distractors)
         self._seed, self._step = 0, 0
         self._seeds = np.random.default_rng()  # unseeded until the first seeded reset, like the environment
 
@@ -76,7 +76,9 @@ class DistractorBars(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         self._step += 1
-        return add_distractor_bars(tf.constant(observation), self.mode, tf.constant([self._seed, self._step])).numpy()
+        return add_distractor_bars(
+            tf.constant(observation), self.distractors, tf.constant([self._seed, self._step])
+        ).numpy()
 
 
 def make_agent_env(

@@ -34,7 +34,7 @@ def test_compare_renders_tables_curves_and_aggregate_with_gaps_shown(tmp_path):
             "train_agent",
             "COMPLETED",
             tag=f"table1/quick/ms_pacman/permakey/gnn-s{seed}",
-            config={"game": "ms_pacman", "keypointer": permakey, "encoder": "gnn", "noise": "none", "seed": seed},
+            config={"game": "ms_pacman", "keypointer": permakey, "encoder": "gnn", "distractors": "none", "seed": seed},
             info={"test": {"agent": {"mean": score}, "random": {"mean": 300.0}}},
             metrics={"validation.score": {"steps": [50, 100], "values": [score / 2, score]}},
         )
@@ -62,7 +62,7 @@ def test_compare_renders_tables_curves_and_aggregate_with_gaps_shown(tmp_path):
         "train_agent",
         "COMPLETED",
         tag="table1/quick/seaquest/transporter/cnn-s0",
-        config={"game": "seaquest", "keypointer": 5, "encoder": "cnn", "noise": "none", "seed": 0},
+        config={"game": "seaquest", "keypointer": 5, "encoder": "cnn", "distractors": "none", "seed": 0},
         info={"test": {"agent": {"mean": 400.0}, "random": {"mean": 70.0}}},
     )
 
@@ -165,7 +165,7 @@ def test_the_atari100k_grid_shows_oracle_and_motion_agents_beside_the_papers_tab
             "train_agent",
             "COMPLETED",
             tag=f"atari100k/quick/ms_pacman/{keypointer}/gnn-s0",
-            config={"game": "ms_pacman", "keypointer": keypointer, "encoder": "gnn", "noise": "none", "seed": 0},
+            config={"game": "ms_pacman", "keypointer": keypointer, "encoder": "gnn", "distractors": "none", "seed": 0},
             info={"test": {"agent": {"mean": score}, "random": {"mean": 300.0}}},
         )
     from experiments import compare
@@ -186,3 +186,19 @@ def test_the_atari100k_grid_shows_oracle_and_motion_agents_beside_the_papers_tab
     from experiments.compare import KIND_NAMES, _keypointer_facts
 
     assert _keypointer_facts("motion", None, "ms_pacman") == ("motion", 7) and KIND_NAMES["motion"] == "Motion"
+
+
+def test_agent_runs_recorded_with_noise_are_read_as_distractors(tmp_path):
+    """Runs recorded when the distractors' config key was `noise` count under `distractors`: Table 2's rows."""
+    from experiments import compare
+
+    runs = tmp_path / "runs"
+    keypointer = _keypointer(tmp_path, "permakey")
+    for run_id, config in ((1, {"noise": "both"}), (2, {"distractors": "both"}), (3, {})):
+        config = {"game": "seaquest", "keypointer": keypointer, "encoder": "cnn", "seed": run_id, **config}
+        info = {"test": {"agent": {"mean": 100.0 * run_id}, "random": {"mean": 10.0}}}
+        _write_run(runs, run_id, "train_agent", "COMPLETED", config=config, info=info)
+    loaded = compare.load_file_runs(runs)
+    assert all("noise" not in config for config in loaded["config"])
+    agents = compare.agent_table(loaded, str(runs))
+    assert agents.set_index("id")["distractors"].to_dict() == {1: "both", 2: "both", 3: "none"}

@@ -12,7 +12,14 @@ import pytest
 from experiments import shown_start_up_lines
 
 ROOT = Path(__file__).parents[1]
-EXPERIMENTS = ["generate_data", "train_permakey", "train_transporter", "eval_keypoints", "train_agent", "test_agent"]
+EXPERIMENTS = [
+    "generate_data",
+    "train_permakey",
+    "train_transporter",
+    "eval_keypoints",
+    "train_agent",
+    "evaluate_agent",
+]
 
 
 def test_start_up_lines_hide_what_the_log_level_hides_and_keep_the_rest():

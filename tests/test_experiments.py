@@ -331,7 +331,7 @@ def _eval_run(tmp_path, dataset, runs, **changes):
         "dataset": str(dataset),
         "frames": 30,
         "lengths": [1, 5, 10, 50],
-        "noise": ["none", "vertical"],
+        "distractors": ["none", "vertical"],
         "gif_frames": 4,
         "generate_missing": False,
         "progress": False,
@@ -350,14 +350,14 @@ def test_eval_keypoints_records_tables_figure_gif_and_report(tmp_path, pong_data
     for name in ("tracking.png", "tracking.csv", "summary.csv", "categories.csv", "tracking.md", "episode_tiny.gif"):
         assert (out / name).stat().st_size > 100, name
     table = (out / "tracking.csv").read_text().splitlines()
-    assert table[0] == "model,noise,length,precision,recall,windows,precision_held_still,recall_held_still"
-    assert len(table) == 1 + 3 * 2 * 4  # the keypointer and the two reference rows, 2 noise conditions, 4 lengths
+    assert table[0] == "model,distractors,length,precision,recall,windows,precision_held_still,recall_held_still"
+    assert len(table) == 1 + 3 * 2 * 4  # the keypointer and the two reference rows, 2 distractors settings, 4 lengths
     text = report.read_text()
     assert "| tiny | vertical |" in text and "| random | none |" in text and "| motion | vertical |" in text
     assert "| recall@1 | recall@1 held still | recall@1 - held still |" in text
     assert "| Player recall@1 (" in text  # the per-category table, the player first
     categories = (out / "categories.csv").read_text().splitlines()
-    assert categories[0] == "model,noise,length,category,recall,recall_held_still,trajectories"
+    assert categories[0] == "model,distractors,length,category,recall,recall_held_still,trajectories"
     assert categories[1].startswith("tiny,none,1,Player,")
     assert 0.0 <= run.result["tiny/none/precision@1"] <= 1.0
     assert 0.0 <= run.result["motion/none/recall_held_still@1"] <= 1.0
@@ -439,6 +439,40 @@ def test_work_folders_from_before_a_new_config_key_still_resume(tmp_path):
         check_settings(tmp_path, {"sigma": 0.2, "norm": "layer", "error_normalisation": "activation"})
     with pytest.raises(ValueError, match=r"other settings \(norm differ\)"):
         check_settings(tmp_path, {"sigma": 0.1})  # a key the run had is gone
+
+
+def test_what_a_resumed_run_may_change_is_the_shared_base_and_each_experiments_own():
+    """Each experiment adds to CHANGEABLE_ON_RESUME; the sets are the ones work folders were recorded with (one entry
+    more or less would refuse, or let through, old work folders)."""
+    from experiments import explore, train_agent
+    from experiments.checkpointing import CHANGEABLE_ON_RESUME, FIT_CHANGEABLE_ON_RESUME
+
+    base = {"progress", "log_every"}
+    assert set(CHANGEABLE_ON_RESUME) == base
+    assert set(FIT_CHANGEABLE_ON_RESUME) == base | {"epochs", "patience", "picture_frames", "picture_offset"}
+    names = {"video_steps", "preset", "keypointer_name", "precision"}
+    assert set(train_agent.AGENT_CHANGEABLE_ON_RESUME) == base | names | {"test_seeds", "test_episodes"}
+    assert set(explore.EXPLORE_CHANGEABLE_ON_RESUME) == base | names | {"explore_steps"}
+
+
+def test_a_renamed_key_reads_under_its_current_name():
+    from experiments.common import current_names
+
+    old = {"game": "pong", "noise": "both", "seed": 0}
+    assert current_names(old) == {"game": "pong", "distractors": "both", "seed": 0}
+    assert current_names({"distractors": "none", "game": "pong"}) == {"distractors": "none", "game": "pong"}
+    assert current_names({"noise": "both", "distractors": "none"}) == {"distractors": "none"}  # the current one wins
+
+
+def test_a_work_folder_that_recorded_noise_resumes_with_the_same_distractors(tmp_path):
+    """The distractor bars' config key was `noise`: a work folder whose settings.json says so resumes with the same
+    value under `distractors`, and refuses another, naming the key by its current name."""
+    from experiments.checkpointing import check_settings
+
+    (tmp_path / "settings.json").write_text(json.dumps({"sigma": 0.1, "noise": "vertical"}))
+    check_settings(tmp_path, {"sigma": 0.1, "distractors": "vertical"})
+    with pytest.raises(ValueError, match=r"other settings \(distractors differ\)"):
+        check_settings(tmp_path, {"sigma": 0.1, "distractors": "none"})
 
 
 def test_a_new_key_whose_old_value_is_known_is_compared_with_it(tmp_path):

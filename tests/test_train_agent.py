@@ -79,6 +79,31 @@ def test_interrupted_agent_run_resumes_where_it_stopped(tmp_path, tiny_keypointe
         _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24, learning_rate=1e-3)
 
 
+def test_an_agent_work_folder_from_before_distractors_was_named_resumes_and_its_agent_is_evaluated(
+    tmp_path, tiny_keypointer
+):
+    """Work folders and saved agents written when the distractors' config key was `noise` (settings.json, agent.json):
+    the same command resumes the run, and evaluate_agent reads the old agent.json."""
+    first = _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24)
+    for name in ("settings.json", "best/agent.json"):
+        path = tmp_path / "work" / name
+        saved = json.loads(path.read_text())
+        path.write_text(json.dumps({("noise" if k == "distractors" else k): v for k, v in saved.items()}))
+        assert json.loads(path.read_text())["noise"] == "none"
+    second = _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24)
+    info = json.loads((tmp_path / "runs" / str(second._id) / "info.json").read_text())
+    assert info["resumed_from_step"] == 24 and info["previous_runs"] == [first._id]
+    with pytest.raises(ValueError, match=r"other settings \(distractors differ\)"):
+        _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24, distractors="vertical")
+    from experiments import evaluate_agent
+
+    assert "noise" in json.loads((tmp_path / "work" / "best" / "agent.json").read_text())  # still the old agent.json
+    ex = evaluate_agent.ex
+    ex.observers[:] = [FileStorageObserver(str(tmp_path / "test_runs"))]
+    config = {"seeds": 1, "episodes": 1, "max_episode_frames": 120, "progress": False, "random_baseline": False}
+    assert ex.run(config_updates={**config, "runs": [str(tmp_path / "work" / "best")]}).status == "COMPLETED"
+
+
 def test_agent_work_folders_differ_for_keypointers_in_different_best_folders(tmp_path, tiny_keypointer):
     """Every keypoint-model run keeps its keypointer in a folder named `best`; the default work folders of agents on
     two of them must differ (they were both `pong-kpbest-...`, so the second was refused)."""
@@ -109,12 +134,12 @@ def test_train_agent_without_a_keypointer_says_what_to_pass(tmp_path):
         _agent_run(tmp_path, "")
 
 
-def test_test_agent_runs_the_protocol_over_policies_beside_random(tmp_path, tiny_keypointer):
+def test_evaluate_agent_runs_the_protocol_over_policies_beside_random(tmp_path, tiny_keypointer):
     trained = _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24)
     folder = str(tmp_path / "runs" / str(trained._id))
-    from experiments import test_agent
+    from experiments import evaluate_agent
 
-    ex = test_agent.ex
+    ex = evaluate_agent.ex
     ex.observers[:] = [FileStorageObserver(str(tmp_path / "test_runs"))]
     run = ex.run(
         config_updates={
@@ -135,7 +160,7 @@ def test_test_agent_runs_the_protocol_over_policies_beside_random(tmp_path, tiny
 
 def test_an_agent_on_the_oracle_trains_tests_and_records_that_it_saw_ground_truth(tmp_path):
     """keypointer=oracle: the tiny run completes on the game's ground-truth keypoints, its agent.json names the
-    oracle, both runs' info.json say it was ground truth, and test_agent rebuilds the oracle from agent.json."""
+    oracle, both runs' info.json say it was ground truth, and evaluate_agent rebuilds the oracle from agent.json."""
     run = _agent_run(tmp_path, "oracle", encoder="keyqn", steps=24, validate_every=24)
     assert run.status == "COMPLETED"
     folder = tmp_path / "runs" / str(run._id)
@@ -143,9 +168,9 @@ def test_an_agent_on_the_oracle_trains_tests_and_records_that_it_saw_ground_trut
     info = json.loads((folder / "info.json").read_text())["keypointer"]
     assert info["kind"] == "oracle" and info["ground_truth"] is True
     assert info["slots"] == ["Player", "Enemy", "Ball"]
-    from experiments import test_agent
+    from experiments import evaluate_agent
 
-    ex = test_agent.ex
+    ex = evaluate_agent.ex
     ex.observers[:] = [FileStorageObserver(str(tmp_path / "test_runs"))]
     config = {"runs": [str(folder)], "seeds": 1, "episodes": 1, "max_episode_frames": 120, "progress": False}
     tested = ex.run(config_updates={**config, "random_baseline": False})
@@ -155,16 +180,16 @@ def test_an_agent_on_the_oracle_trains_tests_and_records_that_it_saw_ground_trut
 
 def test_an_agent_on_the_motion_baseline_trains_tests_and_records_that_it_saw_the_baseline(tmp_path):
     """keypointer=motion: the tiny run completes on the training-free motion baseline's keypoints, its agent.json
-    names it, its info.json says it was the motion baseline and not ground truth, and test_agent rebuilds it."""
+    names it, its info.json says it was the motion baseline and not ground truth, and evaluate_agent rebuilds it."""
     run = _agent_run(tmp_path, "motion", encoder="gnn", steps=24, validate_every=24)
     assert run.status == "COMPLETED"
     folder = tmp_path / "runs" / str(run._id)
     assert json.loads((folder / "agent.json").read_text())["keypointer"] == "motion"
     info = json.loads((folder / "info.json").read_text())["keypointer"]
     assert info["kind"] == "motion" and info["ground_truth"] is False and info["num_keypoints"] == 3
-    from experiments import test_agent
+    from experiments import evaluate_agent
 
-    ex = test_agent.ex
+    ex = evaluate_agent.ex
     ex.observers[:] = [FileStorageObserver(str(tmp_path / "test_runs"))]
     config = {"runs": [str(folder)], "seeds": 1, "episodes": 1, "max_episode_frames": 120, "progress": False}
     tested = ex.run(config_updates={**config, "random_baseline": False})

@@ -6,7 +6,7 @@ import re
 import pytest
 from sacred.observers import FileStorageObserver
 
-from experiments import benchmark, explore, train_agent, train_permakey, train_transporter
+from experiments import explore, run_grid, train_agent, train_permakey, train_transporter
 from experiments.common import check_range
 from experiments.grids import expand
 
@@ -28,7 +28,7 @@ def test_check_range_names_the_value_and_the_range():
         (train_permakey, {"epochs": -1}, r"epochs=-1 is out of range: epochs must be >= 1"),
         (train_permakey, {"batch_size": 0}, r"batch_size=0 is out of range: batch_size must be >= 1"),
         (train_permakey, {"learning_rate": -1.0}, r"learning_rate=-1.0 is out of range: learning_rate must be > 0"),
-        (train_permakey, {"noise": "diagonal"}, r"Unknown distractor mode 'diagonal'; choose one of"),
+        (train_permakey, {"distractors": "diagonal"}, r"Unknown distractors 'diagonal'; choose one of"),
         (train_permakey, {"steps_per_epoch": 0}, r"steps_per_epoch=0 is out of range"),
         (train_transporter, {"learning_rate": -1.0}, r"learning_rate=-1.0 is out of range"),
         (train_transporter, {"decay_rate": 1.5}, r"decay_rate=1.5 is out of range: decay_rate must be in \(0, 1\]"),
@@ -77,7 +77,7 @@ def test_an_agent_run_refuses_an_out_of_range_value_before_loading_the_keypointe
 )
 def test_the_grid_runner_refuses_bad_arguments_naming_them(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
-        benchmark.main([*argv, "--dry-run"])
+        run_grid.main([*argv, "--dry-run"])
     assert exit_.value.code == 2
     assert re.search(message, capsys.readouterr().err)
 

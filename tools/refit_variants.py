@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         generate_missing=False,
         policy="uniform",
         change_probability=1.0,
-        noise="none",
+        distractors="none",
         batch_size=args.batch,
         seed=0,
     )

@@ -7,9 +7,9 @@ from data.distractors import BAR_COLOUR, BAR_WIDTH, MAX_POSITION, add_distractor
 PURPLE = np.array(BAR_COLOUR)
 
 
-def _bars(mode, seed=(1, 2), batch=64, dtype=tf.uint8):
+def _bars(distractors, seed=(1, 2), batch=64, dtype=tf.uint8):
     frames = tf.zeros([batch, 84, 84, 3], dtype)
-    return add_distractor_bars(frames, mode, tf.constant(seed)).numpy()
+    return add_distractor_bars(frames, distractors, tf.constant(seed)).numpy()
 
 
 def test_vertical_bar_is_five_full_height_columns_of_the_colour():
@@ -53,7 +53,7 @@ def test_positions_cover_the_documented_range():
     assert starts.min() == 0 and starts.max() == MAX_POSITION
 
 
-def test_none_is_identity_and_unknown_mode_errors():
+def test_none_is_identity_and_unknown_distractors_error():
     frames = tf.zeros([1, 84, 84, 3], tf.uint8)
     assert add_distractor_bars(frames, "none", tf.constant([0, 0])) is frames
     with pytest.raises(ValueError, match="diagonal"):

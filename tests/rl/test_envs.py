@@ -37,7 +37,7 @@ def test_distractor_bars_are_drawn_on_agent_frames():
 
 def test_distractor_bars_of_unseeded_resets_follow_the_first_seed():
     """Later episodes reset without a seed (Trainer._reset, play): their bars must still follow from the first seed,
-    or runs with noise do not reproduce."""
+    or runs with distractors do not reproduce."""
 
     def bars(first_seed: int) -> list[np.ndarray]:
         env = make_agent_env("pong", train=False, distractors="vertical", max_episode_frames=400)

@@ -1,10 +1,11 @@
-"""The paper's test protocol over trained agents: `python -m experiments.test_agent with 'runs=[21,22,23]'`.
+"""The paper's test protocol over trained agents: `python -m experiments.evaluate_agent with 'runs=[21,22,23]'`
+(`make evaluate-agent RUNS=21,22,23`, or its older name `make test-agent`).
 
 PermaKey paper, Appendix A.2.3: the best checkpointed policy of each run (3 runs in the paper) plays `episodes` greedy
 episodes on each of `seeds` unseen test seeds; reported: mean (std) over policies of the median over seeds of the
 mean over a seed's episodes (rl/evaluation.py), next to the random policy on the same seeds. Every run must be of
-the same game and noise. info.json's `keypointers` says, per run, which keypointer it saw through and whether that was
-the ground truth (`keypointer=oracle`). Artifacts: test_scores.csv (every episode) and test.md.
+the same game and distractors. info.json's `keypointers` says, per run, which keypointer it saw through and whether
+that was the ground truth (`keypointer=oracle`). Artifacts: test_scores.csv (every episode) and test.md.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ from rl.actor import Policy, QPolicy, RandomPolicy
 from rl.envs import make_agent_env
 from rl.evaluation import policy_scores, protocol_summary
 
-ex = experiment("test_agent")
+ex = experiment("evaluate_agent")
+EXPERIMENT_NAMES = ("evaluate_agent", "test_agent")
+"""The Sacred experiment names of this experiment's runs (run.json's experiment.name): runs recorded before the module
+was renamed from experiments/test_agent.py say test_agent. Nothing selects runs by this name today (compare reads
+train_agent, eval_keypoints and explore runs); whatever comes to must take both."""
 
 TEST_SEED = 100_000
 """Test environment seeds are TEST_SEED + i, i < seeds: unseen by training (seed) and validation (10,000 + seed)."""
@@ -81,14 +86,16 @@ def main(_config, _run):
     _run.info["precision"] = {"policy": policy, "reason": reason, "applies_to": "the frozen keypointers"}
     agents = [load_agent(run, policy=policy) for run in c["runs"]]
     _run.info["keypointers"] = [describe_keypointer(keypointer) for _, _, keypointer in agents]
-    games = {(info["game"], info["noise"]) for info, _, _ in agents}
+    games = {(info["game"], info["distractors"]) for info, _, _ in agents}
     if len(games) != 1:
-        raise ValueError(f"The runs mix games or noise settings {sorted(games)}: test one game and noise at a time.")
-    game, noise = games.pop()
+        raise ValueError(f"The runs mix games or distractors {sorted(games)}: test one game and distractors at a time.")
+    game, distractors = games.pop()
     seeds = [TEST_SEED + i for i in range(c["seeds"])]
     arrays, tables = [], []
     for i, (_, network, keypointer) in enumerate(agents):
-        env = agent_env(game, keypointer, network, train=False, noise=noise, max_episode_frames=c["max_episode_frames"])
+        env = agent_env(
+            game, keypointer, network, train=False, distractors=distractors, max_episode_frames=c["max_episode_frames"]
+        )
         table, scores = score_policies(
             {f"agent{i}": QPolicy(network, epsilon=0.0, seed=0)},
             {f"agent{i}": env},
@@ -100,7 +107,7 @@ def main(_config, _run):
         arrays.append(scores[0])
     summaries = {"agents": protocol_summary(np.stack(arrays))}
     if c["random_baseline"]:
-        plain = make_agent_env(game, train=False, distractors=noise, max_episode_frames=c["max_episode_frames"])
+        plain = make_agent_env(game, train=False, distractors=distractors, max_episode_frames=c["max_episode_frames"])
         num_actions = int(plain.action_space.n)  # type: ignore[attr-defined]
         table, scores = score_policies(
             {"random": RandomPolicy(num_actions, seed=0)}, {"random": plain}, seeds, c["episodes"], c["progress"]
@@ -111,7 +118,7 @@ def main(_config, _run):
         _run.log_scalar(f"test.{name}.mean", s["mean"])
         _run.log_scalar(f"test.{name}.std", s["std"])
     _run.info["test"] = summaries
-    command = f"python -m experiments.test_agent with 'runs={list(map(str, c['runs']))}'"
+    command = f"python -m experiments.evaluate_agent with 'runs={list(map(str, c['runs']))}'"
     with tempfile.TemporaryDirectory() as tmp:
         pd.concat(tables).to_csv(Path(tmp) / "test_scores.csv", index=False)
         (Path(tmp) / "test.md").write_text(summary_markdown(summaries, command, c["seeds"], c["episodes"]))

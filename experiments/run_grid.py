@@ -1,4 +1,5 @@
-"""Run a benchmark grid on Ray: `python -m experiments.benchmark --grid table1 --preset quick --seeds 0,1,2`.
+"""Run a grid of the papers' tables (experiments/grids.py) on Ray, the runner of `make rl-benchmark`:
+`python -m experiments.run_grid --grid table1 --preset quick --seeds 0,1,2`.
 
 Every job (experiments/grids.py) is one Sacred run, started as its own process by a Ray task that asks for
 `--cpus-per-job` CPUs (so local Ray runs one job per core by default) and sets TensorFlow's thread pools to match.
@@ -11,7 +12,7 @@ Restarting: a job whose tagged run (Sacred comment `<grid>/<preset>/<job>`) COMP
 interrupted one is run again, and the experiments resume from their work folders. A job whose dependency failed is
 reported as blocked, never run. Progress shows jobs done/running/failed; at the end each failed job is listed with
 its run id and log file. Sacred's FileStorageObserver creates run folders with mkdir and retries on a clash, so
-parallel jobs writing into one runs/ never share or lose a run (tests/test_benchmark.py checks it).
+parallel jobs writing into one runs/ never share or lose a run (tests/test_run_grid.py checks it).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from experiments.common import current_names
 from experiments.grids import GRIDS, Job, expand
 from experiments.workspace import Workspace
 
@@ -40,27 +42,28 @@ machine needs the checkout at the same path)."""
 log = logging.getLogger(__name__)
 
 
-class UnreadableRecord(ValueError):
-    """A run's JSON record (run.json, config.json, ...) that cannot be read as a JSON object; the message names the
+class UnreadableRunFile(ValueError):
+    """A run's JSON file (run.json, config.json, ...) that cannot be read as a JSON object; the message names the
     file and why."""
 
 
-def read_record(path: Path) -> dict[str, Any]:
-    """A run's JSON record as a dict, or UnreadableRecord naming the file and why."""
+def read_run_file(path: Path) -> dict[str, Any]:
+    """A run's JSON file as a dict, or UnreadableRunFile naming the file and why."""
     try:
         record = json.loads(path.read_text())
     except OSError as e:
-        raise UnreadableRecord(f"{path} cannot be read ({e.strerror or e})") from None
+        raise UnreadableRunFile(f"{path} cannot be read ({e.strerror or e})") from None
     except json.JSONDecodeError as e:
-        raise UnreadableRecord(f"{path} is not valid JSON ({e}): truncated, or being written right now") from None
+        raise UnreadableRunFile(f"{path} is not valid JSON ({e}): truncated, or being written right now") from None
     if not isinstance(record, dict):
-        raise UnreadableRecord(f"{path} holds a JSON {type(record).__name__}, not a run record")
+        raise UnreadableRunFile(f"{path} holds a JSON {type(record).__name__}, not a run record")
     return record
 
 
 def tagged_runs(runs_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
     """{tag: [{"id", "status", "updates"}, ...] in id order} of the runs in a FileStorage folder that carry a comment
-    (`updates`: the config updates the run was started with). An unreadable run.json is a warning naming it."""
+    (`updates`: the config updates the run was started with, under their current names: an older run's `noise` is
+    `distractors`). An unreadable run.json is a warning naming it."""
     found: dict[str, list[dict[str, Any]]] = {}
     root = Path(runs_dir)
     if not root.is_dir():
@@ -71,13 +74,15 @@ def tagged_runs(runs_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
         if not (folder / "run.json").exists():
             continue  # a run being created
         try:
-            run = read_record(folder / "run.json")
-        except UnreadableRecord as e:
+            run = read_run_file(folder / "run.json")
+        except UnreadableRunFile as e:
             log.warning("%s; its run counts for no job (a job it completed runs again)", e)
             continue
         meta = run.get("meta") or {}
         if meta.get("comment"):
-            entry = {"id": int(folder.name), "status": run.get("status"), "updates": meta.get("config_updates")}
+            updates = meta.get("config_updates")
+            updates = current_names(updates) if isinstance(updates, dict) else updates
+            entry = {"id": int(folder.name), "status": run.get("status"), "updates": updates}
             found.setdefault(meta["comment"], []).append(entry)
     for runs in found.values():
         runs.sort(key=lambda r: r["id"])

@@ -1,5 +1,5 @@
-"""The benchmark grid: expansion, dependency order, skip/rerun decisions on run folders, concurrent run creation,
-and a tiny grid run on local Ray with real Sacred experiments."""
+"""The grids and their runner (experiments/grids.py, experiments/run_grid.py): expansion, dependency order, skip/rerun
+decisions on run folders, concurrent run creation, and a tiny grid run on local Ray with real Sacred experiments."""
 
 import contextlib
 import json
@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from experiments.benchmark import REPO, job_status, main, plan, run_grid, start_ray, tagged_runs
 from experiments.grids import Job, dependency_order, expand
+from experiments.run_grid import REPO, job_status, main, plan, run_grid, start_ray, tagged_runs
 
 
 def test_table1_expands_to_shared_keypointers_then_agents():
@@ -31,7 +31,9 @@ def test_table1_expands_to_shared_keypointers_then_agents():
 
 
 def test_other_grids_and_bad_requests():
-    assert {j.settings["noise"] for j in expand("table2", "paper", [0]) if j.experiment == "train_agent"} == {"both"}
+    assert {j.settings["distractors"] for j in expand("table2", "paper", [0]) if j.experiment == "train_agent"} == {
+        "both"
+    }
     ks = {j.settings.get("num_keypoints") for j in expand("table3", "quick", [0]) if j.experiment != "train_agent"}
     assert ks == {5, 7, 10}
     evaluation = [j for j in expand("keypoints", "quick", [0], games=["pong"]) if j.experiment == "eval_keypoints"]
@@ -134,11 +136,14 @@ def test_atari100k_plans_oracle_and_motion_gnn_agents_on_table1_games_for_each_p
 
 
 def test_runs_tagged_before_tags_named_the_preset_count_for_the_preset_they_ran(tmp_path):
-    """Old tags were `<grid>/<name>`; the config updates a run started with name its preset's work folder."""
+    """Old tags were `<grid>/<name>`; the config updates a run started with name its preset's work folder. Those runs
+    are older than the `distractors` key too: their updates say `noise`, which counts as it."""
     runs = tmp_path / "runs"
     quick, paper = (expand("table1", preset, [0], games=["ms_pacman"])[0] for preset in ("quick", "paper"))
     assert quick.legacy_tag == paper.legacy_tag == "table1/ms_pacman/permakey" != quick.tag
-    _record(runs, 1, quick.legacy_tag, "COMPLETED", updates=quick.settings)
+    old = {("noise" if key == "distractors" else key): value for key, value in quick.settings.items()}
+    assert old["noise"] == "none" and "distractors" not in old
+    _record(runs, 1, quick.legacy_tag, "COMPLETED", updates=old)
     found = tagged_runs(runs)
     assert [job_status(quick, found), job_status(paper, found)] == [("completed", 1), ("missing", None)]
 
@@ -201,7 +206,7 @@ def test_a_job_is_interrupted_when_the_worker_that_started_it_dies(tmp_path):
     worker = textwrap.dedent(
         f"""
         import signal, sys
-        from experiments.benchmark import run_job
+        from experiments.run_grid import run_job
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGINT}})
         run_job([sys.executable, "-c", {job!r}], {str(log)!r}, 1, {{}})
@@ -223,7 +228,7 @@ def test_a_stopped_grid_on_ray_records_its_running_job_as_interrupted(tmp_path):
     runner = textwrap.dedent(
         f"""
         import signal, sys
-        from experiments.benchmark import run_grid
+        from experiments.run_grid import run_grid
         from experiments.grids import Job
         signal.signal(signal.SIGINT, signal.default_int_handler)
         job = Job("long", "generate_data", (("game", "pong"), *{data!r}), grid="stop")
