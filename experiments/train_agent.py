@@ -114,8 +114,11 @@ def config():
     # (experiments/precision.py). The agent's own networks stay float32.
     precision = "auto"
     keypointer_name = keypointer_tag(keypointer) if keypointer else "none"  # unique per keypointer folder
+    # A preset other than the paper's is part of the folder's name, so that a quick and a cpu run of the same agent
+    # never meet in one folder (paper runs keep the names they always had).
+    preset_tag = [] if preset == "paper" else [preset]
     work = Workspace.here().work_folder(
-        "agent", get_game(game).name, f"kp{keypointer_name}", encoder, distractors, seed=seed
+        "agent", get_game(game).name, f"kp{keypointer_name}", encoder, distractors, *preset_tag, seed=seed
     )
 
 
@@ -135,6 +138,18 @@ def quick():
     test_episodes = 1
     max_episode_frames = 4_000
     video_steps = 300
+
+
+@ex.named_config
+def cpu():
+    """The paper's agent, learning values and 100k agent steps, with the evaluation cut to fit about half an hour of a
+    2-core CPU when the keypoints cost nothing (`keypointer=oracle` or `motion`): validation every 10k steps on 3
+    episodes instead of 10, the test protocol on 5 seeds x 1 episode instead of 10 x 10. Learned keypointers add their
+    inference to every step (`make bench-agent`)."""
+    preset = "cpu"
+    validation_episodes = 3
+    test_seeds = 5
+    test_episodes = 1
 
 
 def learning_curve(path: Path, curves: dict[str, list], game: str) -> None:
