@@ -19,7 +19,6 @@ import math
 import numbers
 import os
 import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -139,7 +138,7 @@ class CheckedExperiment(Experiment):
     defaults, where a value of the wrong type would otherwise fail in a derived entry or deep inside the run, and that
     none holds a password (refuse_secrets); and that config files are JSON or YAML (refuse_config_files)."""
 
-    def _create_run(  # type: ignore[override]
+    def run(  # type: ignore[override]
         self,
         command_name: str | None = None,
         config_updates: dict[str, Any] | None = None,
@@ -148,18 +147,38 @@ class CheckedExperiment(Experiment):
         meta_info: dict | None = None,
         options: dict | None = None,
     ) -> Run:
+        """Sacred's `run` (which the command line goes through too), after `check_updates`."""
+        self.check_updates(config_updates, named_configs, command_name)
+        return super().run(command_name, config_updates, named_configs, info, meta_info, options)
+
+    def check_updates(
+        self,
+        config_updates: dict[str, Any] | None = None,
+        named_configs: Sequence[str] = (),
+        command_name: str | None = None,
+    ) -> None:
+        """Refuses config files other than JSON or YAML, passwords in values, and values whose type differs from the
+        default's, before anything runs or is recorded."""
         refuse_config_files(named_configs)
         if config_updates:
             refuse_secrets(config_updates)
-            defaults = create_run(self, command_name or self.default_command, None, named_configs=named_configs).config
-            check_config_types(config_updates, defaults)
-        return super()._create_run(command_name, config_updates, named_configs, info, meta_info, options)
+            check_config_types(config_updates, self.resolved_config(named_configs, command_name=command_name))
+
+    def resolved_config(
+        self,
+        named_configs: Sequence[str] = (),
+        config_updates: dict[str, Any] | None = None,
+        command_name: str | None = None,
+    ) -> dict[str, Any]:
+        """The config a run with these named configs and updates would get, without running or recording anything."""
+        command = command_name or self.default_command
+        return create_run(self, command, config_updates, named_configs=named_configs).config
 
 
-def experiment(name: str) -> Experiment:
-    """A Sacred experiment recorded under RUNS_DIR, with the calling module's docstring as its --help text."""
+def experiment(name: str, doc: str | None) -> CheckedExperiment:
+    """A Sacred experiment recorded under RUNS_DIR, with `doc` (its module's docstring) as its --help text."""
     ex = CheckedExperiment(name, save_git_info=False)
-    ex.doc = sys._getframe(1).f_globals.get("__doc__") or ""
+    ex.doc = doc or ""
     ex.observers.extend(observers_from_environment())
     root = logging.getLogger()
     if not any(isinstance(f, _NamedConfigDocs) for f in root.filters):

@@ -36,7 +36,7 @@ from experiments.keypointers import builtin_name, keypointer_folder
 from experiments.run_grid import UnreadableRunFile, job_status, read_run_file, tagged_runs
 from experiments.workspace import Workspace
 
-ex = experiment("compare")
+ex = experiment("compare", __doc__)
 log = logging.getLogger(__name__)
 
 # PermaKey paper, Tables 1-3 (docs/method.md section 5): mean (std) over 3 policies; None where the paper gives no std.

@@ -59,7 +59,7 @@ REFERENCES = ("random", "motion")
 PICKED_LENGTHS = (1, 50, 200)
 """Trajectory lengths the Markdown table and the run's result show (the CSV holds every length)."""
 
-ex = experiment("eval_keypoints")
+ex = experiment("eval_keypoints", __doc__)
 
 
 @ex.config

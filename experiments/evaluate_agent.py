@@ -26,7 +26,7 @@ from rl.actor import Policy, QPolicy, RandomPolicy
 from rl.envs import make_agent_env
 from rl.evaluation import policy_scores, protocol_summary
 
-ex = experiment("evaluate_agent")
+ex = experiment("evaluate_agent", __doc__)
 EXPERIMENT_NAMES = ("evaluate_agent", "test_agent")
 """The Sacred experiment names of this experiment's runs (run.json's experiment.name): runs recorded before the module
 was renamed from experiments/test_agent.py say test_agent. Nothing selects runs by this name today (compare reads

@@ -52,7 +52,7 @@ from rl.loop import Schedule, Trainer, replay_fields, train_with_validation
 from rl.options import OptionLearner, OptionPolicy, OptionQNetwork, RepeatedActionPolicy
 from rl.replay import SequenceReplay
 
-ex = experiment("explore")
+ex = experiment("explore", __doc__)
 
 EXPLORE_SEED = 20_000
 METHODS = ("random actions", "repeated random actions", "random options")

@@ -30,7 +30,7 @@ from data.visualize import draw_objects, grid, save_png
 from experiments.common import experiment
 from experiments.workspace import Workspace
 
-ex = experiment("generate_data")
+ex = experiment("generate_data", __doc__)
 
 
 @ex.config

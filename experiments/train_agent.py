@@ -61,7 +61,7 @@ from rl.loop import Schedule, Trainer, replay_fields, train_with_validation
 from rl.networks import RecurrentQNetwork
 from rl.replay import SequenceReplay
 
-ex = experiment("train_agent")
+ex = experiment("train_agent", __doc__)
 
 VALIDATION_SEED = 10_000
 AGENT_CHANGEABLE_ON_RESUME = (

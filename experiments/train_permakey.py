@@ -36,7 +36,7 @@ from permakey.keypointer import PermaKeyKeypointer, build_permakey
 from permakey.lspn import ERROR_NORMALISATIONS
 from permakey.model import LOSSES, MODULES, PermaKeyConfig
 
-ex = experiment("train_permakey")
+ex = experiment("train_permakey", __doc__)
 
 
 @ex.config

@@ -28,7 +28,7 @@ from keypoints.draw import draw_keypoints
 from transporter.keypointer import TransporterKeypointer
 from transporter.model import TransporterConfig, build_transporter
 
-ex = experiment("train_transporter")
+ex = experiment("train_transporter", __doc__)
 
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     # Transporter paper, Appendix A: six Conv-BN-ReLU layers, 7x7 first, filters doubling every two layers,

@@ -599,8 +599,8 @@ def test_the_quick_preset_keeps_the_settings_it_was_measured_with():
     in the LSPN MLPs, early stopping on the LSPN and PointNet losses); the quick preset keeps what it had."""
     from experiments import train_permakey
 
-    paper = train_permakey.ex._create_run().config
-    quick = train_permakey.ex._create_run(named_configs=["quick"]).config
+    paper = train_permakey.ex.resolved_config()
+    quick = train_permakey.ex.resolved_config(["quick"])
     assert {name: paper[name] for name in PRESET_CHANGES} == {
         "likelihood_scale": pytest.approx(0.1**0.5),
         "vae_loss": "elbo",
@@ -628,9 +628,9 @@ def test_work_folders_from_before_the_authors_options_resume_as_they_trained(tmp
     from experiments.train_permakey import ex
 
     (tmp_path / "settings.json").write_text(json.dumps({"sigma": 0.1}))
-    quick = ex._create_run(named_configs=["quick"]).config
+    quick = ex.resolved_config(["quick"])
     check_settings(tmp_path, {"sigma": 0.1, **{name: quick[name] for name in PRESET_CHANGES[1:]}})
-    paper = ex._create_run().config
+    paper = ex.resolved_config()
     with pytest.raises(ValueError, match=r"other settings \(lspn_norm, monitor differ\)"):
         check_settings(tmp_path, {"sigma": 0.1, **{name: paper[name] for name in PRESET_CHANGES[1:]}})
 

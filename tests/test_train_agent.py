@@ -115,8 +115,8 @@ def test_agent_work_folders_differ_for_keypointers_in_different_best_folders(tmp
     for name in ("pong-quick-none-s0", "pong-quick-none-s1"):
         folder = tmp_path / "work" / name / "best"
         shutil.copytree(tiny_keypointer, folder)
-        run = train_agent.ex._create_run(config_updates={"game": "pong", "keypointer": str(folder)})
-        works.append(run.config["work"])
+        config = train_agent.ex.resolved_config(config_updates={"game": "pong", "keypointer": str(folder)})
+        works.append(config["work"])
     assert works[0] != works[1]
     assert all(work.startswith("work/agent/pong-kppong-quick-none-s") for work in works), works
 
