@@ -47,7 +47,7 @@ help:
 	@echo "                                 (make test-agent: its older name, the same)"
 	@echo "make rl-benchmark [GRID=table1|table2|table3|keypoints|atari100k] [PRESET=quick|paper] [SEEDS=0,1,2]"
 	@echo "                  [GAMES=ms_pacman]  the papers' grids on Ray (local cores; a cluster via RAY_ADDRESS), resumable"
-	@echo "make compare [RUNS_DIR=runs] [GRID=table1]   tables (ours beside the papers'), curves, aggregate"
+	@echo "make compare [RUNS_DIR=runs] [GRID=table1] [PAGE=docs/x.md]   tables (ours beside the papers'), curves, aggregate"
 	@echo "make bench-data                 data generation and reading throughput table"
 	@echo "make coverage [GAMES=pong,ms_pacman] [FRAMES=3000] [POLICIES=uniform,sticky:0.1]"
 	@echo "                                 how far the random policies move the avatar (docs/data_coverage.md)"
@@ -163,4 +163,4 @@ rl-benchmark: install
 
 compare: install
 	$(PY) -m experiments.compare with runs_dir=$(RUNS_DIR) $(if $(filter command line,$(origin GRID)),grid=$(GRID)) \
-		preset=$(or $(PRESET),quick) 'seeds=[$(SEEDS)]'
+		preset=$(or $(PRESET),quick) 'seeds=[$(SEEDS)]' $(if $(PAGE),page=$(PAGE))

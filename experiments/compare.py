@@ -99,6 +99,7 @@ def config():
     preset = "quick"
     seeds = [0, 1, 2]
     out = "reports/compare"
+    page = ""  # also write the report as this markdown page (e.g. docs/agents_cpu.md), its learning curves beside it
     bootstrap = 2000
 
 
@@ -127,6 +128,15 @@ STALE_HEARTBEAT_S = 300
 """Sacred beats every 10 s: a RUNNING run silent for longer than this was killed without saying so."""
 
 
+def run_minutes(run: dict) -> float | None:
+    """Wall minutes from the run's start to its stop (None while it has not stopped)."""
+    start, stop = run.get("start_time"), run.get("stop_time")
+    if not start or not stop:
+        return None
+    start, stop = (datetime.datetime.fromisoformat(t) if isinstance(t, str) else t for t in (start, stop))
+    return (stop - start).total_seconds() / 60
+
+
 def run_status(run: dict, now: datetime.datetime | None = None) -> str:
     """The run's Sacred status, with a RUNNING run whose heartbeat (UTC) is stale shown as PROBABLY_DEAD."""
     status = str(run.get("status"))
@@ -140,7 +150,7 @@ def run_status(run: dict, now: datetime.datetime | None = None) -> str:
     return status
 
 
-RUN_COLUMNS = ["id", "experiment", "status", "tag", "config", "result", "info", "metrics", "problem"]
+RUN_COLUMNS = ["id", "experiment", "status", "tag", "config", "result", "info", "metrics", "problem", "minutes"]
 UNREADABLE = "UNREADABLE"
 """The status of a run whose run.json cannot be read."""
 
@@ -160,7 +170,7 @@ def _file_run(folder: Path) -> dict[str, Any]:
     except UnreadableRunFile as e:
         log.warning("%s; the run is shown as %s", e, UNREADABLE)
         row: dict[str, Any] = {"id": int(folder.name), "experiment": "unknown", "status": UNREADABLE, "tag": None}
-        return row | {"config": {}, "result": None, "info": {}, "metrics": {}, "problem": str(e)}
+        return row | {"config": {}, "result": None, "info": {}, "metrics": {}, "problem": str(e), "minutes": None}
     return {
         "id": int(folder.name),
         "experiment": (run.get("experiment") or {}).get("name"),
@@ -171,6 +181,7 @@ def _file_run(folder: Path) -> dict[str, Any]:
         "info": _optional_run_file(folder / "info.json"),
         "metrics": _optional_run_file(folder / "metrics.json"),
         "problem": None,
+        "minutes": run_minutes(run),
     }
 
 
@@ -209,6 +220,7 @@ def load_mongo_runs(url: str, db: str) -> pd.DataFrame:
                 "info": run.get("info", {}),
                 "metrics": metrics,
                 "problem": None,
+                "minutes": run_minutes(run),
             }
         )
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -246,9 +258,24 @@ def agent_table(runs: pd.DataFrame, runs_dir: str | None = None) -> pd.DataFrame
                 "steps": c.get("steps"),
                 "score": (test.get("agent") or {}).get("mean"),
                 "random": (test.get("random") or {}).get("mean"),
+                "preset": c.get("preset"),
+                "minutes": r.minutes,
             }
         )
-    columns = ["id", "tag", "game", "method", "distractors", "K", "seed", "steps", "score", "random"]
+    columns = [
+        "id",
+        "tag",
+        "game",
+        "method",
+        "distractors",
+        "K",
+        "seed",
+        "steps",
+        "score",
+        "random",
+        "preset",
+        "minutes",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -293,6 +320,36 @@ def score_table(agents: pd.DataFrame, table: str, missing: dict[tuple[str, str],
         line["random (ours)"] = _cell(mine.drop_duplicates("seed")["random"]) if len(mine) else "-"
         out.append(line)
     return pd.DataFrame(out)
+
+
+def margin_table(agents: pd.DataFrame) -> pd.DataFrame:
+    """Per game, method, distractors and preset: how far the agents' mean test score is above the random policy's on
+    the same test seeds, in units of the spread of the agents' scores over training seeds (sample std): the issue's
+    "beats random by at least 3 times the seed spread" is `margin / spread >= 3`. Also the runs' wall minutes."""
+    rows = []
+    for (game, method, distractors, preset), mine in agents.groupby(
+        ["game", "method", "distractors", "preset"], dropna=False
+    ):
+        scores, random = mine["score"].dropna(), mine.drop_duplicates("seed")["random"].dropna()
+        spread = scores.std(ddof=1) if len(scores) > 1 else np.nan
+        margin = scores.mean() - random.mean() if len(scores) and len(random) else np.nan
+        rows.append(
+            {
+                "game": game,
+                "method": method,
+                "distractors": distractors,
+                "preset": preset,
+                "seeds": ", ".join(str(v) for v in sorted(mine["seed"].dropna().astype(int))),
+                "scores": ", ".join(f"{v:g}" for v in scores),
+                "mean": scores.mean(),
+                "spread": spread,
+                "random": random.mean(),
+                "margin": margin,
+                "margin / spread": margin / spread if spread and np.isfinite(spread) else np.nan,
+                "minutes per run": mine["minutes"].mean(),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def grid_gaps(runs_dir: str, grid: str, preset: str, seeds: list[int]) -> dict[tuple[str, str], list[str]]:
@@ -500,6 +557,14 @@ def report(runs: pd.DataFrame, settings: ReportSettings) -> tuple[str, dict[str,
             markdown_table(tables[table]),
             "",
         ]
+    tables["margins"] = margin_table(agents) if len(agents) else pd.DataFrame()
+    if len(tables["margins"]):
+        lines += [
+            "## Agents against the random policy: margin in units of the spread over training seeds",
+            "",
+            markdown_table(tables["margins"]),
+            "",
+        ]
     keypoints = keypoint_table(runs)
     tables["keypoints"] = keypoints
     if len(keypoints):
@@ -525,6 +590,27 @@ def report(runs: pd.DataFrame, settings: ReportSettings) -> tuple[str, dict[str,
     return "\n".join(lines), tables
 
 
+def write_page(page: Path, text: str, curves: Path, command: str) -> None:
+    """The report as a markdown page stamped with the date and commit it was made at, its learning curves saved as
+    images/<page name>_learning_curves.png beside it and shown; both written whole or not at all."""
+    import subprocess
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    stamp = (
+        f"Written by `{command}` on {datetime.date.today().isoformat()}"
+        f" at commit {commit.stdout.strip() or 'unknown'}."
+    )
+    image = page.parent / "images" / f"{page.stem}_learning_curves.png"
+    image.parent.mkdir(parents=True, exist_ok=True)
+    lines = text.split("\n")
+    body = "\n".join([lines[0], "", stamp, *lines[1:]])
+    body += f"\n## Learning curves (validation score, mean over seeds)\n\n![learning curves](images/{image.name})\n"
+    for path, data in ((image, curves.read_bytes()), (page, body.encode())):
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(data)
+        partial.replace(path)
+
+
 @ex.automain
 def main(_config, _run):
     c = _config
@@ -547,4 +633,8 @@ def main(_config, _run):
         for path in sorted(folder.iterdir()):
             _run.add_artifact(str(path))
             (out / path.name).write_bytes(path.read_bytes())
+        if c["page"]:
+            command = f"python -m experiments.compare with runs_dir={c['runs_dir']} page={c['page']}"
+            command += f" grid={c['grid']} preset={c['preset']}" if c["grid"] else ""
+            write_page(Path(c["page"]), text, folder / "learning_curves.png", command)
     return {"runs": len(runs), "agent_runs": len(tables["agents"])}
