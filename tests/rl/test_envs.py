@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from gymnasium.utils.env_checker import check_env
 
 from rl.envs import KeypointObservation, make_agent_env
@@ -114,3 +115,30 @@ def test_each_oracle_slot_is_on_its_object_and_absent_slots_are_marked():
                 np.testing.assert_array_equal(obs["keypoints"][slot], ABSENT)
                 assert presence[slot] == 0.0
     assert seen[:5].all() and not seen[6]  # the player and the four ghosts were all checked on screen
+
+
+@pytest.mark.parametrize("encoder", ["cnn", "gnn", "keyqn"])
+def test_oracle_observations_run_through_every_encoder(encoder):
+    """The oracle's keypoints, heatmaps and frame features (absent objects included: the ball of Pong's first frames)
+    reach every encoder's view and the recurrent Q-network, as a learned keypointer's do."""
+    from keypoints.oracle import ABSENT
+    from rl.encoders import ENCODERS
+    from rl.envs import keypoint_observation, oracle_keypointer
+    from rl.networks import RecurrentQNetwork
+
+    options = {"cnn": {"filters": 8, "binarise": None}, "gnn": {"steps": 1}, "keyqn": {"bins": 4}}[encoder]
+    oracle = oracle_keypointer("pong")
+    env = keypoint_observation(
+        make_agent_env("pong", train=False, max_episode_frames=400), oracle, ENCODERS[encoder](**options).view
+    )
+    observation, _ = env.reset(seed=0)
+    views, keypoints = [observation["view"]], [observation["keypoints"]]
+    for _ in range(3):
+        observation = env.step(0)[0]
+        views.append(observation["view"])
+        keypoints.append(observation["keypoints"])
+    assert np.any(np.all(np.stack(keypoints) == ABSENT, axis=-1))  # the ball before the serve
+    batch = {name: np.stack([v[name] for v in views])[None] for name in views[0]}  # [1, T, ...]
+    actions = int(env.action_space.n)
+    q = RecurrentQNetwork(actions, encoder, 16, options)(batch)
+    assert q.shape == (1, 4, actions) and np.all(np.isfinite(q.numpy()))
