@@ -75,3 +75,17 @@ def held_by_another_process(folder: Path) -> Iterator[int]:
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.fixture
+def eager_functions() -> Iterator[None]:
+    """Runs every tf.function eagerly for the test (Keras's fit and predict steps included). Plumbing tests take a few
+    steps of tiny models, where tracing a graph costs 5-20 times what the steps do; the graph path itself is covered by
+    the model packages' own training tests, which keep it."""
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(True)
+    try:
+        yield
+    finally:
+        tf.config.run_functions_eagerly(False)

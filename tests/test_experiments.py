@@ -77,6 +77,7 @@ def _permakey_run(tmp_path, dataset, **changes):
     return _training_run(train_permakey, TINY_PERMAKEY, tmp_path, dataset, **changes)
 
 
+@pytest.mark.usefixtures("eager_functions")
 def test_train_permakey_records_metrics_pictures_and_a_reloadable_keypointer(tmp_path, pong_dataset):
     from permakey.keypointer import PermaKeyKeypointer
 
@@ -97,6 +98,7 @@ def test_train_permakey_records_metrics_pictures_and_a_reloadable_keypointer(tmp
     assert keypointer(np.zeros((1, 84, 84, 3), np.uint8)).coordinates.shape == (1, 3, 2)
 
 
+@pytest.mark.usefixtures("eager_functions")
 def test_train_permakey_resumes_from_the_last_epoch(tmp_path, pong_dataset, caplog):
     first = _permakey_run(tmp_path, pong_dataset, epochs=1)
     state = json.loads((tmp_path / "work" / "state.json").read_text())
@@ -112,6 +114,7 @@ def test_train_permakey_resumes_from_the_last_epoch(tmp_path, pong_dataset, capl
     assert first.status == second.status == "COMPLETED"
 
 
+@pytest.mark.usefixtures("eager_functions")
 def test_a_resumed_permakey_run_ends_where_an_uninterrupted_one_does(tmp_path, pong_dataset):
     """Stopped after epoch 1 and resumed, a run trains epoch 2 on the same batches from the same restored weights,
     optimizer slots and noise state as a run that went straight through: the same float32 kernels in the same order
@@ -221,6 +224,7 @@ def test_a_refit_on_another_normalisation_is_saved_with_it(tmp_path, pong_datase
     assert PermaKeyKeypointer.load(tmp_path / "work" / "best").model.config.error_normalisation == "none"
 
 
+@pytest.mark.usefixtures("eager_functions")
 def test_train_permakey_refuses_to_resume_other_settings(tmp_path, pong_dataset):
     _permakey_run(tmp_path, pong_dataset, epochs=1)
     with pytest.raises(ValueError, match="other settings.*lspn_hidden"):
@@ -261,6 +265,7 @@ def _transporter_run(tmp_path, dataset, **changes):
     return _training_run(train_transporter, TINY_TRANSPORTER, tmp_path, dataset, **changes)
 
 
+@pytest.mark.usefixtures("eager_functions")
 @pytest.mark.parametrize("model", ["transporter", "imm"])
 def test_train_transporter_records_metrics_pictures_and_a_reloadable_keypointer(tmp_path, pong_dataset, model):
     from transporter.keypointer import TransporterKeypointer
@@ -280,6 +285,7 @@ def test_train_transporter_records_metrics_pictures_and_a_reloadable_keypointer(
     assert keypointer(np.zeros((1, 84, 84, 3), np.uint8)).coordinates.shape == (1, 3, 2)
 
 
+@pytest.mark.usefixtures("eager_functions")
 def test_train_transporter_resumes_and_refuses_other_settings(tmp_path, pong_dataset):
     first = _transporter_run(tmp_path, pong_dataset, epochs=1)
     with warnings.catch_warnings(record=True) as caught:
@@ -340,6 +346,7 @@ def _eval_run(tmp_path, dataset, runs, **changes):
     return ex.run(config_updates=config)
 
 
+@pytest.mark.usefixtures("eager_functions")
 def test_eval_keypoints_records_tables_figure_gif_and_report(tmp_path, pong_dataset):
     trained = _transporter_run(tmp_path, pong_dataset, epochs=1)
     folder = str(tmp_path / "runs" / str(trained._id))

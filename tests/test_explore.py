@@ -9,6 +9,12 @@ from sacred.observers import FileStorageObserver
 
 from tests.test_train_agent import tiny_keypointer  # noqa: F401 (a fixture)
 
+# tf.functions run eagerly here: these tests take a few updates of small networks, where tracing and XLA-compiling
+# the learner's step costs far more than running it (tests/conftest.py eager_functions); the compiled step is
+# exercised by tests/rl/test_agent_learns.py.
+pytestmark = pytest.mark.usefixtures("eager_functions")
+
+
 TINY_EXPLORE = {
     "game": "pong",
     "units": 8,

@@ -8,6 +8,12 @@ from rl.encoders import ENCODERS
 from rl.learner import Learner
 from rl.networks import RecurrentQNetwork
 
+# tf.functions run eagerly here: these tests take a few updates of small networks, where tracing and XLA-compiling
+# the learner's step costs far more than running it (tests/conftest.py eager_functions); the compiled step is
+# exercised by tests/rl/test_agent_learns.py.
+pytestmark = pytest.mark.usefixtures("eager_functions")
+
+
 OPTIONS = {"cnn": {"filters": 128, "binarise": None}, "gnn": {"steps": 1}, "keyqn": {"bins": 16}}  # the paper's
 HYPERPARAMETERS = {"learning_rate": 2e-4, "clip_norm": 10.0, "gamma": 0.99, "n": 3, "tau": 0.005}
 

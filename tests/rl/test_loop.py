@@ -1,11 +1,17 @@
 import gymnasium as gym
 import keras
 import numpy as np
+import pytest
 
 from rl.learner import Learner
 from rl.loop import Schedule, Trainer, replay_fields
 from rl.networks import RecurrentQNetwork
 from rl.replay import SequenceReplay
+
+# tf.functions run eagerly here: these tests take a few updates of small networks, where tracing and XLA-compiling
+# the learner's step costs far more than running it (tests/conftest.py eager_functions); the compiled step is
+# exercised by tests/rl/test_agent_learns.py.
+pytestmark = pytest.mark.usefixtures("eager_functions")
 
 
 class FakeKeypointEnv(gym.Env):
