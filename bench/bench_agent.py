@@ -23,14 +23,14 @@ import keras
 import tensorflow as tf
 
 from bench.common import rate
-from experiments.agents import agent_env, build_network
-from experiments.keypointers import load_keypointer
-from experiments.precision import detect_precision, keras_policy, machine_summary
 from rl.actor import QPolicy
 from rl.envs import make_agent_env
 from rl.learner import Learner
 from rl.loop import Schedule, Trainer, replay_fields
 from rl.replay import SequenceReplay
+from training.agents import agent_env, build_network
+from training.keypointers import load_keypointer
+from training.precision import detect_precision, keras_policy, machine_summary
 
 ENCODER_OPTIONS = {"gnn": {"steps": 1}, "cnn": {"filters": 128, "binarise": None}, "keyqn": {"bins": 16}}
 

@@ -30,11 +30,12 @@ import pandas as pd
 from scipy import stats
 
 from data.games import get_game
-from experiments.common import check_mongo, current_names, experiment, masked_url, mongo_client, mongo_from_environment
+from experiments.common import check_mongo, experiment, masked_url, mongo_client, mongo_from_environment
 from experiments.grids import expand
-from experiments.keypointers import builtin_name, keypointer_folder
 from experiments.run_grid import UnreadableRunFile, job_status, read_run_file, tagged_runs
-from experiments.workspace import Workspace
+from training.checks import current_names
+from training.keypointers import builtin_name, keypointer_folder
+from training.workspace import Workspace
 
 ex = experiment("compare", __doc__)
 log = logging.getLogger(__name__)

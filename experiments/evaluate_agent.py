@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 
 from data.atari import MAX_EPISODE_FRAMES
-from experiments.agents import agent_env, load_agent
 from experiments.common import experiment
-from experiments.keypointers import describe_keypointer
-from experiments.precision import detect_precision
 from rl.actor import Policy, QPolicy, RandomPolicy
 from rl.envs import make_agent_env
 from rl.evaluation import policy_scores, protocol_summary
+from training.agents import agent_env, load_agent
+from training.keypointers import describe_keypointer
+from training.precision import detect_precision
 
 ex = experiment("evaluate_agent", __doc__)
 EXPERIMENT_NAMES = ("evaluate_agent", "test_agent")
@@ -43,7 +43,7 @@ def config():
     episodes = 10
     max_episode_frames = MAX_EPISODE_FRAMES
     random_baseline = True
-    precision = "auto"  # the frozen keypointers' compute precision (experiments/precision.py); networks stay float32
+    precision = "auto"  # the frozen keypointers' compute precision (training/precision.py); networks stay float32
     progress = True
 
 

@@ -20,11 +20,11 @@ import imageio.v2 as imageio
 import numpy as np
 import pandas as pd
 
-from experiments.agents import LearningCurves
 from experiments.compare import markdown_table
 from keypoints.draw import draw_keypoints
 from keypoints.ops import keypoints_to_pixels
 from rl.options import DIRECTIONS, Option
+from training.agents import LearningCurves
 
 OPTION_COLUMNS = ["start", "keypoint", "direction", "displacement", "steps", "epsilon", "most_controllable"]
 PERCENTILES = (10, 25, 50, 75, 90)

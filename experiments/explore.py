@@ -36,13 +36,8 @@ from data.atari import MAX_EPISODE_FRAMES, GroundTruth, ram_of
 from data.distractors import check_distractors
 from data.games import Game, get_game
 from data.storage import hold_folder
-from experiments.agents import check_learning, resume_learning, save_learning
-from experiments.checkpointing import CHANGEABLE_ON_RESUME, link_runs, load_state, record_settings
-from experiments.common import check_range, experiment, settings_from_config
+from experiments.common import experiment, settings_from_config
 from experiments.exploration_report import ExplorationCurves, ringed_frame, write_outputs
-from experiments.keypointers import describe_keypointer, keypointer_tag, load_keypointer
-from experiments.precision import detect_precision
-from experiments.workspace import Workspace
 from keypoints.metrics import grid_to_frame, scored_objects, truth_from_boxes
 from keypoints.protocol import Keypointer, ObjectKeypointer, blank_output
 from rl.actor import Policy, RandomPolicy
@@ -51,6 +46,12 @@ from rl.evaluation import play_budget
 from rl.loop import Schedule, Trainer, replay_fields, train_with_validation
 from rl.options import OptionLearner, OptionPolicy, OptionQNetwork, RepeatedActionPolicy
 from rl.replay import SequenceReplay
+from training.agents import check_learning, resume_learning, save_learning
+from training.checkpointing import CHANGEABLE_ON_RESUME, link_runs, load_state, record_settings
+from training.checks import check_range
+from training.keypointers import describe_keypointer, keypointer_tag, load_keypointer
+from training.precision import detect_precision
+from training.workspace import Workspace
 
 ex = experiment("explore", __doc__)
 
@@ -98,7 +99,7 @@ def config():
     video_steps = 600
     log_every = 100
     progress = True
-    precision = "auto"  # the frozen keypointer's (experiments/precision.py); the options network stays float32
+    precision = "auto"  # the frozen keypointer's (training/precision.py); the options network stays float32
     keypointer_name = keypointer_tag(keypointer) if keypointer else "none"
     work = Workspace.here().work_folder(
         "explore", get_game(game).name, f"kp{keypointer_name}", encoder, distractors, seed=seed

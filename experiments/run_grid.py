@@ -30,9 +30,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from experiments.common import current_names
 from experiments.grids import GRIDS, Job, expand
-from experiments.workspace import Workspace
+from training.checks import current_names
+from training.workspace import Workspace
 
 REPO = str(Path(__file__).resolve().parents[1])
 """The checkout's root: the job processes and Ray's workers import the project from here (on a cluster, every

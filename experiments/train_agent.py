@@ -34,7 +34,18 @@ from data.atari import MAX_EPISODE_FRAMES
 from data.distractors import check_distractors
 from data.games import Game, get_game
 from data.storage import hold_folder
-from experiments.agents import (
+from experiments.common import experiment, settings_from_config
+from experiments.evaluate_agent import TEST_SEED, score_policies
+from keypoints.draw import draw_keypoints
+from keypoints.protocol import Keypointer, ObjectKeypointer
+from rl.actor import Policy, QPolicy, RandomPolicy
+from rl.envs import make_agent_env
+from rl.evaluation import play, protocol_summary
+from rl.learner import Learner
+from rl.loop import Schedule, Trainer, replay_fields, train_with_validation
+from rl.networks import RecurrentQNetwork
+from rl.replay import SequenceReplay
+from training.agents import (
     AGENT_FILE,
     AGENT_WEIGHTS,
     LearningCurves,
@@ -45,21 +56,11 @@ from experiments.agents import (
     save_agent,
     save_learning,
 )
-from experiments.checkpointing import CHANGEABLE_ON_RESUME, link_runs, load_state, record_settings
-from experiments.common import check_range, experiment, settings_from_config
-from experiments.evaluate_agent import TEST_SEED, score_policies
-from experiments.keypointers import describe_keypointer, keypointer_reference, keypointer_tag, load_keypointer
-from experiments.precision import detect_precision
-from experiments.workspace import Workspace
-from keypoints.draw import draw_keypoints
-from keypoints.protocol import Keypointer, ObjectKeypointer
-from rl.actor import Policy, QPolicy, RandomPolicy
-from rl.envs import make_agent_env
-from rl.evaluation import play, protocol_summary
-from rl.learner import Learner
-from rl.loop import Schedule, Trainer, replay_fields, train_with_validation
-from rl.networks import RecurrentQNetwork
-from rl.replay import SequenceReplay
+from training.checkpointing import CHANGEABLE_ON_RESUME, link_runs, load_state, record_settings
+from training.checks import check_range
+from training.keypointers import describe_keypointer, keypointer_reference, keypointer_tag, load_keypointer
+from training.precision import detect_precision
+from training.workspace import Workspace
 
 ex = experiment("train_agent", __doc__)
 
@@ -111,7 +112,7 @@ def config():
     log_every = 100  # updates between logged losses
     progress = True
     # The frozen keypointer's compute precision: mixed_bfloat16 on GPUs and AMX/AVX512-BF16 CPUs, float32 elsewhere
-    # (experiments/precision.py). The agent's own networks stay float32.
+    # (training/precision.py). The agent's own networks stay float32.
     precision = "auto"
     keypointer_name = keypointer_tag(keypointer) if keypointer else "none"  # unique per keypointer folder
     # A preset other than the paper's is part of the folder's name, so that a quick and a cpu run of the same agent

@@ -25,16 +25,18 @@ from data.generate import policy_tag
 from data.readers import frames_dataset
 from data.storage import hold_folder, write_json_atomic
 from data.visualize import grid, save_png
-from experiments.checkpointing import FitSettings
-from experiments.common import check_range, experiment
-from experiments.generate_data import picture_frames
-from experiments.keypoint_training import DataSettings, train_keypoint_model
-from experiments.workspace import Workspace
+from experiments.common import experiment
+from experiments.generation import run_generation
 from keypoints.draw import draw_keypoints
 from keypoints.metrics import collapse_statistics, grid_to_frame
 from permakey.keypointer import PermaKeyKeypointer, build_permakey
 from permakey.lspn import ERROR_NORMALISATIONS
 from permakey.model import LOSSES, MODULES, PermaKeyConfig
+from training.checkpointing import FitSettings
+from training.checks import check_range
+from training.datasets import picture_frames
+from training.keypoint_training import DataSettings, train_keypoint_model
+from training.workspace import Workspace
 
 ex = experiment("train_permakey", __doc__)
 
@@ -84,7 +86,7 @@ def config():
     # Off the paper: the restarts repeated on the error maps of each of these normalisations (permakey/lspn.py), the
     # most moving keypoints kept with theirs. []: the model's error_normalisation only.
     pointnet_refit_normalisations = []
-    precision = "auto"  # mixed_bfloat16 on GPUs and AMX/AVX512-BF16 CPUs, float32 elsewhere (experiments/precision.py)
+    precision = "auto"  # mixed_bfloat16 on GPUs and AMX/AVX512-BF16 CPUs, float32 elsewhere (training/precision.py)
     log_every = 50
     preset = "paper"
     # Data: generated with these settings when missing (the paper: 85k / 5k / 5k frames).
@@ -229,7 +231,7 @@ def save_pictures(keypointer: PermaKeyKeypointer, frames: np.ndarray, folder: Pa
 
 @dataclasses.dataclass(frozen=True)
 class PermaKeyTraining:
-    """PermaKey for the keypoint-training harness (experiments/keypoint_training.py)."""
+    """PermaKey for the keypoint-training harness (training/keypoint_training.py)."""
 
     config: PermaKeyConfig
     optimization: Optimization
@@ -435,7 +437,7 @@ def main(_config, _run, _seed):
         monitor=c["monitor"],
     )
     data, fit = DataSettings.from_config(c), FitSettings.from_config(c)
-    state, results = train_keypoint_model(_run, training, data, fit, c["seed"], c["precision"])
+    state, results = train_keypoint_model(_run, training, data, fit, c["seed"], c["precision"], run_generation)
     return {"best_epoch": state["best_epoch"], f"best_{training.monitor}": state["best"], **results}
 
 

@@ -20,11 +20,13 @@ from data.games import get_game
 from data.generate import policy_tag
 from data.readers import pairs_dataset, read_episodes
 from data.visualize import grid, save_png
-from experiments.checkpointing import FitSettings
-from experiments.common import check_range, experiment
-from experiments.keypoint_training import DataSettings, train_keypoint_model
-from experiments.workspace import Workspace
+from experiments.common import experiment
+from experiments.generation import run_generation
 from keypoints.draw import draw_keypoints
+from training.checkpointing import FitSettings
+from training.checks import check_range
+from training.keypoint_training import DataSettings, train_keypoint_model
+from training.workspace import Workspace
 from transporter.keypointer import TransporterKeypointer
 from transporter.model import TransporterConfig, build_transporter
 
@@ -75,7 +77,7 @@ def config():
     steps_per_epoch = None  # None: one pass over the training pairs
     min_offset = 1
     max_offset = 20
-    precision = "auto"  # mixed_bfloat16 on GPUs and AMX/AVX512-BF16 CPUs, float32 elsewhere (experiments/precision.py)
+    precision = "auto"  # mixed_bfloat16 on GPUs and AMX/AVX512-BF16 CPUs, float32 elsewhere (training/precision.py)
     log_every = 50
     preset = "paper"
     data_frames = 95_000
@@ -150,7 +152,7 @@ def model_config(c: dict) -> TransporterConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TransporterTraining:
-    """Transporter or IMM for the keypoint-training harness (experiments/keypoint_training.py): frame pairs
+    """Transporter or IMM for the keypoint-training harness (training/keypoint_training.py): frame pairs
     `min_offset`..`max_offset` steps apart, one Adam with a staircase exponential decay."""
 
     config: TransporterConfig
@@ -259,7 +261,7 @@ def main(_config, _run, _seed):
         picture_offset=c["picture_offset"],
     )
     data, fit = DataSettings.from_config(c), FitSettings.from_config(c)
-    state, results = train_keypoint_model(_run, training, data, fit, c["seed"], c["precision"])
+    state, results = train_keypoint_model(_run, training, data, fit, c["seed"], c["precision"], run_generation)
     return {"best_epoch": state["best_epoch"], "best_val_loss": state["best"], **results}
 
 

@@ -235,7 +235,7 @@ def test_train_permakey_missing_dataset_says_how_to_make_it(tmp_path):
 
 
 def test_nan_guard_stops_with_a_clear_message(tmp_path):
-    from experiments.checkpointing import NaNGuard, NaNLossError
+    from training.checkpointing import NaNGuard, NaNLossError
 
     guard = NaNGuard(tmp_path)
     guard.on_epoch_begin(2)
@@ -377,7 +377,7 @@ def test_eval_keypoints_unknown_run_id_is_named(tmp_path, pong_dataset, monkeypa
 def test_keypoint_health_tells_keypoints_on_objects_from_still_ones():
     from types import SimpleNamespace
 
-    from experiments.health import GroundTruthClip, KeypointHealth
+    from training.health import GroundTruthClip, KeypointHealth
 
     class Run:
         def __init__(self):
@@ -431,7 +431,7 @@ def test_keypoint_health_tells_keypoints_on_objects_from_still_ones():
 
 
 def test_work_folders_from_before_a_new_config_key_still_resume(tmp_path):
-    from experiments.checkpointing import check_settings
+    from training.checkpointing import check_settings
 
     (tmp_path / "settings.json").write_text(json.dumps({"sigma": 0.1, "norm": "layer"}))
     check_settings(tmp_path, {"sigma": 0.1, "norm": "layer", "error_normalisation": "activation"})  # a key added since
@@ -445,7 +445,7 @@ def test_what_a_resumed_run_may_change_is_the_shared_base_and_each_experiments_o
     """Each experiment adds to CHANGEABLE_ON_RESUME; the sets are the ones work folders were recorded with (one entry
     more or less would refuse, or let through, old work folders)."""
     from experiments import explore, train_agent
-    from experiments.checkpointing import CHANGEABLE_ON_RESUME, FIT_CHANGEABLE_ON_RESUME
+    from training.checkpointing import CHANGEABLE_ON_RESUME, FIT_CHANGEABLE_ON_RESUME
 
     base = {"progress", "log_every"}
     assert set(CHANGEABLE_ON_RESUME) == base
@@ -456,7 +456,7 @@ def test_what_a_resumed_run_may_change_is_the_shared_base_and_each_experiments_o
 
 
 def test_a_renamed_key_reads_under_its_current_name():
-    from experiments.common import current_names
+    from training.checks import current_names
 
     old = {"game": "pong", "noise": "both", "seed": 0}
     assert current_names(old) == {"game": "pong", "distractors": "both", "seed": 0}
@@ -467,7 +467,7 @@ def test_a_renamed_key_reads_under_its_current_name():
 def test_a_work_folder_that_recorded_noise_resumes_with_the_same_distractors(tmp_path):
     """The distractor bars' config key was `noise`: a work folder whose settings.json says so resumes with the same
     value under `distractors`, and refuses another, naming the key by its current name."""
-    from experiments.checkpointing import check_settings
+    from training.checkpointing import check_settings
 
     (tmp_path / "settings.json").write_text(json.dumps({"sigma": 0.1, "noise": "vertical"}))
     check_settings(tmp_path, {"sigma": 0.1, "distractors": "vertical"})
@@ -478,7 +478,7 @@ def test_a_work_folder_that_recorded_noise_resumes_with_the_same_distractors(tmp
 def test_a_new_key_whose_old_value_is_known_is_compared_with_it(tmp_path):
     """A work folder from before pointnet_coordinates resumes with it off (what it trained with) and is refused with it
     on (the quick preset now), instead of failing to restore weights of another shape."""
-    from experiments.checkpointing import check_settings
+    from training.checkpointing import check_settings
 
     (tmp_path / "settings.json").write_text(json.dumps({"sigma": 0.1}))
     check_settings(tmp_path, {"sigma": 0.1, "pointnet_coordinates": False, "pointnet_refit_restarts": 1})
@@ -516,7 +516,7 @@ def test_after_a_run_that_trained_nothing_a_smaller_batch_size_is_accepted(tmp_p
 def test_an_interrupted_checkpoint_save_is_cleaned_at_the_next_start(tmp_path):
     """A kill during tf.train.CheckpointManager.save leaves ckpt-N_temp/ (and the index file's temporary copy) in
     last/; the next start under the work folder's lock removes those, and only those."""
-    from experiments.checkpointing import load_state
+    from training.checkpointing import load_state
 
     last = tmp_path / "last"
     (last / "ckpt-3_temp").mkdir(parents=True)
@@ -539,7 +539,7 @@ def test_ensure_dataset_waits_for_another_process_generating_it_and_uses_its_dat
     import time
 
     from data import storage
-    from experiments import generate_data
+    from experiments import generation
 
     dataset = tmp_path / "pong"
     partial = tmp_path / "pong.partial"
@@ -556,11 +556,11 @@ def test_ensure_dataset_waits_for_another_process_generating_it_and_uses_its_dat
 
         other = threading.Thread(target=finish)
         other.start()
-        original, generate_data.ex.run = generate_data.ex.run, refuse
+        original, generation.ex.run = generation.ex.run, refuse
         try:
-            generate_data.ensure_dataset(str(dataset), "pong", 180, 0, True, False, wait_s=60, poll_s=0.1)
+            generation.ensure_dataset(str(dataset), "pong", 180, 0, True, False, wait_s=60, poll_s=0.1)
         finally:
-            generate_data.ex.run = original
+            generation.ex.run = original
             other.join()
     assert storage.read_manifest(dataset)["game"] == "pong"
     assert not partial.exists()  # the waiting process took the lock, found the dataset and left nothing
@@ -568,24 +568,24 @@ def test_ensure_dataset_waits_for_another_process_generating_it_and_uses_its_dat
 
 def test_ensure_dataset_waits_a_bounded_time_naming_the_generating_process(tmp_path, capsys):
     from data.storage import FolderInUseError
-    from experiments import generate_data
+    from experiments import generation
 
     dataset = tmp_path / "pong"
     with held_by_another_process(tmp_path / "pong.partial") as pid:
         with pytest.raises(FolderInUseError, match=rf"{dataset} is still being generated by .*pid {pid}.*rerun"):
-            generate_data.ensure_dataset(str(dataset), "pong", 180, 0, True, False, wait_s=0.5, poll_s=0.1)
+            generation.ensure_dataset(str(dataset), "pong", 180, 0, True, False, wait_s=0.5, poll_s=0.1)
     assert f"Waiting for process {pid}" in capsys.readouterr().out
     assert not dataset.exists()
 
 
 def test_ensure_dataset_generates_a_missing_dataset_once(tmp_path):
     from data import storage
-    from experiments import generate_data
+    from experiments import generation
 
-    generate_data.ex.observers[:] = [FileStorageObserver(str(tmp_path / "runs"))]
+    generation.ex.observers[:] = [FileStorageObserver(str(tmp_path / "runs"))]
     dataset = tmp_path / "pong"
     for _ in range(2):  # the second call finds it made
-        generate_data.ensure_dataset(str(dataset), "pong", 30, 0, True, False, workers=1)
+        generation.ensure_dataset(str(dataset), "pong", 30, 0, True, False, workers=1)
     assert storage.read_manifest(dataset)["game"] == "pong"
     assert not (tmp_path / "pong.partial").exists()
     assert len(list((tmp_path / "runs").glob("*/run.json"))) == 1
@@ -624,8 +624,8 @@ def test_the_quick_preset_keeps_the_settings_it_was_measured_with():
 def test_work_folders_from_before_the_authors_options_resume_as_they_trained(tmp_path):
     """A settings.json without the new keys compares as the values those runs had: a quick run resumes, a paper run
     (BatchNorm in the LSPNs, another monitor) is refused instead of failing to restore."""
-    from experiments.checkpointing import check_settings
     from experiments.train_permakey import ex
+    from training.checkpointing import check_settings
 
     (tmp_path / "settings.json").write_text(json.dumps({"sigma": 0.1}))
     quick = ex.resolved_config(["quick"])

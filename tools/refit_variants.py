@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from data.games import get_game
-from experiments.keypoint_training import DataSettings
 from experiments.train_permakey import (
     VALIDATION_FRAMES,
     Optimization,
@@ -30,6 +29,7 @@ from experiments.train_permakey import (
 )
 from permakey.keypointer import PermaKeyKeypointer
 from permakey.model import PermaKeyConfig
+from training.keypoint_training import DataSettings
 
 
 class Quiet:

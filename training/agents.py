@@ -13,12 +13,12 @@ from typing import Any
 import gymnasium as gym
 
 from data.storage import write_json_atomic
-from experiments.common import check_range, current_names
-from experiments.keypointers import keypointer_folder, load_keypointer
 from keypoints.protocol import blank_output
 from rl.envs import keypoint_observation, make_agent_env
 from rl.loop import Schedule, Trainer
 from rl.networks import RecurrentQNetwork
+from training.checks import check_range, current_names
+from training.keypointers import keypointer_folder, load_keypointer
 
 AGENT_FILE = "agent.json"
 AGENT_WEIGHTS = "agent.weights.h5"
