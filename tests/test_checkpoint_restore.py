@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from experiments.train_permakey import Optimization, PermaKeyTraining
-from experiments.train_transporter import TransporterTraining
 from rl.learner import Learner
 from rl.networks import RecurrentQNetwork
 from rl.options import OptionLearner, OptionQNetwork
 from tests.permakey.conftest import tiny_config as tiny_permakey
 from tests.transporter.test_model import tiny_config as tiny_transporter
 from training.checkpointing import load_state, write_json_atomic
+from training.permakey_training import Optimization, PermaKeyTraining
+from training.transporter_training import TransporterTraining
 
 
 def _permakey(norm: str = "batch", **options):

@@ -158,8 +158,8 @@ def test_pointnet_refit_trains_a_fresh_pointnet_alone_once(tmp_path, pong_datase
 
 
 def test_pointnet_refit_restarts_keep_the_one_whose_keypoints_move_most(tmp_path, pong_dataset):
-    from experiments.train_permakey import validation_motion
     from permakey.keypointer import PermaKeyKeypointer
+    from training.permakey_training import validation_motion
 
     work = tmp_path / "work"
     run = _permakey_run(
@@ -185,8 +185,8 @@ def test_pointnet_refit_normalisations_keep_the_most_moving_refit_with_its_norma
 ):
     """Also: each refit is a new model with its own traced step and keypointer; TensorFlow counted their traces
     together and warned of excessive retracing from the fifth refit on (the quick preset runs eight)."""
-    from experiments.train_permakey import validation_motion
     from permakey.keypointer import PermaKeyKeypointer
+    from training.permakey_training import validation_motion
 
     caplog.set_level(logging.WARNING)
     work = tmp_path / "work"
@@ -637,7 +637,7 @@ def test_work_folders_from_before_the_authors_options_resume_as_they_trained(tmp
 
 def test_learning_rate_schedules_decay_as_the_paper_and_the_authors_code_say():
     """The paper: x0.85 every 10000 steps; the authors' code: InverseTimeDecay, lr / (1 + 0.85 floor(t / 10000))."""
-    from experiments.train_permakey import Optimization
+    from training.permakey_training import Optimization
 
     def rates(schedule: str) -> list[float]:
         adam = Optimization(2e-4, 1e-3, 10_000, 0.85, schedule).optimizers()
@@ -656,8 +656,8 @@ def test_learning_rate_schedules_decay_as_the_paper_and_the_authors_code_say():
 
 
 def test_train_permakey_refuses_an_unknown_monitor(tmp_path):
-    from experiments.train_permakey import Optimization, PermaKeyTraining
     from tests.permakey.conftest import tiny_config as tiny_permakey
+    from training.permakey_training import Optimization, PermaKeyTraining
 
     with pytest.raises(ValueError, match=r"monitor must be one of .*val_lsp_pointnet_loss"):
         PermaKeyTraining(

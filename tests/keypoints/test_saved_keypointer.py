@@ -6,12 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-from experiments.train_permakey import Optimization
 from keypoints.protocol import CONFIG_FILE, WEIGHTS_FILE, DamagedKeypointerError
 from permakey.keypointer import PermaKeyKeypointer, build_permakey
 from tests.permakey.conftest import tiny_config as permakey_config
 from tests.transporter.test_model import tiny_config as transporter_config
 from training.keypointers import load_keypointer
+from training.permakey_training import Optimization
 from transporter.keypointer import TransporterKeypointer
 from transporter.model import build_transporter
 
