@@ -6,6 +6,10 @@ and a picture of frames with their ground-truth objects. Rerunning with the same
 dataset and resumes an interrupted one.
 """
 
+# The experiment lives here, not in its main (experiments/generate_data.py, which only runs it from the command line),
+# so that the experiments that need a dataset run it as a run of its own (`ensure_dataset`) without importing another
+# main; the docstring above is its --help.
+
 from __future__ import annotations
 
 import os
@@ -22,8 +26,6 @@ from training import datasets
 from training.workspace import Workspace
 
 ex = experiment("generate_data", __doc__)
-"""The generation experiment, here (not in its main, experiments/generate_data.py) so that the experiments that need a
-dataset run it as a run of their own (`ensure_dataset`) without importing another main."""
 
 
 @ex.config
