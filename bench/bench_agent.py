@@ -23,14 +23,14 @@ import keras
 import tensorflow as tf
 
 from bench.common import rate
-from experiments.agents import agent_env, build_network
-from experiments.keypointers import load_keypointer
-from experiments.precision import detect_precision, keras_policy, machine_summary
 from rl.actor import QPolicy
 from rl.envs import make_agent_env
 from rl.learner import Learner
 from rl.loop import Schedule, Trainer, replay_fields
 from rl.replay import SequenceReplay
+from training.agents import agent_env, build_network
+from training.keypointers import load_keypointer
+from training.precision import detect_precision, keras_policy, machine_summary
 
 ENCODER_OPTIONS = {"gnn": {"steps": 1}, "cnn": {"filters": 128, "binarise": None}, "keyqn": {"bins": 16}}
 
@@ -51,6 +51,24 @@ def make_keypointer(name: str, policy: str):
         from transporter.model import build_transporter
 
         return TransporterKeypointer(build_transporter(benchmark_config("pkey_reimpl", norm="layer")))
+
+
+def projected(ms: dict[str, float]) -> dict[str, float]:
+    """The per-part times `ms`, the projected wall time of 100k agent steps (learning every 4 from step 10k) and each
+    part's share of it."""
+    per_step = ms["emulation ms/step"] + ms["keypointer+view ms/step"] + ms["acting ms/step"]
+    learning = ms["learning ms/update"] * (100_000 - 10_000) / 4
+    total = per_step * 100_000 + learning
+    result = dict(ms)
+    result["projected 100k minutes"] = total / 1e3 / 60
+    for name, part in (
+        ("emulation", ms["emulation ms/step"] * 100_000),
+        ("keypointer", ms["keypointer+view ms/step"] * 100_000),
+        ("acting", ms["acting ms/step"] * 100_000),
+        ("learning", learning),
+    ):
+        result[f"share {name}"] = part / total
+    return result
 
 
 def measure(game: str, keypointer, encoder: str, seconds: float, loop_steps: int) -> dict[str, float]:
@@ -88,18 +106,7 @@ def measure(game: str, keypointer, encoder: str, seconds: float, loop_steps: int
         "acting ms/step": 1e3 / rate(lambda: policy.act(observation), 1, seconds),
         "learning ms/update": 1e3 / rate(lambda: learner.train_step(*batch)["loss"], 1, seconds, warmup=1),
     }
-    per_step = ms["emulation ms/step"] + ms["keypointer+view ms/step"] + ms["acting ms/step"]
-    learning = ms["learning ms/update"] * (100_000 - 10_000) / 4
-    total = per_step * 100_000 + learning
-    result = dict(ms)
-    result["projected 100k minutes"] = total / 1e3 / 60
-    for name, part in (
-        ("emulation", ms["emulation ms/step"] * 100_000),
-        ("keypointer", ms["keypointer+view ms/step"] * 100_000),
-        ("acting", ms["acting ms/step"] * 100_000),
-        ("learning", learning),
-    ):
-        result[f"share {name}"] = part / total
+    result = projected(ms)
 
     # The real loop with learning on: prime the replay, then time acting and learning together.
     replay = SequenceReplay(loop_steps + 200, fields, seed=0)

@@ -15,9 +15,9 @@ import numpy as np
 import tensorflow as tf
 
 from bench.common import forward_flops, matmul_peak_gflops, rate
-from experiments.precision import machine_summary
 from permakey.keypointer import PermaKeyKeypointer, build_permakey
 from permakey.model import MODULES, PermaKeyConfig
+from training.precision import machine_summary
 
 PAPER = PermaKeyConfig(
     num_keypoints=8,

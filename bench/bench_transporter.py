@@ -15,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from bench.common import forward_flops, matmul_peak_gflops, rate
-from experiments.precision import machine_summary
 from experiments.train_transporter import ARCHITECTURES
+from training.precision import machine_summary
 from transporter.keypointer import TransporterKeypointer
 from transporter.model import TransporterConfig, build_transporter
 

@@ -15,7 +15,6 @@ import dataclasses
 import functools
 import json
 import logging
-import math
 import numbers
 import os
 import re
@@ -30,7 +29,7 @@ from sacred.observers import FileStorageObserver
 from sacred.observers.file_storage import DEFAULT_FILE_STORAGE_PRIORITY
 from sacred.run import Run
 
-from experiments.workspace import Workspace
+from training.workspace import Workspace
 
 # Sacred's default "fd" capture tees the console through subprocesses that it kills at the end of every run, printing
 # "tee_stdout.wait timeout. Forcibly terminating." twice; "sys" captures what Python prints, which is what runs log.
@@ -64,19 +63,6 @@ def check_config_types(updates: dict[str, Any], defaults: dict[str, Any]) -> Non
 
 
 _ALLOWED = {(float, int), (str, int), (str, float)}
-
-
-def check_range(name: str, value: Any, low: float, high: float = math.inf, *, above: bool = False) -> None:
-    """Refuses a config value outside [low, high] ((low, high] when `above`: the value must exceed `low`), naming the
-    value and the allowed range; NaN is out of every range. Experiments check their values before anything is
-    generated, trained or recorded."""
-    inside = (value > low if above else value >= low) and value <= high
-    if not inside:
-        if high == math.inf:
-            allowed = f"{'>' if above else '>='} {low:g}"
-        else:
-            allowed = f"in {'(' if above else '['}{low:g}, {high:g}]"
-        raise ValueError(f"{name}={value!r} is out of range: {name} must be {allowed}.")
 
 
 _URL_PASSWORD = re.compile(r"(?<=://)([^/@:]*):[^/@]*@")
@@ -195,18 +181,6 @@ def observers_from_environment() -> list[Any]:
     if os.environ.get("SQL_URL"):
         observers.append(sql_observer(os.environ["SQL_URL"]))
     return observers
-
-
-RENAMED_KEYS = {"noise": "distractors"}
-"""Config keys renamed since runs were recorded: {old name: current name}."""
-
-
-def current_names(record: dict[str, Any]) -> dict[str, Any]:
-    """`record` with its keys renamed since it was written under their current names (RENAMED_KEYS): for what older
-    code wrote and this code reads, a run's config.json, a work folder's settings.json, a saved agent.json, a grid
-    job's recorded config updates. A key present under both names keeps the current one's value."""
-    old = {RENAMED_KEYS[key]: value for key, value in record.items() if key in RENAMED_KEYS}
-    return {**old, **{key: value for key, value in record.items() if key not in RENAMED_KEYS}}
 
 
 def settings_from_config(cls: Any, config: dict[str, Any], changeable: Sequence[str], **resolved: Any) -> Any:

@@ -30,11 +30,13 @@ import pandas as pd
 from scipy import stats
 
 from data.games import get_game
-from experiments.common import check_mongo, current_names, experiment, masked_url, mongo_client, mongo_from_environment
+from experiments.common import check_mongo, experiment, masked_url, mongo_client, mongo_from_environment
+from experiments.grid_runs import UnreadableRunFile, job_status, read_run_file, tagged_runs
 from experiments.grids import expand
-from experiments.keypointers import builtin_name, keypointer_folder
-from experiments.run_grid import UnreadableRunFile, job_status, read_run_file, tagged_runs
-from experiments.workspace import Workspace
+from training.checks import current_names
+from training.keypointers import builtin_name, keypointer_folder
+from training.tables import markdown_table
+from training.workspace import Workspace
 
 ex = experiment("compare", __doc__)
 log = logging.getLogger(__name__)
@@ -101,20 +103,6 @@ def config():
     out = "reports/compare"
     page = ""  # also write the report as this markdown page (e.g. docs/agents_cpu.md), its learning curves beside it
     bootstrap = 2000
-
-
-def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
-    """A pipe table (pandas' to_markdown needs the tabulate package)."""
-
-    def text(value: Any) -> str:
-        if isinstance(value, float):
-            return "-" if np.isnan(value) else f"{value:.{digits}g}"
-        return str(value)
-
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join(text(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
 
 
 def _read_json(path: Path) -> Any:

@@ -37,9 +37,7 @@ from data.generate import policy_tag  # noqa: E402
 from data.readers import Episode, read_episodes  # noqa: E402
 from data.visualize import draw_objects  # noqa: E402
 from experiments.common import experiment  # noqa: E402
-from experiments.generate_data import ensure_dataset  # noqa: E402
-from experiments.keypointers import keypointer_folder, load_keypointer  # noqa: E402
-from experiments.workspace import Workspace  # noqa: E402
+from experiments.generation import ensure_dataset  # noqa: E402
 from keypoints.draw import draw_keypoints  # noqa: E402
 from keypoints.metrics import (  # noqa: E402
     collapse_statistics,
@@ -53,6 +51,8 @@ from keypoints.metrics import (  # noqa: E402
 )
 from keypoints.motion import MotionKeypointer  # noqa: E402
 from keypoints.protocol import Keypointer  # noqa: E402
+from training.keypointers import keypointer_folder, load_keypointer  # noqa: E402
+from training.workspace import Workspace  # noqa: E402
 
 REFERENCES = ("random", "motion")
 """Reference keypointers: uniform random points, and the training-free motion baseline (keypoints/motion.py)."""

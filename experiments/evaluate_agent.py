@@ -12,28 +12,25 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from data.atari import MAX_EPISODE_FRAMES
-from experiments.agents import agent_env, load_agent
 from experiments.common import experiment
-from experiments.keypointers import describe_keypointer
-from experiments.precision import detect_precision
-from rl.actor import Policy, QPolicy, RandomPolicy
+from rl.actor import QPolicy, RandomPolicy
 from rl.envs import make_agent_env
-from rl.evaluation import policy_scores, protocol_summary
+from rl.evaluation import protocol_summary
+from training.agents import agent_env, load_agent
+from training.keypointers import describe_keypointer
+from training.precision import detect_precision
+from training.scoring import TEST_SEED, score_policies
 
 ex = experiment("evaluate_agent", __doc__)
 EXPERIMENT_NAMES = ("evaluate_agent", "test_agent")
 """The Sacred experiment names of this experiment's runs (run.json's experiment.name): runs recorded before the module
 was renamed from experiments/test_agent.py say test_agent. Nothing selects runs by this name today (compare reads
 train_agent, eval_keypoints and explore runs); whatever comes to must take both."""
-
-TEST_SEED = 100_000
-"""Test environment seeds are TEST_SEED + i, i < seeds: unseen by training (seed) and validation (10,000 + seed)."""
 
 
 @ex.config
@@ -43,24 +40,8 @@ def config():
     episodes = 10
     max_episode_frames = MAX_EPISODE_FRAMES
     random_baseline = True
-    precision = "auto"  # the frozen keypointers' compute precision (experiments/precision.py); networks stay float32
+    precision = "auto"  # the frozen keypointers' compute precision (training/precision.py); networks stay float32
     progress = True
-
-
-def score_policies(
-    policies: dict[str, Policy], envs: dict[str, Any], seeds: list[int], episodes: int, progress: bool
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Every policy on the same seeds: the long table of episode scores and the array [policies, seeds, episodes]."""
-    rows, arrays = [], []
-    for name, policy in policies.items():
-        scores = policy_scores(envs[name], policy, seeds, episodes, progress, name)
-        arrays.append(scores)
-        rows += [
-            {"policy": name, "seed": seed, "episode": e, "score": scores[i, e]}
-            for i, seed in enumerate(seeds)
-            for e in range(episodes)
-        ]
-    return pd.DataFrame(rows), np.stack(arrays)
 
 
 def summary_markdown(summaries: dict[str, dict], command: str, seeds: int, episodes: int) -> str:

@@ -29,28 +29,25 @@ import gymnasium as gym
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from tqdm.auto import tqdm
 
-from data.atari import MAX_EPISODE_FRAMES, GroundTruth, ram_of
+from data.atari import MAX_EPISODE_FRAMES
 from data.distractors import check_distractors
 from data.games import Game, get_game
-from data.storage import hold_folder
-from experiments.agents import check_learning, resume_learning, save_learning
-from experiments.checkpointing import CHANGEABLE_ON_RESUME, link_runs, load_state, record_settings
-from experiments.common import check_range, experiment, settings_from_config
-from experiments.exploration_report import ExplorationCurves, ringed_frame, write_outputs
-from experiments.keypointers import describe_keypointer, keypointer_tag, load_keypointer
-from experiments.precision import detect_precision
-from experiments.workspace import Workspace
-from keypoints.metrics import grid_to_frame, scored_objects, truth_from_boxes
+from experiments.common import experiment, settings_from_config
 from keypoints.protocol import Keypointer, ObjectKeypointer, blank_output
 from rl.actor import Policy, RandomPolicy
 from rl.envs import keypoint_observation, make_agent_env
 from rl.evaluation import play_budget
-from rl.loop import Schedule, Trainer, replay_fields, train_with_validation
+from rl.loop import Schedule, Trainer
 from rl.options import OptionLearner, OptionPolicy, OptionQNetwork, RepeatedActionPolicy
-from rl.replay import SequenceReplay
+from training.agents import Agent, Stretches, acting_trainer, build_agent, check_learning, learn_resumably
+from training.checkpointing import CHANGEABLE_ON_RESUME
+from training.checks import check_range
+from training.exploration import AvatarCheck, ExplorationCurves, ringed_frame, write_outputs
+from training.keypointers import describe_keypointer, keypointer_tag, load_keypointer
+from training.precision import detect_precision
+from training.workspace import Workspace
 
 ex = experiment("explore", __doc__)
 
@@ -98,7 +95,7 @@ def config():
     video_steps = 600
     log_every = 100
     progress = True
-    precision = "auto"  # the frozen keypointer's (experiments/precision.py); the options network stays float32
+    precision = "auto"  # the frozen keypointer's (training/precision.py); the options network stays float32
     keypointer_name = keypointer_tag(keypointer) if keypointer else "none"
     work = Workspace.here().work_folder(
         "explore", get_game(game).name, f"kp{keypointer_name}", encoder, distractors, seed=seed
@@ -184,18 +181,6 @@ class ExploreSettings:
         )
 
 
-@dataclasses.dataclass
-class Explorer:
-    """A run's option learner, built: the networks, the learner, the training environment, the replay."""
-
-    online: OptionQNetwork
-    target: OptionQNetwork
-    learner: OptionLearner
-    env: gym.Env
-    replay: SequenceReplay
-    num_actions: int
-
-
 def options_network(
     settings: ExploreSettings, keypointer: Keypointer | ObjectKeypointer, num_actions: int
 ) -> OptionQNetwork:
@@ -219,106 +204,43 @@ def game_env(settings: ExploreSettings) -> gym.Env:
     )
 
 
-def build_explorer(settings: ExploreSettings, keypointer: Keypointer | ObjectKeypointer) -> Explorer:
+def build_explorer(settings: ExploreSettings, keypointer: Keypointer | ObjectKeypointer) -> Agent:
+    """The option learner (training.agents.build_agent: an OptionQNetwork and its Q(lambda) learner) in whole games."""
     num_actions = int(game_env(settings).action_space.n)  # type: ignore[attr-defined]
-    online = options_network(settings, keypointer, num_actions)
-    target = options_network(settings, keypointer, num_actions)
-    learner = OptionLearner(online, target, **settings.learner)  # type: ignore[arg-type]
-    env = keypoint_observation(game_env(settings), keypointer, online.view)
-    replay = SequenceReplay(settings.replay_capacity, replay_fields(env.observation_space), seed=settings.seed)
-    zeros = {k: tf.zeros((1, settings.schedule.window + 1, *shape)) for k, (shape, _) in replay.fields.items()}
-    learner.start(zeros)
-    return Explorer(online, target, learner, env, replay, num_actions)
-
-
-def train_options(settings: ExploreSettings, explorer: Explorer, learning: ExplorationCurves, run: Any) -> Trainer:
-    """Learns the options resumably in the work folder, checkpointing every `checkpoint_every` steps."""
-    work = settings.work
-    behaviour = OptionPolicy(explorer.online, settings.option_steps, settings.seed, "train", settings.epsilon_range)
-    trainer = Trainer(
-        explorer.env,
-        explorer.online,
-        explorer.learner,
-        explorer.replay,
-        settings.schedule,
+    return build_agent(
+        lambda: options_network(settings, keypointer, num_actions),
+        lambda online, target: OptionLearner(online, target, **settings.learner),  # type: ignore[arg-type]
+        lambda online: keypoint_observation(game_env(settings), keypointer, online.view),
+        num_actions=num_actions,
+        replay_capacity=settings.replay_capacity,
+        window=settings.schedule.window,
         seed=settings.seed,
-        on_episode=learning.on_episode,
-        on_update=learning.on_update,
-        policy=behaviour,
     )
-    optimizer = explorer.learner.optimizer
-    checkpoint = tf.train.Checkpoint(online=explorer.online, target=explorer.target, optimizer=optimizer)
-    with hold_folder(work):
-        saved = load_state(work, checkpoint, settings.trained, fresh={})
-        link_runs(work, run)
-        if saved:
-            resume_learning(work, saved, trainer, learning, run)
-            behaviour.steps = trainer.step  # options started after the resume count their start from here
-        manager = tf.train.CheckpointManager(checkpoint, str(work / "last"), max_to_keep=1)
-        total = settings.schedule.total_steps
-        bar = tqdm(total=total, initial=trainer.step, desc="option steps", disable=not settings.progress)
 
-        def summary() -> float:  # the stretch's options: how far they moved their keypoints
-            return learning.take_options(behaviour.finished)
 
-        def keep(step: int, moved: float) -> None:
-            bar.set_postfix(moved=moved)
-            record_settings(work, settings.trained)
-            manager.save(checkpoint_number=step)
-            save_learning(work, trainer, learning)
+def train_options(settings: ExploreSettings, explorer: Agent, learning: ExplorationCurves, run: Any) -> Trainer:
+    """Learns the options resumably in the work folder (training.agents.learn_resumably), checkpointing every
+    `checkpoint_every` steps."""
+    behaviour = OptionPolicy(explorer.online, settings.option_steps, settings.seed, "train", settings.epsilon_range)
+    trainer = acting_trainer(explorer, settings.schedule, settings.seed, learning, policy=behaviour)
 
-        with bar:
-            train_with_validation(trainer, settings.checkpoint_every, summary, keep, bar)
+    def resumed(saved: dict[str, Any]) -> None:
+        behaviour.steps = trainer.step  # options started after the resume count their start from here
+
+    def summary() -> float:  # the stretch's options: how far they moved their keypoints
+        return learning.take_options(behaviour.finished)
+
+    def keep(step: int, moved: float, bar: Any) -> dict[str, Any]:
+        bar.set_postfix(moved=moved)
+        return {}
+
+    stretches = Stretches(settings.checkpoint_every, summary, keep, resumed, "option steps")
+    learn_resumably(settings.work, settings.trained, explorer, trainer, learning, stretches, run, settings.progress)
     return trainer
 
 
-class AvatarCheck:
-    """How often the most controllable keypoint lies within epsilon of the game's player (OCAtari ground truth), and
-    the same for every keypoint (chance and best-keypoint references). Counts steps where the player is on screen.
-    Keypoints are mapped to the frame through the keypointer's geometry, as the tracking evaluation maps them; epsilon
-    is the game's tracking threshold, 0.2 where the game has none (Transporter's value for pong and frostbite)."""
-
-    def __init__(self, game: Game, env: gym.Env, keypointer: Keypointer | ObjectKeypointer):
-        self.truth = GroundTruth(game)
-        self.player = self.truth.categories.index("Player") if "Player" in self.truth.categories else None
-        self.env, self.epsilon = env, float(game.epsilon or 0.2)
-        self.grid, self.geometry = keypointer.geometry
-        self.hits, self.each, self.steps = 0, np.zeros(keypointer.num_keypoints), 0
-
-    def reset(self) -> None:
-        self.truth.reset()
-
-    def on_step(self, keypoints: np.ndarray, chosen: int) -> None:
-        if self.player is None:
-            return
-        objects = self.truth.detect(ram_of(self.env))
-        keep = np.arange(len(self.truth.categories)) == self.player
-        boxes = objects.boxes[scored_objects(objects.boxes, objects.categories, keep)]
-        if not len(boxes):
-            return
-        frame = grid_to_frame(keypoints, self.grid, self.geometry)
-        near = np.linalg.norm(frame - truth_from_boxes(boxes[:1])[0], axis=-1) <= self.epsilon
-        self.hits += int(near[chosen])
-        self.each += near
-        self.steps += 1
-
-    def summary(self) -> dict[str, Any]:
-        if self.player is None or not self.steps:
-            return {"measured": False}
-        each = self.each / self.steps
-        return {
-            "measured": True,
-            "steps": self.steps,
-            "epsilon": self.epsilon,
-            "most_controllable": self.hits / self.steps,
-            "per_keypoint": each.round(4).tolist(),
-            "best_keypoint": float(each.max()),
-            "mean_keypoint": float(each.mean()),
-        }
-
-
 def explore(
-    settings: ExploreSettings, explorer: Explorer, keypointer: Keypointer | ObjectKeypointer
+    settings: ExploreSettings, explorer: Agent, keypointer: Keypointer | ObjectKeypointer
 ) -> tuple[pd.DataFrame, dict[str, Any], list[Any], list[np.ndarray]]:
     """The exploration methods (METHODS) for `explore_steps` agent steps each from the same env seed: random actions
     and a random action held for T steps (no keypointer), and random options of the most controllable keypoint

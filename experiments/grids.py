@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from data.games import get_game
-from experiments.workspace import Workspace
+from training.workspace import Workspace
 
 TABLE1_GAMES = ("battlezone", "ms_pacman", "seaquest", "frostbite")
 TABLE2_GAMES = ("seaquest", "ms_pacman")
@@ -36,7 +36,7 @@ TABLE3_KEYPOINTS = (5, 7, 10)
 EXPLORE_GAMES = ("ms_pacman", "seaquest", "montezuma_revenge")
 KEYPOINTERS = ("permakey", "transporter")
 ENCODERS = ("cnn", "gnn")
-BUILTIN_KEYPOINTERS = ("oracle", "motion")  # experiments.keypointers.BUILTIN: no keypointer job to train
+BUILTIN_KEYPOINTERS = ("oracle", "motion")  # training.keypointers.BUILTIN: no keypointer job to train
 # Table 2's distractor bars: "a coloured strip (either horizontal, vertical or both) at random locations" (PermaKey
 # paper, 5.2).
 TABLE2_DISTRACTORS = "both"

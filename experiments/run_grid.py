@@ -18,8 +18,6 @@ parallel jobs writing into one runs/ never share or lose a run (tests/test_run_g
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import signal
 import subprocess
@@ -30,84 +28,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from experiments.common import current_names
+from experiments.grid_runs import job_status, tagged_runs
 from experiments.grids import GRIDS, Job, expand
-from experiments.workspace import Workspace
+from training.workspace import Workspace
 
 REPO = str(Path(__file__).resolve().parents[1])
 """The checkout's root: the job processes and Ray's workers import the project from here (on a cluster, every
 machine needs the checkout at the same path)."""
-
-
-log = logging.getLogger(__name__)
-
-
-class UnreadableRunFile(ValueError):
-    """A run's JSON file (run.json, config.json, ...) that cannot be read as a JSON object; the message names the
-    file and why."""
-
-
-def read_run_file(path: Path) -> dict[str, Any]:
-    """A run's JSON file as a dict, or UnreadableRunFile naming the file and why."""
-    try:
-        record = json.loads(path.read_text())
-    except OSError as e:
-        raise UnreadableRunFile(f"{path} cannot be read ({e.strerror or e})") from None
-    except json.JSONDecodeError as e:
-        raise UnreadableRunFile(f"{path} is not valid JSON ({e}): truncated, or being written right now") from None
-    if not isinstance(record, dict):
-        raise UnreadableRunFile(f"{path} holds a JSON {type(record).__name__}, not a run record")
-    return record
-
-
-def tagged_runs(runs_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
-    """{tag: [{"id", "status", "updates"}, ...] in id order} of the runs in a FileStorage folder that carry a comment
-    (`updates`: the config updates the run was started with, under their current names: an older run's `noise` is
-    `distractors`). An unreadable run.json is a warning naming it."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    root = Path(runs_dir)
-    if not root.is_dir():
-        return found
-    for folder in root.iterdir():
-        if not folder.name.isdigit():
-            continue
-        if not (folder / "run.json").exists():
-            continue  # a run being created
-        try:
-            run = read_run_file(folder / "run.json")
-        except UnreadableRunFile as e:
-            log.warning("%s; its run counts for no job (a job it completed runs again)", e)
-            continue
-        meta = run.get("meta") or {}
-        if meta.get("comment"):
-            updates = meta.get("config_updates")
-            updates = current_names(updates) if isinstance(updates, dict) else updates
-            entry = {"id": int(folder.name), "status": run.get("status"), "updates": updates}
-            found.setdefault(meta["comment"], []).append(entry)
-    for runs in found.values():
-        runs.sort(key=lambda r: r["id"])
-    return found
-
-
-def job_runs(job: Job, runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """The job's runs in id order: those tagged with its tag, and those recorded before tags named the preset (its
-    legacy tag) that ran with exactly its config updates (which name the preset's work folders)."""
-    mine = list(runs.get(job.tag, []))
-    if job.legacy_tag != job.tag:
-        updates = json.loads(json.dumps(job.settings))
-        mine += [r for r in runs.get(job.legacy_tag, []) if r.get("updates") == updates]
-    return sorted(mine, key=lambda r: r["id"])
-
-
-def job_status(job: Job, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, int | None]:
-    """("completed" | "failed" | "interrupted" | "missing", latest run id): COMPLETED in any of its runs counts."""
-    mine = job_runs(job, runs)
-    if any(r["status"] == "COMPLETED" for r in mine):
-        return "completed", max(r["id"] for r in mine if r["status"] == "COMPLETED")
-    if not mine:
-        return "missing", None
-    last = mine[-1]
-    return ("failed" if last["status"] == "FAILED" else "interrupted"), last["id"]
 
 
 def plan(jobs: list[Job], runs_dir: str | Path) -> dict[str, list[Job]]:

@@ -27,39 +27,38 @@ import gymnasium as gym
 import imageio.v2 as imageio
 import keras
 import numpy as np
-import tensorflow as tf
-from tqdm.auto import tqdm
 
 from data.atari import MAX_EPISODE_FRAMES
 from data.distractors import check_distractors
 from data.games import Game, get_game
-from data.storage import hold_folder
-from experiments.agents import (
-    AGENT_FILE,
-    AGENT_WEIGHTS,
-    LearningCurves,
-    agent_env,
-    build_network,
-    check_learning,
-    resume_learning,
-    save_agent,
-    save_learning,
-)
-from experiments.checkpointing import CHANGEABLE_ON_RESUME, link_runs, load_state, record_settings
-from experiments.common import check_range, experiment, settings_from_config
-from experiments.evaluate_agent import TEST_SEED, score_policies
-from experiments.keypointers import describe_keypointer, keypointer_reference, keypointer_tag, load_keypointer
-from experiments.precision import detect_precision
-from experiments.workspace import Workspace
+from experiments.common import experiment, settings_from_config
 from keypoints.draw import draw_keypoints
 from keypoints.protocol import Keypointer, ObjectKeypointer
 from rl.actor import Policy, QPolicy, RandomPolicy
 from rl.envs import make_agent_env
 from rl.evaluation import play, protocol_summary
 from rl.learner import Learner
-from rl.loop import Schedule, Trainer, replay_fields, train_with_validation
-from rl.networks import RecurrentQNetwork
-from rl.replay import SequenceReplay
+from rl.loop import Schedule, Trainer
+from training.agents import (
+    AGENT_FILE,
+    AGENT_WEIGHTS,
+    Agent,
+    LearningCurves,
+    Stretches,
+    acting_trainer,
+    agent_env,
+    build_agent,
+    build_network,
+    check_learning,
+    learn_resumably,
+    save_agent,
+)
+from training.checkpointing import CHANGEABLE_ON_RESUME
+from training.checks import check_range
+from training.keypointers import describe_keypointer, keypointer_reference, keypointer_tag, load_keypointer
+from training.precision import detect_precision
+from training.scoring import TEST_SEED, score_policies
+from training.workspace import Workspace
 
 ex = experiment("train_agent", __doc__)
 
@@ -111,7 +110,7 @@ def config():
     log_every = 100  # updates between logged losses
     progress = True
     # The frozen keypointer's compute precision: mixed_bfloat16 on GPUs and AMX/AVX512-BF16 CPUs, float32 elsewhere
-    # (experiments/precision.py). The agent's own networks stay float32.
+    # (training/precision.py). The agent's own networks stay float32.
     precision = "auto"
     keypointer_name = keypointer_tag(keypointer) if keypointer else "none"  # unique per keypointer folder
     # A preset other than the paper's is part of the folder's name, so that a quick and a cpu run of the same agent
@@ -280,21 +279,9 @@ class AgentCurves(LearningCurves):
         self.run.log_scalar("validation.score", score, step)
 
 
-@dataclasses.dataclass
-class Agent:
-    """A run's agent, built: what it learns with and the environments it trains and validates in."""
-
-    info: dict[str, Any]  # agent.json's fields
-    online: RecurrentQNetwork
-    target: RecurrentQNetwork
-    learner: Learner
-    env: gym.Env
-    validation_env: gym.Env
-    replay: SequenceReplay
-
-
-def build_agent(settings: AgentSettings, keypointer: Keypointer | ObjectKeypointer) -> Agent:
-    """The networks (variables created), the learner started on them, the environments and an empty replay."""
+def build(settings: AgentSettings, keypointer: Keypointer | ObjectKeypointer) -> tuple[Agent, dict[str, Any], gym.Env]:
+    """The agent (training.agents.build_agent: a recurrent Q-network and its learner), agent.json's fields and the
+    validation environment."""
     game = settings.game.name
     num_actions = int(make_agent_env(game, train=False, max_episode_frames=400).action_space.n)  # type: ignore[attr-defined]
     info = {
@@ -306,72 +293,68 @@ def build_agent(settings: AgentSettings, keypointer: Keypointer | ObjectKeypoint
         "keypointer": keypointer_reference(settings.keypointer),
         "distractors": settings.distractors,
     }
-    online, target = build_network(info, keypointer), build_network(info, keypointer)
-    learner = Learner(online, target, **settings.learner)  # type: ignore[arg-type]
     frames = {"distractors": settings.distractors, "max_episode_frames": settings.max_episode_frames}
-    env = agent_env(game, keypointer, online, train=True, **frames)  # type: ignore[arg-type]
-    validation_env = agent_env(game, keypointer, online, train=False, **frames)  # type: ignore[arg-type]
-    replay = SequenceReplay(settings.replay_capacity, replay_fields(env.observation_space), seed=settings.seed)
-    zeros = {k: tf.zeros((1, settings.schedule.window + 1, *shape)) for k, (shape, _) in replay.fields.items()}
-    learner.start(zeros)
-    return Agent(info, online, target, learner, env, validation_env, replay)
+    agent = build_agent(
+        lambda: build_network(info, keypointer),
+        lambda online, target: Learner(online, target, **settings.learner),  # type: ignore[arg-type]
+        lambda online: agent_env(game, keypointer, online, train=True, **frames),  # type: ignore[arg-type]
+        num_actions=num_actions,
+        replay_capacity=settings.replay_capacity,
+        window=settings.schedule.window,
+        seed=settings.seed,
+    )
+    validation_env = agent_env(game, keypointer, agent.online, train=False, **frames)  # type: ignore[arg-type]
+    return agent, info, validation_env
 
 
-def resume(work: Path, saved: dict[str, Any], trainer: Trainer, learning: AgentCurves, run: Any) -> dict[str, Any]:
-    """Continues from the work folder's saved state (state.json; the checkpoint already restored): the replay, the
-    loop's counters and the curves, which this run's `learning` receives whole. Returns the best validation so far."""
-    resume_learning(work, saved, trainer, learning, run)
-    for step, score in learning.curves["validation"]:  # this run's metrics hold the whole validation curve
-        run.log_scalar("validation.score", score, step)
-    return saved["best"]
-
-
-def train(settings: AgentSettings, agent: Agent, trainer: Trainer, learning: AgentCurves, run: Any) -> dict[str, Any]:
-    """Trains resumably in the work folder, validating and checkpointing every `validate_every` steps (networks,
-    optimizer, replay, counters, curves) and keeping the best policy in best/. Returns the best validation."""
-    work = settings.work
-    checkpoint = tf.train.Checkpoint(online=agent.online, target=agent.target, optimizer=agent.learner.optimizer)
+def train(
+    settings: AgentSettings,
+    agent: Agent,
+    info: dict[str, Any],
+    validation_env: gym.Env,
+    learning: AgentCurves,
+    run: Any,
+) -> tuple[Trainer, dict[str, Any]]:
+    """Trains resumably in the work folder (training.agents.learn_resumably), validating every `validate_every` steps
+    and keeping the best policy in best/. Returns the trainer and the best validation."""
+    trainer = acting_trainer(agent, settings.schedule, settings.seed, learning)
     best = {"best": -np.inf, "best_step": 0}
-    with hold_folder(work):  # a second run into this work folder is refused
-        saved = load_state(work, checkpoint, settings.trained, fresh={})
-        link_runs(work, run)
-        if saved:
-            best = resume(work, saved, trainer, learning, run)
-        manager = tf.train.CheckpointManager(checkpoint, str(work / "last"), max_to_keep=1)
-        validator = QPolicy(agent.online, epsilon=0.0, seed=0)
-        # The same validation episodes every time (seed, then its stream), so checkpoints compare fairly.
-        seed, episodes = VALIDATION_SEED + settings.seed, settings.validation_episodes
-        total, progress = settings.schedule.total_steps, settings.progress
-        bar = tqdm(total=total, initial=trainer.step, desc="agent steps", disable=not progress)
+    validator = QPolicy(agent.online, epsilon=0.0, seed=0)
+    # The same validation episodes every time (seed, then its stream), so checkpoints compare fairly.
+    seed, episodes = VALIDATION_SEED + settings.seed, settings.validation_episodes
 
-        def validate() -> float:
-            return float(np.mean(play(agent.validation_env, validator, seed, episodes)))
+    def resumed(saved: dict[str, Any]) -> None:
+        nonlocal best
+        for step, score in learning.curves["validation"]:  # this run's metrics hold the whole validation curve
+            run.log_scalar("validation.score", score, step)
+        best = saved["best"]
 
-        def keep(step: int, score: float) -> None:
-            nonlocal best
-            learning.on_validation(step, score)
-            bar.set_postfix(validation=score, best=max(score, best["best"]))
-            if score > best["best"]:
-                best = {"best": score, "best_step": step}
-                save_agent(work / "best", {**agent.info, "step": step, "validation": score}, agent.online)
-            record_settings(work, settings.trained)
-            manager.save(checkpoint_number=step)
-            save_learning(work, trainer, learning, best=best)
+    def validate() -> float:
+        return float(np.mean(play(validation_env, validator, seed, episodes)))
 
-        with bar:
-            train_with_validation(trainer, settings.validate_every, validate, keep, bar)
-    return best
+    def keep(step: int, score: float, bar: Any) -> dict[str, Any]:
+        nonlocal best
+        learning.on_validation(step, score)
+        bar.set_postfix(validation=score, best=max(score, best["best"]))
+        if score > best["best"]:
+            best = {"best": score, "best_step": step}
+            save_agent(settings.work / "best", {**info, "step": step, "validation": score}, agent.online)
+        return {"best": best}
+
+    stretches = Stretches(settings.validate_every, validate, keep, resumed, "agent steps")
+    learn_resumably(settings.work, settings.trained, agent, trainer, learning, stretches, run, settings.progress)
+    return trainer, best
 
 
-def test_protocol(settings: AgentSettings, agent: Agent, keypointer: Keypointer | ObjectKeypointer, run: Any):
+def test_protocol(settings: AgentSettings, info: dict[str, Any], keypointer: Keypointer | ObjectKeypointer, run: Any):
     """The best policy and the random policy on the same unseen seeds (rl/evaluation.py). Returns the best policy's
     network, its test environment, the score table and the summaries."""
-    best = build_network(agent.info, keypointer)
+    best = build_network(info, keypointer)
     best.load_weights(str(settings.work / "best" / AGENT_WEIGHTS))
     frames = {"distractors": settings.distractors, "max_episode_frames": settings.max_episode_frames}
     test_env = agent_env(settings.game.name, keypointer, best, train=False, **frames)  # type: ignore[arg-type]
     seeds = [TEST_SEED + i for i in range(settings.test_seeds)]
-    num_actions = agent.info["num_actions"]
+    num_actions = info["num_actions"]
     policies: dict[str, Policy] = {
         "agent": QPolicy(best, epsilon=0.0, seed=0),
         "random": RandomPolicy(num_actions, seed=settings.seed),
@@ -411,25 +394,15 @@ def main(_config, _run):
     _run.info["keypointer"] = describe_keypointer(keypointer)
     settings.work.mkdir(parents=True, exist_ok=True)
 
-    agent = build_agent(settings, keypointer)
+    agent, info, validation_env = build(settings, keypointer)
     _run.info["replay_gigabytes"] = agent.replay.nbytes / 1e9
     learning = AgentCurves(_run, settings.log_every)
-    trainer = Trainer(
-        agent.env,
-        agent.online,
-        agent.learner,
-        agent.replay,
-        settings.schedule,
-        seed=settings.seed,
-        on_episode=learning.on_episode,
-        on_update=learning.on_update,
-    )
-    state = train(settings, agent, trainer, learning, _run)
+    trainer, state = train(settings, agent, info, validation_env, learning, _run)
     _run.info["timing_seconds"] = trainer.timing.as_dict()
     _run.info["best_validation"] = state
 
     best_info = json.loads((settings.work / "best" / AGENT_FILE).read_text())
-    best, test_env, table, summaries = test_protocol(settings, agent, keypointer, _run)
+    best, test_env, table, summaries = test_protocol(settings, info, keypointer, _run)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         table.to_csv(folder / "test_scores.csv", index=False)

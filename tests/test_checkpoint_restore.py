@@ -1,5 +1,5 @@
 """Every model and optimizer the project checkpoints comes back whole from a save/restore round trip through
-experiments.checkpointing.load_state, and a restore that would leave a variable behind fails loudly."""
+training.checkpointing.load_state, and a restore that would leave a variable behind fails loudly."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from experiments.checkpointing import load_state, write_json_atomic
-from experiments.train_permakey import Optimization, PermaKeyTraining
-from experiments.train_transporter import TransporterTraining
 from rl.learner import Learner
 from rl.networks import RecurrentQNetwork
 from rl.options import OptionLearner, OptionQNetwork
 from tests.permakey.conftest import tiny_config as tiny_permakey
 from tests.transporter.test_model import tiny_config as tiny_transporter
+from training.checkpointing import load_state, write_json_atomic
+from training.permakey_training import Optimization, PermaKeyTraining
+from training.transporter_training import TransporterTraining
 
 
 def _permakey(norm: str = "batch", **options):

@@ -93,7 +93,7 @@ def test_keras_prints_a_line_per_epoch_when_its_output_is_not_a_terminal():
     what a log wants (verbose=2); a terminal keeps the bar, and progress=False prints nothing."""
     import io
 
-    from experiments.checkpointing import fit_verbosity
+    from training.checkpointing import fit_verbosity
 
     primary, secondary = os.openpty()
     with open(secondary, "w") as terminal:

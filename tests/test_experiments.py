@@ -161,8 +161,8 @@ def test_pointnet_refit_trains_a_fresh_pointnet_alone_once(tmp_path, pong_datase
 
 
 def test_pointnet_refit_restarts_keep_the_one_whose_keypoints_move_most(tmp_path, pong_dataset):
-    from experiments.train_permakey import validation_motion
     from permakey.keypointer import PermaKeyKeypointer
+    from training.permakey_training import validation_motion
 
     work = tmp_path / "work"
     run = _permakey_run(
@@ -188,8 +188,8 @@ def test_pointnet_refit_normalisations_keep_the_most_moving_refit_with_its_norma
 ):
     """Also: each refit is a new model with its own traced step and keypointer; TensorFlow counted their traces
     together and warned of excessive retracing from the fifth refit on (the quick preset runs eight)."""
-    from experiments.train_permakey import validation_motion
     from permakey.keypointer import PermaKeyKeypointer
+    from training.permakey_training import validation_motion
 
     caplog.set_level(logging.WARNING)
     work = tmp_path / "work"
@@ -239,7 +239,7 @@ def test_train_permakey_missing_dataset_says_how_to_make_it(tmp_path):
 
 
 def test_nan_guard_stops_with_a_clear_message(tmp_path):
-    from experiments.checkpointing import NaNGuard, NaNLossError
+    from training.checkpointing import NaNGuard, NaNLossError
 
     guard = NaNGuard(tmp_path)
     guard.on_epoch_begin(2)
@@ -384,7 +384,7 @@ def test_eval_keypoints_unknown_run_id_is_named(tmp_path, pong_dataset, monkeypa
 def test_keypoint_health_tells_keypoints_on_objects_from_still_ones():
     from types import SimpleNamespace
 
-    from experiments.health import GroundTruthClip, KeypointHealth
+    from training.health import GroundTruthClip, KeypointHealth
 
     class Run:
         def __init__(self):
@@ -438,7 +438,7 @@ def test_keypoint_health_tells_keypoints_on_objects_from_still_ones():
 
 
 def test_work_folders_from_before_a_new_config_key_still_resume(tmp_path):
-    from experiments.checkpointing import check_settings
+    from training.checkpointing import check_settings
 
     (tmp_path / "settings.json").write_text(json.dumps({"sigma": 0.1, "norm": "layer"}))
     check_settings(tmp_path, {"sigma": 0.1, "norm": "layer", "error_normalisation": "activation"})  # a key added since
@@ -452,7 +452,7 @@ def test_what_a_resumed_run_may_change_is_the_shared_base_and_each_experiments_o
     """Each experiment adds to CHANGEABLE_ON_RESUME; the sets are the ones work folders were recorded with (one entry
     more or less would refuse, or let through, old work folders)."""
     from experiments import explore, train_agent
-    from experiments.checkpointing import CHANGEABLE_ON_RESUME, FIT_CHANGEABLE_ON_RESUME
+    from training.checkpointing import CHANGEABLE_ON_RESUME, FIT_CHANGEABLE_ON_RESUME
 
     base = {"progress", "log_every"}
     assert set(CHANGEABLE_ON_RESUME) == base
@@ -463,7 +463,7 @@ def test_what_a_resumed_run_may_change_is_the_shared_base_and_each_experiments_o
 
 
 def test_a_renamed_key_reads_under_its_current_name():
-    from experiments.common import current_names
+    from training.checks import current_names
 
     old = {"game": "pong", "noise": "both", "seed": 0}
     assert current_names(old) == {"game": "pong", "distractors": "both", "seed": 0}
@@ -474,7 +474,7 @@ def test_a_renamed_key_reads_under_its_current_name():
 def test_a_work_folder_that_recorded_noise_resumes_with_the_same_distractors(tmp_path):
     """The distractor bars' config key was `noise`: a work folder whose settings.json says so resumes with the same
     value under `distractors`, and refuses another, naming the key by its current name."""
-    from experiments.checkpointing import check_settings
+    from training.checkpointing import check_settings
 
     (tmp_path / "settings.json").write_text(json.dumps({"sigma": 0.1, "noise": "vertical"}))
     check_settings(tmp_path, {"sigma": 0.1, "distractors": "vertical"})
@@ -485,7 +485,7 @@ def test_a_work_folder_that_recorded_noise_resumes_with_the_same_distractors(tmp
 def test_a_new_key_whose_old_value_is_known_is_compared_with_it(tmp_path):
     """A work folder from before pointnet_coordinates resumes with it off (what it trained with) and is refused with it
     on (the quick preset now), instead of failing to restore weights of another shape."""
-    from experiments.checkpointing import check_settings
+    from training.checkpointing import check_settings
 
     (tmp_path / "settings.json").write_text(json.dumps({"sigma": 0.1}))
     check_settings(tmp_path, {"sigma": 0.1, "pointnet_coordinates": False, "pointnet_refit_restarts": 1})
@@ -523,7 +523,7 @@ def test_after_a_run_that_trained_nothing_a_smaller_batch_size_is_accepted(tmp_p
 def test_an_interrupted_checkpoint_save_is_cleaned_at_the_next_start(tmp_path):
     """A kill during tf.train.CheckpointManager.save leaves ckpt-N_temp/ (and the index file's temporary copy) in
     last/; the next start under the work folder's lock removes those, and only those."""
-    from experiments.checkpointing import load_state
+    from training.checkpointing import load_state
 
     last = tmp_path / "last"
     (last / "ckpt-3_temp").mkdir(parents=True)
@@ -546,7 +546,7 @@ def test_ensure_dataset_waits_for_another_process_generating_it_and_uses_its_dat
     import time
 
     from data import storage
-    from experiments import generate_data
+    from experiments import generation
 
     dataset = tmp_path / "pong"
     partial = tmp_path / "pong.partial"
@@ -563,11 +563,11 @@ def test_ensure_dataset_waits_for_another_process_generating_it_and_uses_its_dat
 
         other = threading.Thread(target=finish)
         other.start()
-        original, generate_data.ex.run = generate_data.ex.run, refuse
+        original, generation.ex.run = generation.ex.run, refuse
         try:
-            generate_data.ensure_dataset(str(dataset), "pong", 180, 0, True, False, wait_s=60, poll_s=0.1)
+            generation.ensure_dataset(str(dataset), "pong", 180, 0, True, False, wait_s=60, poll_s=0.1)
         finally:
-            generate_data.ex.run = original
+            generation.ex.run = original
             other.join()
     assert storage.read_manifest(dataset)["game"] == "pong"
     assert not partial.exists()  # the waiting process took the lock, found the dataset and left nothing
@@ -575,24 +575,24 @@ def test_ensure_dataset_waits_for_another_process_generating_it_and_uses_its_dat
 
 def test_ensure_dataset_waits_a_bounded_time_naming_the_generating_process(tmp_path, capsys):
     from data.storage import FolderInUseError
-    from experiments import generate_data
+    from experiments import generation
 
     dataset = tmp_path / "pong"
     with held_by_another_process(tmp_path / "pong.partial") as pid:
         with pytest.raises(FolderInUseError, match=rf"{dataset} is still being generated by .*pid {pid}.*rerun"):
-            generate_data.ensure_dataset(str(dataset), "pong", 180, 0, True, False, wait_s=0.5, poll_s=0.1)
+            generation.ensure_dataset(str(dataset), "pong", 180, 0, True, False, wait_s=0.5, poll_s=0.1)
     assert f"Waiting for process {pid}" in capsys.readouterr().out
     assert not dataset.exists()
 
 
 def test_ensure_dataset_generates_a_missing_dataset_once(tmp_path):
     from data import storage
-    from experiments import generate_data
+    from experiments import generation
 
-    generate_data.ex.observers[:] = [FileStorageObserver(str(tmp_path / "runs"))]
+    generation.ex.observers[:] = [FileStorageObserver(str(tmp_path / "runs"))]
     dataset = tmp_path / "pong"
     for _ in range(2):  # the second call finds it made
-        generate_data.ensure_dataset(str(dataset), "pong", 30, 0, True, False, workers=1)
+        generation.ensure_dataset(str(dataset), "pong", 30, 0, True, False, workers=1)
     assert storage.read_manifest(dataset)["game"] == "pong"
     assert not (tmp_path / "pong.partial").exists()
     assert len(list((tmp_path / "runs").glob("*/run.json"))) == 1
@@ -631,8 +631,8 @@ def test_the_quick_preset_keeps_the_settings_it_was_measured_with():
 def test_work_folders_from_before_the_authors_options_resume_as_they_trained(tmp_path):
     """A settings.json without the new keys compares as the values those runs had: a quick run resumes, a paper run
     (BatchNorm in the LSPNs, another monitor) is refused instead of failing to restore."""
-    from experiments.checkpointing import check_settings
     from experiments.train_permakey import ex
+    from training.checkpointing import check_settings
 
     (tmp_path / "settings.json").write_text(json.dumps({"sigma": 0.1}))
     quick = ex.resolved_config(["quick"])
@@ -644,7 +644,7 @@ def test_work_folders_from_before_the_authors_options_resume_as_they_trained(tmp
 
 def test_learning_rate_schedules_decay_as_the_paper_and_the_authors_code_say():
     """The paper: x0.85 every 10000 steps; the authors' code: InverseTimeDecay, lr / (1 + 0.85 floor(t / 10000))."""
-    from experiments.train_permakey import Optimization
+    from training.permakey_training import Optimization
 
     def rates(schedule: str) -> list[float]:
         adam = Optimization(2e-4, 1e-3, 10_000, 0.85, schedule).optimizers()
@@ -663,8 +663,8 @@ def test_learning_rate_schedules_decay_as_the_paper_and_the_authors_code_say():
 
 
 def test_train_permakey_refuses_an_unknown_monitor(tmp_path):
-    from experiments.train_permakey import Optimization, PermaKeyTraining
     from tests.permakey.conftest import tiny_config as tiny_permakey
+    from training.permakey_training import Optimization, PermaKeyTraining
 
     with pytest.raises(ValueError, match=r"monitor must be one of .*val_lsp_pointnet_loss"):
         PermaKeyTraining(

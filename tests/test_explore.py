@@ -67,16 +67,16 @@ def test_explore_learns_options_compares_methods_and_records(tmp_path, tiny_keyp
 
 
 def test_interrupted_explore_run_resumes_and_refuses_other_settings(tmp_path, tiny_keypointer, monkeypatch):  # noqa: F811
-    from experiments import exploration_report
+    from training import exploration
 
-    original = exploration_report.ExplorationCurves.on_update
+    original = exploration.ExplorationCurves.on_update
 
     def stop_after_the_first_checkpoint(self, step, out):
         if step > 28:  # the checkpoint at step 20 is written; the run dies before the one at 40
             raise KeyboardInterrupt
         original(self, step, out)
 
-    monkeypatch.setattr(exploration_report.ExplorationCurves, "on_update", stop_after_the_first_checkpoint)
+    monkeypatch.setattr(exploration.ExplorationCurves, "on_update", stop_after_the_first_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         _explore_run(tmp_path, tiny_keypointer, explore_steps=5)
     assert json.loads((tmp_path / "work" / "state.json").read_text())["trainer"]["step"] == 20

@@ -1,6 +1,6 @@
 import pytest
 
-from experiments.precision import cpu_flags, resolve_precision
+from training.precision import cpu_flags, resolve_precision
 
 
 def test_auto_picks_bfloat16_only_where_the_hardware_computes_it_fast():
@@ -32,9 +32,9 @@ def test_a_keypointer_loads_in_bfloat16_computes_in_it_and_answers_in_float32(tm
     import keras
     import numpy as np
 
-    from experiments.keypointers import load_keypointer
     from permakey.keypointer import PermaKeyKeypointer, build_permakey
     from tests.permakey.conftest import tiny_config
+    from training.keypointers import load_keypointer
 
     keras.utils.set_random_seed(0)
     PermaKeyKeypointer(build_permakey(tiny_config(norm="layer"))).save(tmp_path)

@@ -13,8 +13,9 @@ import time
 
 import pytest
 
+from experiments.grid_runs import job_status, tagged_runs
 from experiments.grids import Job, dependency_order, expand
-from experiments.run_grid import REPO, job_status, main, plan, run_grid, start_ray, tagged_runs
+from experiments.run_grid import REPO, main, plan, run_grid, start_ray
 
 
 def test_table1_expands_to_shared_keypointers_then_agents():

@@ -7,8 +7,8 @@ import pytest
 from sacred.observers import FileStorageObserver
 
 from experiments import explore, run_grid, train_agent, train_permakey, train_transporter
-from experiments.common import check_range
 from experiments.grids import expand
+from training.checks import check_range
 
 
 def test_check_range_names_the_value_and_the_range():

@@ -22,10 +22,10 @@ import numpy as np
 import tensorflow as tf
 
 from data.games import get_game
-from experiments.health import ground_truth_clip
 from keypoints.metrics import mass_on_objects
 from permakey.keypointer import PermaKeyKeypointer
 from permakey.lspn import ERROR_METRICS, ERROR_NORMALISATIONS, error_map, live_cells, stack_error_maps
+from training.health import ground_truth_clip
 
 
 def masked_error_map(

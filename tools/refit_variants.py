@@ -6,7 +6,7 @@ are PointNet's stop-gradient targets only).
     --variants mse:activation mse:image mse:none [--seeds 0 1] [--steps 600]`
 
 Each variant is metric:normalisation (permakey.lspn.error_map). Every variant and seed trains a PointNet with
-the refit of experiments/train_permakey.py (fresh_pointnet, train_pointnet: the same initialisation and batch order
+the refit of training/permakey_training.py (fresh_pointnet, train_pointnet: the same initialisation and batch order
 for a seed under every variant) on the training split's maps, prints its keypoint motion on the validation frames and
 saves the keypointer to DIR/<variant>-s<seed>, ready for `make eval-keypoints RUNS=...`.
 """
@@ -19,8 +19,10 @@ import time
 from pathlib import Path
 
 from data.games import get_game
-from experiments.keypoint_training import DataSettings
-from experiments.train_permakey import (
+from permakey.keypointer import PermaKeyKeypointer
+from permakey.model import PermaKeyConfig
+from training.keypoint_training import DataSettings
+from training.permakey_training import (
     VALIDATION_FRAMES,
     Optimization,
     PermaKeyTraining,
@@ -28,8 +30,6 @@ from experiments.train_permakey import (
     train_pointnet,
     validation_motion,
 )
-from permakey.keypointer import PermaKeyKeypointer
-from permakey.model import PermaKeyConfig
 
 
 class Quiet:

@@ -111,7 +111,7 @@ def test_an_older_manifest_without_a_policy_reads_as_uniform(pong_dataset, tmp_p
 
 
 def test_a_training_refuses_an_existing_dataset_of_another_policy(pong_dataset):
-    from experiments.generate_data import ensure_dataset
+    from experiments.generation import ensure_dataset
 
     ensure_dataset(str(pong_dataset), "pong", 180, 0, True, False)  # uniform, as made: nothing to do
     with pytest.raises(storage.DatasetError, match=r"generated with policy uniform .* asks for sticky .*dataset="):

@@ -93,7 +93,7 @@ def test_the_motion_baseline_runs_through_every_encoder_unchanged(encoder):
 
 
 def test_the_run_records_the_motion_baseline_not_ground_truth():
-    from experiments.keypointers import describe_keypointer, keypointer_reference, keypointer_tag, load_keypointer
+    from training.keypointers import describe_keypointer, keypointer_reference, keypointer_tag, load_keypointer
 
     keypointer = load_keypointer("motion", game="pong")
     assert isinstance(keypointer, MotionAgentKeypointer) and keypointer.num_keypoints == 3

@@ -6,12 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-from experiments.keypointers import load_keypointer
-from experiments.train_permakey import Optimization
 from keypoints.protocol import CONFIG_FILE, WEIGHTS_FILE, DamagedKeypointerError
 from permakey.keypointer import PermaKeyKeypointer, build_permakey
 from tests.permakey.conftest import tiny_config as permakey_config
 from tests.transporter.test_model import tiny_config as transporter_config
+from training.keypointers import load_keypointer
+from training.permakey_training import Optimization
 from transporter.keypointer import TransporterKeypointer
 from transporter.model import build_transporter
 
@@ -72,7 +72,7 @@ def truncate(path, keep: float = 0.5) -> None:
 
 @pytest.mark.parametrize("damaged", [CONFIG_FILE, WEIGHTS_FILE])
 def test_a_truncated_keypointer_file_is_named_with_what_to_do(tmp_path, damaged):
-    """Both through the keypointer's own load and through experiments.keypointers.load_keypointer (KP= / RUNS=);
+    """Both through the keypointer's own load and through training.keypointers.load_keypointer (KP= / RUNS=);
     they used to end in a raw JSON or h5py error."""
     compiled_transporter().save(tmp_path)
     truncate(tmp_path / damaged)

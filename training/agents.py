@@ -1,24 +1,35 @@
-"""Saved agents: a folder holding agent.json (what to rebuild: game, encoder, keypointer folder, ...) and
+"""Agents that learn by acting on a frozen keypointer's view, assembled and trained in one place for train_agent
+(a recurrent DQN) and explore (keypoint options): `build_agent` (networks, learner, environment, replay) and
+`learn_resumably` (the work folder's checkpoints, replay and curves, evaluated and kept every stretch); what differs
+between the two is passed in.
+
+Saved agents: a folder holding agent.json (what to rebuild: game, encoder, keypointer folder, ...) and
 agent.weights.h5 (the Q-network). A train_agent run folder is such a folder, as is its work/.../best.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import tensorflow as tf
+from tqdm.auto import tqdm
 
-from data.storage import write_json_atomic
-from experiments.common import check_range, current_names
-from experiments.keypointers import keypointer_folder, load_keypointer
+from data.storage import hold_folder, write_json_atomic
 from keypoints.protocol import blank_output
 from rl.envs import keypoint_observation, make_agent_env
-from rl.loop import Schedule, Trainer
+from rl.loop import Schedule, Trainer, replay_fields, train_with_validation
 from rl.networks import RecurrentQNetwork
+from rl.replay import SequenceReplay
+from training.checkpointing import link_runs, load_state, record_settings
+from training.checks import check_range, current_names
+from training.keypointers import keypointer_folder, load_keypointer
 
 AGENT_FILE = "agent.json"
 AGENT_WEIGHTS = "agent.weights.h5"
@@ -123,3 +134,102 @@ def resume_learning(work: Path, saved: dict[str, Any], trainer: Trainer, learnin
     trainer.restore(saved["trainer"])
     learning.curves, learning.updates = saved["curves"], saved.get("updates", 0)
     run.info["resumed_from_step"] = trainer.step
+
+
+@dataclasses.dataclass
+class Agent:
+    """An agent built to learn by acting: its online and target networks, the learner that updates them, the
+    environment it trains in (seen through the keypointer and the network's view) and its replay."""
+
+    online: Any
+    target: Any
+    learner: Any
+    env: gym.Env
+    replay: SequenceReplay
+    num_actions: int
+
+
+def build_agent(
+    network: Callable[[], Any],
+    learner: Callable[[Any, Any], Any],
+    env: Callable[[Any], gym.Env],
+    *,
+    num_actions: int,
+    replay_capacity: int,
+    window: int,
+    seed: int,
+) -> Agent:
+    """The online and target networks from `network()` (variables created), `learner(online, target)` started on
+    them, the training environment `env(online)` and an empty replay of its observations."""
+    online, target = network(), network()
+    started = learner(online, target)
+    train_env = env(online)
+    replay = SequenceReplay(replay_capacity, replay_fields(train_env.observation_space), seed=seed)
+    zeros = {k: tf.zeros((1, window + 1, *shape)) for k, (shape, _) in replay.fields.items()}
+    started.start(zeros)
+    return Agent(online, target, started, train_env, replay, num_actions)
+
+
+def acting_trainer(
+    agent: Agent, schedule: Schedule, seed: int, learning: LearningCurves, policy: Any = None
+) -> Trainer:
+    """The loop that acts in `agent.env` with `policy` (the online network's epsilon-greedy one when None) and learns
+    on `schedule`, reporting to `learning`."""
+    return Trainer(
+        agent.env,
+        agent.online,
+        agent.learner,
+        agent.replay,
+        schedule,
+        seed=seed,
+        on_episode=learning.on_episode,
+        on_update=learning.on_update,
+        policy=policy,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Stretches:
+    """What `learn_resumably` does after each stretch of `every` agent steps: `evaluate()` scores the policy, and
+    `keep(step, score, bar)` (before the checkpoint) returns what state.json records besides the loop's counters and
+    curves; `resumed(saved)` takes the rest of a resumed work folder's state.json. `desc` names the progress bar."""
+
+    every: int
+    evaluate: Callable[[], float]
+    keep: Callable[[int, float, Any], dict[str, Any]]
+    resumed: Callable[[dict[str, Any]], None]
+    desc: str
+
+
+def learn_resumably(
+    work: Path,
+    trained: dict[str, Any],
+    agent: Agent,
+    trainer: Trainer,
+    learning: LearningCurves,
+    stretches: Stretches,
+    run: Any,
+    progress: bool,
+) -> None:
+    """Trains resumably in the work folder `work` (held: a second run into it is refused): a folder whose settings.json
+    matches `trained` resumes (networks, optimizer, replay, counters, curves), and after each stretch the settings,
+    the checkpoint (work/last) and state.json are written."""
+    checkpoint = tf.train.Checkpoint(online=agent.online, target=agent.target, optimizer=agent.learner.optimizer)
+    with hold_folder(work):
+        saved = load_state(work, checkpoint, trained, fresh={})
+        link_runs(work, run)
+        if saved:
+            resume_learning(work, saved, trainer, learning, run)
+            stretches.resumed(saved)
+        manager = tf.train.CheckpointManager(checkpoint, str(work / "last"), max_to_keep=1)
+        total = trainer.schedule.total_steps
+        bar = tqdm(total=total, initial=trainer.step, desc=stretches.desc, disable=not progress)
+
+        def keep(step: int, score: float) -> None:
+            extra = stretches.keep(step, score, bar)
+            record_settings(work, trained)
+            manager.save(checkpoint_number=step)
+            save_learning(work, trainer, learning, **extra)
+
+        with bar:
+            train_with_validation(trainer, stretches.every, stretches.evaluate, keep, bar)

@@ -29,8 +29,8 @@ import keras
 import tensorflow as tf
 
 from data.storage import hold_folder, write_json_atomic
-from experiments.common import check_range, current_names
 from keypoints.protocol import CONFIG_FILE, WEIGHTS_FILE
+from training.checks import check_range, current_names
 
 CHANGEABLE_ON_RESUME = ("progress", "log_every")
 """Config entries that do not change what is trained, in every experiment that resumes from a work folder: a resumed
@@ -198,7 +198,7 @@ def check_settings(work: Path, settings: dict) -> None:
 
     A key the saved settings lack was added to the config after that run started. It is compared with the value older
     runs had when ADDED_SETTINGS knows it, and not compared otherwise (the new key's default keeps the behaviour the
-    run had), so older work folders still resume. A key renamed since (experiments.common.RENAMED_KEYS) is compared
+    run had), so older work folders still resume. A key renamed since (training.checks.RENAMED_KEYS) is compared
     under its current name."""
     settings_path = work / "settings.json"
     if settings_path.exists():

@@ -1,5 +1,6 @@
-"""What an explore run records (experiments/explore.py): its learning curves while it trains, and at the end the
-return table of the exploration methods, the pictures and the options network.
+"""What an explore run records (experiments/explore.py): its learning curves while it trains, how often the most
+controllable keypoint lies on the player while it explores (AvatarCheck), and at the end the return table of the
+exploration methods, the pictures and the options network.
 
 Files of a run: exploration_returns.csv (every episode of every method), exploration.md (the tables), options.png
 (options' intrinsic returns over training, equation 2's choice over time, the return distributions),
@@ -16,15 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import gymnasium as gym
 import imageio.v2 as imageio
 import numpy as np
 import pandas as pd
 
-from experiments.agents import LearningCurves
-from experiments.compare import markdown_table
+from data.atari import GroundTruth, ram_of
+from data.games import Game
 from keypoints.draw import draw_keypoints
+from keypoints.metrics import grid_to_frame, scored_objects, truth_from_boxes
 from keypoints.ops import keypoints_to_pixels
+from keypoints.protocol import Keypointer, ObjectKeypointer
 from rl.options import DIRECTIONS, Option
+from training.agents import LearningCurves
+from training.tables import markdown_table
 
 OPTION_COLUMNS = ["start", "keypoint", "direction", "displacement", "steps", "epsilon", "most_controllable"]
 PERCENTILES = (10, 25, 50, 75, 90)
@@ -49,6 +55,51 @@ class ExplorationCurves(LearningCurves):
         if rows:
             self.run.log_scalar("train.option_displacement", moved, rows[-1][0])
         return moved
+
+
+class AvatarCheck:
+    """How often the most controllable keypoint lies within epsilon of the game's player (OCAtari ground truth), and
+    the same for every keypoint (chance and best-keypoint references). Counts steps where the player is on screen.
+    Keypoints are mapped to the frame through the keypointer's geometry, as the tracking evaluation maps them; epsilon
+    is the game's tracking threshold, 0.2 where the game has none (Transporter's value for pong and frostbite)."""
+
+    def __init__(self, game: Game, env: gym.Env, keypointer: Keypointer | ObjectKeypointer):
+        self.truth = GroundTruth(game)
+        self.player = self.truth.categories.index("Player") if "Player" in self.truth.categories else None
+        self.env, self.epsilon = env, float(game.epsilon or 0.2)
+        self.grid, self.geometry = keypointer.geometry
+        self.hits, self.each, self.steps = 0, np.zeros(keypointer.num_keypoints), 0
+
+    def reset(self) -> None:
+        self.truth.reset()
+
+    def on_step(self, keypoints: np.ndarray, chosen: int) -> None:
+        if self.player is None:
+            return
+        objects = self.truth.detect(ram_of(self.env))
+        keep = np.arange(len(self.truth.categories)) == self.player
+        boxes = objects.boxes[scored_objects(objects.boxes, objects.categories, keep)]
+        if not len(boxes):
+            return
+        frame = grid_to_frame(keypoints, self.grid, self.geometry)
+        near = np.linalg.norm(frame - truth_from_boxes(boxes[:1])[0], axis=-1) <= self.epsilon
+        self.hits += int(near[chosen])
+        self.each += near
+        self.steps += 1
+
+    def summary(self) -> dict[str, Any]:
+        if self.player is None or not self.steps:
+            return {"measured": False}
+        each = self.each / self.steps
+        return {
+            "measured": True,
+            "steps": self.steps,
+            "epsilon": self.epsilon,
+            "most_controllable": self.hits / self.steps,
+            "per_keypoint": each.round(4).tolist(),
+            "best_keypoint": float(each.max()),
+            "mean_keypoint": float(each.mean()),
+        }
 
 
 def return_summary(table: pd.DataFrame, methods: Sequence[str]) -> dict[str, dict[str, float]]:

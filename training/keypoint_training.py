@@ -3,7 +3,7 @@
 A main turns its Sacred config into frozen settings (`DataSettings`, `FitSettings`) and a `KeypointMethod` (what
 differs between models: how to build, read, picture and reload them) and calls `train_keypoint_model`, which runs the
 one skeleton: seed, precision, the dataset (generated when missing), the splits, the model, per-epoch keypoint health,
-resumable training (experiments/checkpointing.py), an optional step after training, and the best epoch's test losses,
+resumable training (training/checkpointing.py), an optional step after training, and the best epoch's test losses,
 pictures and keypointer recorded in the run.
 """
 
@@ -19,11 +19,11 @@ import tensorflow as tf
 
 from data.distractors import check_distractors
 from data.games import Game, get_game
-from experiments.checkpointing import FitSettings, add_best_to_run, train_resumably
-from experiments.common import check_range
-from experiments.generate_data import ensure_dataset
-from experiments.health import CLIP_FRAMES, KeypointHealth, ground_truth_clip
-from experiments.precision import detect_precision
+from training.checkpointing import FitSettings, add_best_to_run, train_resumably
+from training.checks import check_range
+from training.datasets import ensure_dataset
+from training.health import CLIP_FRAMES, KeypointHealth, ground_truth_clip
+from training.precision import detect_precision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,10 +104,17 @@ def start(run: Any, seed: int, precision: str) -> None:
 
 
 def train_keypoint_model(
-    run: Any, method: KeypointMethod, data: DataSettings, fit: FitSettings, seed: int, precision: str
+    run: Any,
+    method: KeypointMethod,
+    data: DataSettings,
+    fit: FitSettings,
+    seed: int,
+    precision: str,
+    generate: Callable[[dict[str, Any]], Any],
 ) -> tuple[dict, dict[str, float]]:
-    """Trains `method`'s model resumably in `fit.work` and records its best epoch in the Sacred `run`. Returns the
-    training state (best epoch and value) and the best keypointer's test metrics."""
+    """Trains `method`'s model resumably in `fit.work` and records its best epoch in the Sacred `run`; a missing
+    dataset is made by `generate` (training.datasets.ensure_dataset). Returns the training state (best epoch and
+    value) and the best keypointer's test metrics."""
     start(run, seed, precision)
     ensure_dataset(
         data.dataset,
@@ -118,6 +125,7 @@ def train_keypoint_model(
         fit.progress,
         policy=data.policy,
         change_probability=data.change_probability,
+        generate=generate,
     )
     train = method.read(data, "train", True)
     if fit.steps_per_epoch:

@@ -8,11 +8,11 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from experiments.precision import keras_policy
-from experiments.workspace import Workspace
 from keypoints.protocol import read_keypointer
 from permakey.keypointer import PermaKeyKeypointer
 from rl.envs import motion_keypointer, oracle_keypointer
+from training.precision import keras_policy
+from training.workspace import Workspace
 from transporter.keypointer import TransporterKeypointer
 
 KINDS: dict[str, Any] = {"permakey": PermaKeyKeypointer, "transporter": TransporterKeypointer}
@@ -78,7 +78,7 @@ def load_keypointer(
     run: str | int, runs_dir: str | None = None, policy: str = "float32", game: str | None = None
 ) -> Any:
     """The keypointer saved in a run (by id or folder), whatever its kind, computing in Keras policy `policy` (a
-    resolved one: experiments.precision.detect_precision); its outputs are float32 either way. `oracle` is the
+    resolved one: training.precision.detect_precision); its outputs are float32 either way. `oracle` is the
     ground-truth keypointer of `game` (float32; it needs the observation wrapper that reads the emulator,
     rl.envs.keypoint_observation); `motion` the game's motion baseline (float32; its wrapper keeps the recent frames).
     """
