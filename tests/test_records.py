@@ -54,7 +54,7 @@ def test_an_unreachable_mongodb_fails_the_run_at_its_start_naming_the_masked_url
     monkeypatch.setenv("MONGO_URL", URL)
     monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setattr(common, "MONGO_TIMEOUT_MS", 300)
-    ex = common.experiment("probe")
+    ex = common.experiment("probe", "A probe experiment.")
     ran = []
     ex.main(lambda: ran.append(1))
     with pytest.raises(ConnectionError, match=r"mongodb://user:\*\*\*@127.0.0.1:1/ \(MONGO_URL\).*unset it"):
@@ -157,7 +157,7 @@ def test_an_unreachable_sql_database_fails_the_run_at_its_start_naming_the_maske
     url = f"postgresql://user:{SECRET}@127.0.0.1:1/db"  # nothing listens on port 1
     monkeypatch.setenv("SQL_URL", url)
     monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
-    ex = common.experiment("probe")
+    ex = common.experiment("probe", "A probe experiment.")
     ran = []
     ex.main(lambda: ran.append(1))
     with pytest.raises(ConnectionError, match=r"postgresql://user:\*\*\*@127.0.0.1:1/db \(SQL_URL\).*unset it"):
