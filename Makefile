@@ -38,7 +38,7 @@ help:
 	@echo "make train-permakey GAME=pong [PRESET=quick] [DISTRACTORS=vertical]   train PermaKey, record the run"
 	@echo "make train-transporter GAME=pong [MODEL=transporter|imm] [ARCH=paper|pkey_reimpl] [PRESET=quick] [DISTRACTORS=...]"
 	@echo "make eval-keypoints GAME=pong RUNS=9,10 [REPORT=docs/x.md]   tracking precision/recall vs ground truth"
-	@echo "make train-agent GAME=ms_pacman KP=<keypointer run id> [ENC=gnn|cnn|keyqn] [PRESET=quick] [DISTRACTORS=...]"
+	@echo "make train-agent GAME=ms_pacman KP=<keypointer run id> [ENC=gnn|cnn|keyqn] [PRESET=quick|cpu] [DISTRACTORS=...]"
 	@echo "                                 KP=oracle: the game's ground-truth objects (OCAtari) as keypoints, the ceiling"
 	@echo "                                 KP=motion: the training-free motion baseline on the oracle's grid, the floor"
 	@echo "make explore GAME=ms_pacman [KP=<keypointer run>] [PRESET=quick]   keypoint options: random options of the"

@@ -25,7 +25,7 @@ import tensorflow as tf
 from bench.common import rate
 from rl.actor import QPolicy
 from rl.envs import make_agent_env
-from rl.learner import Learner
+from rl.learner import PAPER_LEARNER, Learner
 from rl.loop import Schedule, Trainer, replay_fields
 from rl.replay import SequenceReplay
 from training.agents import agent_env, build_network
@@ -91,7 +91,7 @@ def measure(game: str, keypointer, encoder: str, seconds: float, loop_steps: int
     policy = QPolicy(online, epsilon=0.0, seed=0)
     fields = replay_fields(env.observation_space)
     views = {k: tf.random.uniform((16, 9, *shape)) for k, (shape, _) in fields.items()}
-    learner = Learner(online, target, learning_rate=2e-4, clip_norm=10.0, gamma=0.99, n=3, tau=0.005)
+    learner = Learner(online, target, **PAPER_LEARNER)
     learner.start(views)
     batch = (
         views,

@@ -9,33 +9,22 @@ frames/s at batch 1 and 32, the forward GFLOP per pair (TensorFlow profiler), an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from bench.common import forward_flops, matmul_peak_gflops, rate
-from experiments.train_transporter import ARCHITECTURES
 from training.precision import machine_summary
 from transporter.keypointer import TransporterKeypointer
-from transporter.model import TransporterConfig, build_transporter
+from transporter.model import TransporterConfig, build_transporter, paper_config
 
 
 def benchmark_config(architecture: str, model: str = "transporter", norm: str = "batch") -> TransporterConfig:
-    """A K=7 model of a named architecture on the protocol's 84x84 frames (the cost does not depend on the weights)."""
-    arch = ARCHITECTURES[architecture]
-    return TransporterConfig(
-        model=model,
-        num_keypoints=7,
-        image_shape=(84, 84, 3),
-        input_size=arch["input_size"],
-        filters=tuple(arch["filters"]),
-        kernels=tuple(arch["kernels"]),
-        strides=tuple(arch["strides"]),
-        norm=norm,
-        sigma=0.1,
-        transport="features",
-    )
+    """The paper's model (transporter.model.paper_config) with K=7 on a named architecture, on the protocol's 84x84
+    frames (the cost does not depend on the weights)."""
+    return dataclasses.replace(paper_config(model, 7, architecture), norm=norm)
 
 
 def measure(architecture: str, model_name: str, precision: str, seconds: float, frames: tf.Tensor) -> dict:

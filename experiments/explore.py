@@ -39,6 +39,7 @@ from keypoints.protocol import Keypointer, ObjectKeypointer, blank_output
 from rl.actor import Policy, RandomPolicy
 from rl.envs import keypoint_observation, make_agent_env
 from rl.evaluation import play_budget
+from rl.learner import PAPER_LEARNER
 from rl.loop import Schedule, Trainer
 from rl.options import OptionLearner, OptionPolicy, OptionQNetwork, RepeatedActionPolicy
 from training.agents import Agent, Stretches, acting_trainer, build_agent, check_learning, learn_resumably
@@ -85,9 +86,9 @@ def config():
     window = 10  # transitions per replay window: the n of n-step Q(lambda)
     lam = 0.8
     gamma = 0.95  # a horizon near T; the paper does not say
-    learning_rate = 2e-4
-    clip_norm = 10.0
-    tau = 0.005
+    learning_rate = PAPER_LEARNER["learning_rate"]  # the agent's learner (rl/learner.py)
+    clip_norm = PAPER_LEARNER["clip_norm"]
+    tau = PAPER_LEARNER["tau"]
     replay_capacity = 100_000
     checkpoint_every = 25_000
     explore_steps = 250_000  # agent steps (x4 frames) of each exploration method

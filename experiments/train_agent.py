@@ -37,8 +37,8 @@ from keypoints.protocol import Keypointer, ObjectKeypointer
 from rl.actor import Policy, QPolicy, RandomPolicy
 from rl.envs import make_agent_env
 from rl.evaluation import play, protocol_summary
-from rl.learner import Learner
-from rl.loop import Schedule, Trainer
+from rl.learner import PAPER_LEARNER, Learner
+from rl.loop import PAPER_SCHEDULE, Schedule, Trainer
 from training.agents import (
     AGENT_FILE,
     AGENT_WEIGHTS,
@@ -88,17 +88,18 @@ def config():
     seed = 0
     preset = "paper"
     steps = 100_000  # agent steps (400k frames)
-    learning_starts = 10_000
-    update_every = 4
-    batch_size = 16
-    window = 8
-    n_step = 3
-    gamma = 0.99
-    learning_rate = 2e-4
-    clip_norm = 10.0
-    tau = 0.005
-    epsilon_start = 1.0
-    epsilon_end = 0.1
+    # The paper's schedule and learner, written once in rl/loop.py and rl/learner.py.
+    learning_starts = PAPER_SCHEDULE["learning_starts"]
+    update_every = PAPER_SCHEDULE["update_every"]
+    batch_size = PAPER_SCHEDULE["batch_size"]
+    window = PAPER_SCHEDULE["window"]
+    n_step = PAPER_LEARNER["n"]
+    gamma = PAPER_LEARNER["gamma"]
+    learning_rate = PAPER_LEARNER["learning_rate"]
+    clip_norm = PAPER_LEARNER["clip_norm"]
+    tau = PAPER_LEARNER["tau"]
+    epsilon_start = PAPER_SCHEDULE["epsilon_start"]
+    epsilon_end = PAPER_SCHEDULE["epsilon_end"]
     units = 128
     replay_capacity = steps
     validate_every = 10_000

@@ -15,13 +15,17 @@ from data.games import get_game
 from data.generate import policy_tag
 from experiments.common import experiment
 from experiments.generation import run_generation
-from permakey.model import PermaKeyConfig
+from permakey.model import PermaKeyConfig, paper_config
 from training.checkpointing import FitSettings
 from training.keypoint_training import DataSettings, train_keypoint_model
 from training.permakey_training import Optimization, PermaKeyTraining
 from training.workspace import Workspace
 
 ex = experiment("train_permakey", __doc__)
+
+# The paper's values, written once (permakey.model.paper_config, Optimization.paper); K is the game's.
+_PAPER = paper_config(num_keypoints=1)
+_PAPER_OPTIMIZATION = Optimization.paper()
 
 
 @ex.config
@@ -31,33 +35,34 @@ def config():
     seed = 0
     distractors = "none"  # Noisy Atari distractor bars: none / vertical / horizontal / both, drawn on the fly
     # Architecture (Appendix A.2.1).
-    encoder_filters = [32, 64, 64, 128]
-    encoder_kernels = [4, 3, 3, 3]
-    encoder_strides = [1, 2, 2, 1]
-    latent_dim = 32
-    decoder = "paper"  # the encoder's transpose, bilinear upsampling (A.2.1); "authors": their code's (permakey/vae.py)
-    vae_loss = "elbo"  # equation 1 per pixel value; "authors": their code's weighting (docs/method.md section 3.3)
-    likelihood_scale = 0.1**0.5  # the Gaussian likelihood's: the authors' code's variance 0.1 (the paper gives none)
-    norm = "batch"
-    lspn_layers = [0, 1]
-    patch = 2
-    lspn_hidden = [512, 256]
-    lspn_extra_hidden_layer = False  # the authors' code's extra first hidden layer of width 8p^2C
-    lspn_norm = "batch"  # BatchNorm after each hidden Dense: the authors' code (paper silent); "none": Dense-ReLU
-    error_metric = "mse"  # the authors' final code (the paper names none); "rmse" their code at the paper's time
-    error_normalisation = "activation"  # the authors' / (mean activation + 1e-3); "image" or "none" (permakey/lspn.py)
-    pointnet_strides = [1, 2, 2, 1]  # 21x21 heatmaps; [1, 1, 2, 1] gives the paper-era code's 42x42
-    sigma = 0.1
-    pointnet_coordinates = False  # off the paper: PointNet also sees each pixel's (y, x) (permakey/pointnet.py)
+    encoder_filters = list(_PAPER.encoder_filters)
+    encoder_kernels = list(_PAPER.encoder_kernels)
+    encoder_strides = list(_PAPER.encoder_strides)
+    latent_dim = _PAPER.latent_dim
+    decoder = _PAPER.decoder  # the encoder's transpose (A.2.1); "authors": their code's (permakey/vae.py)
+    vae_loss = _PAPER.vae_loss  # equation 1 per pixel; "authors": their weighting (docs/method.md section 3.3)
+    likelihood_scale = _PAPER.likelihood_scale  # sqrt of the authors' variance 0.1 (the paper gives none)
+    norm = _PAPER.norm
+    lspn_layers = list(_PAPER.lspn_layers)
+    patch = _PAPER.patch
+    lspn_hidden = list(_PAPER.lspn_hidden)
+    lspn_extra_hidden_layer = _PAPER.lspn_extra_hidden_layer  # True: the authors' extra first layer (8p^2C)
+    lspn_norm = _PAPER.lspn_norm  # "batch": the authors' (paper silent); "none": Dense-ReLU
+    error_metric = _PAPER.error_metric  # "mse": the authors' final code; "rmse": theirs at the paper's time
+    error_normalisation = _PAPER.error_normalisation  # "activation", "image" or "none" (permakey/lspn.py)
+    pointnet_strides = list(_PAPER.pointnet_strides)  # 21x21 heatmaps; [1, 1, 2, 1] gives the paper-era code's 42x42
+    sigma = _PAPER.sigma
+    pointnet_coordinates = _PAPER.pointnet_coordinates  # off the paper: (y, x) channels (permakey/pointnet.py)
     # Training (Appendix A.2.1).
     batch_size = 32
     epochs = 100
     patience = 10
-    learning_rate = 2e-4
+    learning_rate = _PAPER_OPTIMIZATION.learning_rate
     pointnet_learning_rate = learning_rate  # PointNet's own Adam (each module has one)
-    decay_steps = 10_000
-    decay_rate = 0.85
-    lr_schedule = "exponential"  # x0.85 every 10k steps, staircase (the paper); "inverse_time": the authors' code's
+    decay_steps = _PAPER_OPTIMIZATION.decay_steps
+    decay_rate = _PAPER_OPTIMIZATION.decay_rate
+    # x0.85 every 10k steps, staircase (the paper); "inverse_time": the authors' code's
+    lr_schedule = _PAPER_OPTIMIZATION.lr_schedule
     # The validation loss of the best epoch and early stopping (the paper names none); any of permakey.model.LOSSES.
     monitor = "val_lsp_pointnet_loss"  # the LSPN and PointNet losses' sum, as the authors' code
     steps_per_epoch = None  # None: one pass over the training split

@@ -8,8 +8,6 @@ to their targets, keypoints drawn on frame pairs, the transported feature energy
 
 from __future__ import annotations
 
-from typing import Any
-
 from data.games import get_game
 from data.generate import policy_tag
 from experiments.common import experiment
@@ -18,28 +16,12 @@ from training.checkpointing import FitSettings
 from training.keypoint_training import DataSettings, train_keypoint_model
 from training.transporter_training import TransporterTraining
 from training.workspace import Workspace
-from transporter.model import TransporterConfig
+from transporter.model import TransporterConfig, architecture_spec, paper_config
 
 ex = experiment("train_transporter", __doc__)
 
-ARCHITECTURES: dict[str, dict[str, Any]] = {
-    # Transporter paper, Appendix A: six Conv-BN-ReLU layers, 7x7 first, filters doubling every two layers,
-    # 128x128 -> 32x32.
-    "paper": {
-        "input_size": 128,
-        "filters": [32, 32, 64, 64, 128, 128],
-        "kernels": [7, 3, 3, 3, 3, 3],
-        "strides": [1, 1, 2, 1, 2, 1],
-    },
-    # PermaKey's re-implementation (PermaKey paper, Appendix A.2.2): 84x84 -> 42x42x32.
-    "pkey_reimpl": {"input_size": 84, "filters": [16, 16, 32, 32], "kernels": [3, 3, 3, 3], "strides": [1, 1, 2, 1]},
-}
-
-
-def architecture_spec(name: str) -> dict:
-    if name not in ARCHITECTURES:
-        raise ValueError(f"Unknown architecture {name!r}; choose one of {sorted(ARCHITECTURES)}.")
-    return ARCHITECTURES[name]
+# The papers' values, written once (transporter.model); K is the game's.
+_PAPER = paper_config("transporter", num_keypoints=1)
 
 
 @ex.config
@@ -54,9 +36,9 @@ def config():
     filters = architecture_spec(architecture)["filters"]
     kernels = architecture_spec(architecture)["kernels"]
     strides = architecture_spec(architecture)["strides"]
-    norm = "batch"  # batch / instance / layer (the official code notes layer/instance norm are more stable)
-    sigma = 0.1
-    transport = "features"  # or "pixels" (Appendix D)
+    norm = _PAPER.norm  # batch / instance / layer (the official code notes layer/instance norm are more stable)
+    sigma = _PAPER.sigma
+    transport = _PAPER.transport  # or "pixels" (Appendix D)
     # Training (Appendix A): Adam 1e-3, x0.95 every 1e5 steps, batch 64.
     batch_size = 64
     learning_rate = 1e-3

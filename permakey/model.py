@@ -114,6 +114,34 @@ class PermaKeyConfig:
         return [sizes[layer] for layer in self.lspn_layers]
 
 
+def paper_config(num_keypoints: int) -> PermaKeyConfig:
+    """PermaKey as the paper gives it (Appendix A.2.1), the authors' final code where the paper is silent
+    (docs/method.md section 3): the one place these values are written. The Sacred paper preset, bench/ and the tests
+    start from it; other presets are differences from it."""
+    return PermaKeyConfig(
+        num_keypoints=num_keypoints,
+        image_shape=(84, 84, 3),
+        encoder_filters=(32, 64, 64, 128),
+        encoder_kernels=(4, 3, 3, 3),
+        encoder_strides=(1, 2, 2, 1),
+        latent_dim=32,
+        likelihood_scale=0.1**0.5,  # the authors' code's likelihood variance 0.1; the paper gives none
+        norm="batch",
+        lspn_layers=(0, 1),
+        patch=2,
+        lspn_hidden=(512, 256),
+        lspn_extra_hidden_layer=False,  # the authors' code's extra first hidden layer of width 8p^2C
+        lspn_norm="batch",  # BatchNorm after each hidden Dense: the authors' code (the paper is silent)
+        error_metric="mse",  # the authors' final code; the paper names none ("rmse": their code at the paper's time)
+        error_normalisation="activation",  # the authors' / (mean activation + 1e-3)
+        pointnet_strides=(1, 2, 2, 1),  # 21x21 heatmaps
+        sigma=0.1,
+        pointnet_coordinates=False,
+        decoder="paper",  # the encoder's transpose (A.2.1)
+        vae_loss="elbo",  # equation 1 per pixel value
+    )
+
+
 class PermaKey(keras.Model):
     """call(frames [B, 84, 84, 3] float in [0, 1]) -> dict with the VAE outputs, `error_maps` [B, 84, 84, M] in [0, 1],
     `lspn` (prediction, target) pairs, and PointNet's `keypoints` [B, K, 2] and `heatmaps` [B, h, w, K].

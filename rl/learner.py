@@ -8,11 +8,17 @@ the online one when the learner is started.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import tensorflow as tf
 
 from rl.networks import RecurrentQNetwork
 from rl.targets import double_q_values, hard_copy, n_step_targets, polyak_update
+
+PAPER_LEARNER: dict[str, Any] = {"learning_rate": 2e-4, "clip_norm": 10.0, "gamma": 0.99, "n": 3, "tau": 0.005}
+"""The PermaKey paper's learner (section 5: 3-step targets; Appendix A.2.3: Adam 2e-4, clip 10, Polyak 0.005; gamma
+0.99 is DQN's usual, the appendices do not state it): written once, for the experiments, bench/ and the tests."""
 
 
 class Learner:

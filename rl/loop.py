@@ -27,6 +27,17 @@ from rl.learner import Learner
 from rl.networks import RecurrentQNetwork
 from rl.replay import SequenceReplay
 
+PAPER_SCHEDULE = {
+    "learning_starts": 10_000,
+    "update_every": 4,
+    "batch_size": 16,
+    "window": 8,
+    "epsilon_start": 1.0,
+    "epsilon_end": 0.1,
+}
+"""The PermaKey paper's schedule besides its 100k steps (section 5: windows of 8, batch 16; Appendix A.2.3 and the
+authors' code: learning from 10k steps, an update every 4, epsilon 1 -> 0.1 over the run): written once."""
+
 LARGE_VIEW = 4096
 """View entries with more values than this per step (the CNN's masked feature maps) are stored as float16."""
 

@@ -601,6 +601,42 @@ def test_ensure_dataset_generates_a_missing_dataset_once(tmp_path):
 PRESET_CHANGES = ("likelihood_scale", "vae_loss", "decoder", "lspn_norm", "lr_schedule", "monitor", "error_metric")
 
 
+def test_the_paper_presets_are_the_paper_values_written_once():
+    """Each experiment's default (paper) config builds exactly the model, optimisation and learner that the library
+    writes down once (permakey.model.paper_config, Optimization.paper, transporter.model.paper_config, rl's
+    PAPER_LEARNER and PAPER_SCHEDULE), for every game's K."""
+    from experiments import explore, train_agent, train_permakey, train_transporter
+    from permakey.model import paper_config
+    from rl.learner import PAPER_LEARNER
+    from rl.loop import PAPER_SCHEDULE
+    from training.permakey_training import Optimization
+    from transporter.model import paper_config as transporter_paper
+
+    for game in ("pong", "ms_pacman"):
+        c = train_permakey.ex.resolved_config(config_updates={"game": game})
+        assert train_permakey.model_config(c) == paper_config(c["num_keypoints"])
+        assert Optimization.from_config(c) == Optimization.paper() and c["pointnet_learning_rate"] == c["learning_rate"]
+        for named in ([], ["pkey_reimpl"]):
+            t = train_transporter.ex.resolved_config(named, config_updates={"game": game})
+            assert train_transporter.model_config(t) == transporter_paper(
+                "transporter", t["num_keypoints"], t["architecture"]
+            )
+    agent = train_agent.ex.resolved_config(config_updates={"keypointer": "oracle"})
+    learner = {
+        "learning_rate": "learning_rate",
+        "clip_norm": "clip_norm",
+        "gamma": "gamma",
+        "n": "n_step",
+        "tau": "tau",
+    }
+    assert {name: agent[key] for name, key in learner.items()} == PAPER_LEARNER
+    assert {name: agent[name] for name in PAPER_SCHEDULE} == PAPER_SCHEDULE
+    options = explore.ex.resolved_config(config_updates={"keypointer": "oracle"})
+    assert {name: options[name] for name in ("learning_rate", "clip_norm", "tau")} == {
+        name: PAPER_LEARNER[name] for name in ("learning_rate", "clip_norm", "tau")
+    }
+
+
 def test_the_quick_preset_keeps_the_settings_it_was_measured_with():
     """The paper preset follows the authors' code where the paper is silent (the likelihood's variance 0.1, BatchNorm
     in the LSPN MLPs, early stopping on the LSPN and PointNet losses); the quick preset keeps what it had."""

@@ -52,6 +52,11 @@ class Optimization:
         check_range("decay_rate", self.decay_rate, 0, 1, above=True)
 
     @classmethod
+    def paper(cls) -> Optimization:
+        """Appendix A.2.1: Adam 2e-4 for every module, x0.85 every 10k steps (staircase)."""
+        return cls(2e-4, 2e-4, 10_000, 0.85, "exponential")
+
+    @classmethod
     def from_config(cls, c: dict) -> Optimization:
         return cls(c["learning_rate"], c["pointnet_learning_rate"], c["decay_steps"], c["decay_rate"], c["lr_schedule"])
 

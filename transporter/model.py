@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -31,6 +32,26 @@ from keypoints.ops import keypoints_to_maps, maps_to_keypoints
 
 MODELS = ("transporter", "imm")
 TRANSPORTS = ("features", "pixels")
+
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    # Transporter paper, Appendix A: six Conv-BN-ReLU layers, 7x7 first, filters doubling every two layers,
+    # 128x128 -> 32x32.
+    "paper": {
+        "input_size": 128,
+        "filters": [32, 32, 64, 64, 128, 128],
+        "kernels": [7, 3, 3, 3, 3, 3],
+        "strides": [1, 1, 2, 1, 2, 1],
+    },
+    # PermaKey's re-implementation (PermaKey paper, Appendix A.2.2): 84x84 -> 42x42x32.
+    "pkey_reimpl": {"input_size": 84, "filters": [16, 16, 32, 32], "kernels": [3, 3, 3, 3], "strides": [1, 1, 2, 1]},
+}
+
+
+def architecture_spec(name: str) -> dict[str, Any]:
+    """A named architecture's input size, filters, kernels and strides (ARCHITECTURES)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {name!r}; choose one of {sorted(ARCHITECTURES)}.")
+    return ARCHITECTURES[name]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +95,25 @@ class TransporterConfig:
     def grid(self) -> int:
         """Side of the feature and keypoint maps."""
         return self.input_size // math.prod(self.strides)
+
+
+def paper_config(model: str, num_keypoints: int, architecture: str = "paper") -> TransporterConfig:
+    """Transporter (or the IMM baseline, `model="imm"`) as the Transporter paper gives it (Appendix A: batch norm,
+    sigma 0.1, feature transport) on a named architecture (the paper's 128x128 or PermaKey's 84x84 re-implementation):
+    the one place these values are written."""
+    spec = architecture_spec(architecture)
+    return TransporterConfig(
+        model=model,
+        num_keypoints=num_keypoints,
+        image_shape=(84, 84, 3),
+        input_size=spec["input_size"],
+        filters=tuple(spec["filters"]),
+        kernels=tuple(spec["kernels"]),
+        strides=tuple(spec["strides"]),
+        norm="batch",
+        sigma=0.1,
+        transport="features",
+    )
 
 
 def transport(

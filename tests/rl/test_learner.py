@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from keypoints.ops import keypoints_to_maps
 from rl.encoders import ENCODERS
-from rl.learner import Learner
+from rl.learner import PAPER_LEARNER, Learner
 from rl.networks import RecurrentQNetwork
 
 # tf.functions run eagerly here: these tests take a few updates of small networks, where tracing and XLA-compiling
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("eager_functions")
 
 
 OPTIONS = {"cnn": {"filters": 128, "binarise": None}, "gnn": {"steps": 1}, "keyqn": {"bins": 16}}  # the paper's
-HYPERPARAMETERS = {"learning_rate": 2e-4, "clip_norm": 10.0, "gamma": 0.99, "n": 3, "tau": 0.005}
+HYPERPARAMETERS = PAPER_LEARNER
 
 
 def _batch(seed=0, encoder="gnn", b=2, w=4, k=3, grid=7, c=4, actions=3):

@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from rl.learner import Learner
+from rl.learner import PAPER_LEARNER, Learner
 from rl.loop import Schedule, Trainer, replay_fields
 from rl.networks import RecurrentQNetwork
 from rl.replay import SequenceReplay
@@ -51,7 +51,7 @@ def _trainer(seed=0):
     keras.utils.set_random_seed(seed)
     env = FakeKeypointEnv()
     online, target = RecurrentQNetwork(3, "gnn", 16, {"steps": 1}), RecurrentQNetwork(3, "gnn", 16, {"steps": 1})
-    learner = Learner(online, target, learning_rate=2e-4, clip_norm=10.0, gamma=0.99, n=3, tau=0.005)
+    learner = Learner(online, target, **PAPER_LEARNER)
     replay = SequenceReplay(100, replay_fields(env.observation_space), seed=seed)
     learner.start({"coordinates": np.zeros((1, 5, 3, 2), np.float32), "features": np.zeros((1, 5, 3, 4), np.float32)})
     episodes, updates = [], []
