@@ -89,3 +89,22 @@ def eager_functions() -> Iterator[None]:
         yield
     finally:
         tf.config.run_functions_eagerly(False)
+
+
+@pytest.fixture(scope="session")
+def joint_permakey(tmp_path_factory, pong_dataset) -> Path:
+    """A tiny PermaKey trained jointly for one epoch (tests/test_experiments.py's TINY_PERMAKEY, no refit), made once
+    per test process: the refit and tools tests start from a copy of its work folder instead of training their own.
+    Returns the folder holding its work/ and runs/."""
+    import tensorflow as tf
+
+    from tests.test_experiments import _permakey_run
+
+    root = tmp_path_factory.mktemp("joint_permakey")
+    tf.config.run_functions_eagerly(True)  # two steps of a tiny model: cheaper than tracing (eager_functions)
+    try:
+        run = _permakey_run(root, pong_dataset, epochs=1)
+    finally:
+        tf.config.run_functions_eagerly(False)
+    assert run.status == "COMPLETED"
+    return root

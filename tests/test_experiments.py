@@ -4,6 +4,7 @@ import gc
 import json
 import logging
 import os
+import shutil
 import warnings
 
 import numpy as np
@@ -134,13 +135,20 @@ def test_a_resumed_permakey_run_ends_where_an_uninterrupted_one_does(tmp_path, p
         np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-7, err_msg=name)
 
 
-def test_pointnet_refit_trains_a_fresh_pointnet_alone_once(tmp_path, pong_dataset):
+def _after_joint_training(tmp_path, joint_permakey):
+    """tmp_path/work: a copy of the shared one-epoch joint training's work folder (conftest joint_permakey), without
+    its settings record, so that a run with refit settings continues it: the same joint training (already done), now
+    followed by a refit."""
+    shutil.copytree(joint_permakey / "work", tmp_path / "work")
+    (tmp_path / "work" / "settings.json").unlink()
+    return tmp_path / "work"
+
+
+def test_pointnet_refit_trains_a_fresh_pointnet_alone_once(tmp_path, pong_dataset, joint_permakey):
     from permakey.keypointer import PermaKeyKeypointer
 
-    work = tmp_path / "work"
-    _permakey_run(tmp_path, pong_dataset, epochs=1)
+    work = _after_joint_training(tmp_path, joint_permakey)
     joint = PermaKeyKeypointer.load(work / "best").model
-    (work / "settings.json").unlink()  # the same joint training (already done), now followed by a refit
     run = _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3)
     assert run.status == "COMPLETED"
     assert json.loads((work / "state.json").read_text())["pointnet_refit"] == 3
@@ -184,7 +192,7 @@ def test_pointnet_refit_restarts_keep_the_one_whose_keypoints_move_most(tmp_path
 
 
 def test_pointnet_refit_normalisations_keep_the_most_moving_refit_with_its_normalisation(
-    tmp_path, pong_dataset, caplog
+    tmp_path, pong_dataset, caplog, joint_permakey
 ):
     """Also: each refit is a new model with its own traced step and keypointer; TensorFlow counted their traces
     together and warned of excessive retracing from the fifth refit on (the quick preset runs eight)."""
@@ -192,7 +200,7 @@ def test_pointnet_refit_normalisations_keep_the_most_moving_refit_with_its_norma
     from training.permakey_training import validation_motion
 
     caplog.set_level(logging.WARNING)
-    work = tmp_path / "work"
+    work = _after_joint_training(tmp_path, joint_permakey)
     run = _permakey_run(
         tmp_path,
         pong_dataset,
@@ -216,9 +224,10 @@ def test_pointnet_refit_normalisations_keep_the_most_moving_refit_with_its_norma
     assert metrics["refit.pointnet_loss"]["values"] != pytest.approx(metrics["refit.3.pointnet_loss"]["values"])
 
 
-def test_a_refit_on_another_normalisation_is_saved_with_it(tmp_path, pong_dataset):
+def test_a_refit_on_another_normalisation_is_saved_with_it(tmp_path, pong_dataset, joint_permakey):
     from permakey.keypointer import PermaKeyKeypointer
 
+    _after_joint_training(tmp_path, joint_permakey)
     _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3, pointnet_refit_normalisations=["none"])
     assert json.loads((tmp_path / "work" / "state.json").read_text())["pointnet_refit_normalisation"] == "none"
     assert PermaKeyKeypointer.load(tmp_path / "work" / "best").model.config.error_normalisation == "none"

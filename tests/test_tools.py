@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from permakey.keypointer import PermaKeyKeypointer
-from tests.test_experiments import _permakey_run
 
 
-def test_error_mass_and_refit_variants_run_on_a_saved_model(tmp_path, pong_dataset):
+def test_error_mass_and_refit_variants_run_on_a_saved_model(tmp_path, pong_dataset, joint_permakey):
     from tools import error_mass, refit_variants
 
-    run = _permakey_run(tmp_path, pong_dataset, epochs=1)
-    folder = tmp_path / "runs" / str(run._id)
+    (folder,) = [path for path in (joint_permakey / "runs").iterdir() if path.name.isdigit()]  # read only
     lines = error_mass.main([str(folder), "--game", "pong", "--dataset", str(pong_dataset), "--frames", "8"])
     rows = [line for line in lines if line.startswith(("| rmse", "| mse"))]
     assert len(rows) == 12  # 2 metrics x 3 normalisations x dead cells kept / masked
