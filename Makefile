@@ -67,8 +67,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --no-deps ocatari==2.1.0
 	touch $@
 
+# Two test processes, one TensorFlow thread each: on a 2-core machine more threads only contend (tiny models).
 test: install
-	$(PY) -m pytest -q -n 2 tests
+	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 $(PY) -m pytest -q -n 2 tests
 
 lint: install
 	$(PY) -m ruff check .
