@@ -318,6 +318,7 @@ def margin_table(agents: pd.DataFrame) -> pd.DataFrame:
     for (game, method, distractors, preset), mine in agents.groupby(
         ["game", "method", "distractors", "preset"], dropna=False
     ):
+        mine = mine.sort_values("seed")  # scores listed in the order of their seeds
         scores, random = mine["score"].dropna(), mine.drop_duplicates("seed")["random"].dropna()
         spread = scores.std(ddof=1) if len(scores) > 1 else np.nan
         margin = scores.mean() - random.mean() if len(scores) and len(random) else np.nan
