@@ -45,7 +45,7 @@ help:
 	@echo "                                 most controllable keypoint vs random actions (Transporter 4.2.2)"
 	@echo "make evaluate-agent RUNS=21,22,23   the paper's test protocol over agent runs, beside the random policy"
 	@echo "                                 (make test-agent: its older name, the same)"
-	@echo "make rl-benchmark [GRID=table1|table2|table3|keypoints|atari100k] [PRESET=quick|paper] [SEEDS=0,1,2]"
+	@echo "make rl-benchmark [GRID=table1|table2|table3|keypoints|atari100k] [PRESET=quick|paper|cpu (atari100k)] [SEEDS=0,1,2]"
 	@echo "                  [GAMES=ms_pacman]  the papers' grids on Ray (local cores; a cluster via RAY_ADDRESS), resumable"
 	@echo "make compare [RUNS_DIR=runs] [GRID=table1] [PAGE=docs/x.md]   tables (ours beside the papers'), curves, aggregate"
 	@echo "make bench-data                 data generation and reading throughput table"

@@ -179,8 +179,8 @@ def explore(preset: str, seeds: Sequence[int], games: Sequence[str] = EXPLORE_GA
 def atari100k(preset: str, seeds: Sequence[int], games: Sequence[str] = TABLE1_GAMES) -> list[Job]:
     """Table 1's games (PermaKey paper, section 5.1, the Atari 100k protocol) x the oracle and the motion baseline x
     seeds, each with the GNN encoder: the ceiling and the floor between which table1's learned keypointers stand.
-    Neither keypointer is trained, so the agents depend on no job."""
-    named = ("quick",) if preset == "quick" else ()
+    Neither keypointer is trained, so the agents depend on no job, and the agent's cpu preset (train_agent) applies."""
+    named = () if preset == "paper" else (preset,)
     jobs = []
     for game in games:
         for keypointer in BUILTIN_KEYPOINTERS:
@@ -191,6 +191,12 @@ def atari100k(preset: str, seeds: Sequence[int], games: Sequence[str] = TABLE1_G
                 jobs.append(Job(name, "train_agent", tuple(sorted(config.items())), named, (), "atari100k", preset))
     return jobs
 
+
+PRESETS = ("quick", "cpu", "paper")
+AGENT_ONLY_PRESETS = ("cpu",)
+"""Presets only the agent experiment has (experiments/train_agent.py cpu)."""
+AGENT_ONLY_GRIDS = ("atari100k",)
+"""Grids that train no keypointer, so that an agent-only preset applies to every job."""
 
 GRIDS: dict[str, Callable[..., list[Job]]] = {
     "table1": table1,
@@ -208,8 +214,13 @@ def expand(grid: str, preset: str = "quick", seeds: Sequence[int] = (0, 1, 2), *
     `options` narrow the grid (games=..., keypoints=...)."""
     if grid not in GRIDS:
         raise ValueError(f"Unknown grid {grid!r}; choose one of {sorted(GRIDS)}.")
-    if preset not in ("quick", "paper"):
-        raise ValueError(f"Unknown preset {preset!r}; choose quick or paper.")
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+    if preset in AGENT_ONLY_PRESETS and grid not in AGENT_ONLY_GRIDS:
+        raise ValueError(
+            f"The {preset} preset is the agent's only (no keypointer has it): the {grid} grid trains keypointers; "
+            f"use it with {', '.join(AGENT_ONLY_GRIDS)}, or PRESET=quick|paper."
+        )
     if not seeds:
         raise ValueError("No seeds: give at least one (SEEDS=0,1,2).")
     bad = [seed for seed in seeds if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0]

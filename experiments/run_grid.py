@@ -29,7 +29,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from experiments.grid_runs import job_status, tagged_runs
-from experiments.grids import GRIDS, Job, expand
+from experiments.grids import GRIDS, PRESETS, Job, expand
 from training.workspace import Workspace
 
 REPO = str(Path(__file__).resolve().parents[1])
@@ -183,7 +183,7 @@ def seed_list(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", default="table1", choices=sorted(GRIDS))
-    parser.add_argument("--preset", default="quick", choices=["quick", "paper"])
+    parser.add_argument("--preset", default="quick", choices=list(PRESETS), help="cpu: the atari100k grid only")
     parser.add_argument("--seeds", default="0,1,2", type=seed_list, help="comma-separated agent seeds")
     parser.add_argument("--games", default="", help="comma-separated subset of the grid's games (table1, table2)")
     parser.add_argument("--runs", default=str(Workspace.here().runs), help="Sacred FileStorage folder")

@@ -136,6 +136,18 @@ def test_atari100k_plans_oracle_and_motion_gnn_agents_on_table1_games_for_each_p
     assert "atari100k (paper): 2 jobs, 0 completed, 2 to run" in capsys.readouterr().out
 
 
+def test_the_agents_cpu_preset_runs_the_atari100k_grid_and_is_refused_where_keypointers_train(tmp_path, capsys):
+    cpu = expand("atari100k", "cpu", [0])
+    assert all(job.named == ("cpu",) for job in cpu) and cpu[0].tag == "atari100k/cpu/battlezone/oracle/gnn-s0"
+    assert len({job.settings["work"] for job in cpu + expand("atari100k", "quick", [0])}) == 2 * len(cpu)
+    with pytest.raises(ValueError, match="cpu preset is the agent's only.*table1 grid trains keypointers"):
+        expand("table1", "cpu", [0])
+    runs = tmp_path / "runs"
+    assert main(["--grid", "atari100k", "--preset", "cpu", "--games", "pong", "--seeds", "0", "--runs", str(runs),
+                 "--dry-run"]) == 0  # fmt: skip
+    assert "atari100k (cpu): 2 jobs, 0 completed, 2 to run" in capsys.readouterr().out
+
+
 def test_runs_tagged_before_tags_named_the_preset_count_for_the_preset_they_ran(tmp_path):
     """Old tags were `<grid>/<name>`; the config updates a run started with name its preset's work folder. Those runs
     are older than the `distractors` key too: their updates say `noise`, which counts as it."""
