@@ -157,14 +157,19 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Writes JSON so that a reader sees the old file or the new one, never a partial one."""
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Writes `data` so that a reader sees the old file or the new one, never a partial one."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
+    with open(tmp, "wb") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Writes JSON so that a reader sees the old file or the new one, never a partial one."""
+    write_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=True).encode())
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:

@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from data.games import get_game
+from data.storage import write_bytes_atomic
 from experiments.common import check_mongo, experiment, masked_url, mongo_client, mongo_from_environment
 from experiments.grid_runs import UnreadableRunFile, job_status, read_run_file, tagged_runs
 from experiments.grids import expand
@@ -581,7 +582,7 @@ def report(runs: pd.DataFrame, settings: ReportSettings) -> tuple[str, dict[str,
 
 def write_page(page: Path, text: str, curves: Path, command: str) -> None:
     """The report as a markdown page stamped with the date and commit it was made at, its learning curves saved as
-    images/<page name>_learning_curves.png beside it and shown; both written whole or not at all."""
+    images/<page name>_learning_curves.png beside it and shown; each file written whole or not at all."""
     import subprocess
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
@@ -594,10 +595,8 @@ def write_page(page: Path, text: str, curves: Path, command: str) -> None:
     lines = text.split("\n")
     body = "\n".join([lines[0], "", stamp, *lines[1:]])
     body += f"\n## Learning curves (validation score, mean over seeds)\n\n![learning curves](images/{image.name})\n"
-    for path, data in ((image, curves.read_bytes()), (page, body.encode())):
-        partial = path.with_name(path.name + ".partial")
-        partial.write_bytes(data)
-        partial.replace(path)
+    write_bytes_atomic(image, curves.read_bytes())
+    write_bytes_atomic(page, body.encode())
 
 
 @ex.automain
