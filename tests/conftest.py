@@ -81,7 +81,7 @@ def held_by_another_process(folder: Path) -> Iterator[int]:
 def eager_functions() -> Iterator[None]:
     """Runs every tf.function eagerly for the test (Keras's fit and predict steps included). Plumbing tests take a few
     steps of tiny models, where tracing a graph costs 5-20 times what the steps do; the graph path itself is covered by
-    the model packages' own training tests, which keep it."""
+    the model packages' own training tests and, for the agent's XLA-compiled update, tests/rl/test_agent_learns.py."""
     import tensorflow as tf
 
     tf.config.run_functions_eagerly(True)

@@ -9,9 +9,7 @@ from sacred.observers import FileStorageObserver
 
 from tests.test_train_agent import tiny_keypointer  # noqa: F401 (a fixture)
 
-# tf.functions run eagerly here: these tests take a few updates of small networks, where tracing and XLA-compiling
-# the learner's step costs far more than running it (tests/conftest.py eager_functions); the compiled step is
-# exercised by tests/rl/test_agent_learns.py.
+# A few updates of small networks: eager is cheaper than tracing (tests/conftest.py eager_functions).
 pytestmark = pytest.mark.usefixtures("eager_functions")
 
 

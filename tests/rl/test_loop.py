@@ -8,9 +8,7 @@ from rl.loop import Schedule, Trainer, replay_fields
 from rl.networks import RecurrentQNetwork
 from rl.replay import SequenceReplay
 
-# tf.functions run eagerly here: these tests take a few updates of small networks, where tracing and XLA-compiling
-# the learner's step costs far more than running it (tests/conftest.py eager_functions); the compiled step is
-# exercised by tests/rl/test_agent_learns.py.
+# A few updates of small networks: eager is cheaper than tracing (tests/conftest.py eager_functions).
 pytestmark = pytest.mark.usefixtures("eager_functions")
 
 
