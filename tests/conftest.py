@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -91,20 +92,50 @@ def eager_functions() -> Iterator[None]:
         tf.config.run_functions_eagerly(False)
 
 
-@pytest.fixture(scope="session")
-def joint_permakey(tmp_path_factory, pong_dataset) -> Path:
-    """A tiny PermaKey trained jointly for one epoch (tests/test_experiments.py's TINY_PERMAKEY, no refit), made once
-    per test process: the refit and tools tests start from a copy of its work folder instead of training their own.
-    Returns the folder holding its work/ and runs/."""
+def _shared_run(tmp_path_factory, name: str, train) -> Path:
+    """The folder (work/ and runs/) of `train(root)`, a tiny one-epoch training run eagerly (eager_functions: two
+    steps of a tiny model cost less than tracing them) once per test process."""
     import tensorflow as tf
 
-    from tests.test_experiments import _permakey_run
-
-    root = tmp_path_factory.mktemp("joint_permakey")
-    tf.config.run_functions_eagerly(True)  # two steps of a tiny model: cheaper than tracing (eager_functions)
+    root = tmp_path_factory.mktemp(name)
+    tf.config.run_functions_eagerly(True)
     try:
-        run = _permakey_run(root, pong_dataset, epochs=1)
+        run = train(root)
     finally:
         tf.config.run_functions_eagerly(False)
     assert run.status == "COMPLETED"
     return root
+
+
+@pytest.fixture(scope="session")
+def joint_permakey(tmp_path_factory, pong_dataset) -> Path:
+    """A tiny PermaKey trained jointly for one epoch (tests/test_experiments.py's TINY_PERMAKEY, no refit), made once
+    per test process: the tests of what such a run records, and the resume, refit and tools tests, start from (a copy
+    of) it instead of training their own. Returns the folder holding its work/ and runs/ (run 1)."""
+    from tests.test_experiments import _permakey_run
+
+    return _shared_run(tmp_path_factory, "joint_permakey", lambda root: _permakey_run(root, pong_dataset, epochs=1))
+
+
+@pytest.fixture(scope="session")
+def tiny_transporter(tmp_path_factory, pong_dataset) -> Path:
+    """A tiny Transporter trained for one epoch (tests/test_experiments.py's TINY_TRANSPORTER), made once per test
+    process, like joint_permakey. Returns the folder holding its work/ and runs/ (run 1)."""
+    from tests.test_experiments import _transporter_run
+
+    def train(root: Path):
+        return _transporter_run(root, pong_dataset, epochs=1)
+
+    return _shared_run(tmp_path_factory, "tiny_transporter", train)
+
+
+def continue_in(tmp_path: Path, shared: Path) -> Path:
+    """Copies a shared run's folder (`joint_permakey`, `tiny_transporter`) into `tmp_path` as if its run had been made
+    there: work/settings.json names the copy's work folder, so the same settings resume it, and the next Sacred run in
+    tmp_path/runs is numbered after the copied one. Returns tmp_path."""
+    import json
+
+    shutil.copytree(shared, tmp_path, dirs_exist_ok=True)
+    settings = tmp_path / "work" / "settings.json"
+    settings.write_text(json.dumps({**json.loads(settings.read_text()), "work": str(tmp_path / "work")}))
+    return tmp_path

@@ -17,6 +17,10 @@ from training.checkpointing import load_state, write_json_atomic
 from training.permakey_training import Optimization, PermaKeyTraining
 from training.transporter_training import TransporterTraining
 
+# Two training steps per model: eager is cheaper than tracing them (tests/conftest.py eager_functions), and the
+# variables a step creates (weights, optimizer slots and counters) are the same either way.
+pytestmark = pytest.mark.usefixtures("eager_functions")
+
 
 def _permakey(norm: str = "batch", **options):
     training = PermaKeyTraining(

@@ -14,7 +14,7 @@ from sacred.observers import FileStorageObserver
 
 from data.generate import generate
 from data.readers import frames_dataset
-from tests.conftest import held_by_another_process, tiny_config
+from tests.conftest import continue_in, held_by_another_process, tiny_config
 
 
 def test_generate_data_run_records_everything(tmp_path):
@@ -78,18 +78,17 @@ def _permakey_run(tmp_path, dataset, **changes):
     return _training_run(train_permakey, TINY_PERMAKEY, tmp_path, dataset, **changes)
 
 
-@pytest.mark.usefixtures("eager_functions")
-def test_train_permakey_records_metrics_pictures_and_a_reloadable_keypointer(tmp_path, pong_dataset):
+def test_train_permakey_records_metrics_pictures_and_a_reloadable_keypointer(joint_permakey):
+    """What the shared one-epoch run (conftest joint_permakey: _permakey_run with epochs=1) recorded."""
     from permakey.keypointer import PermaKeyKeypointer
 
-    run = _permakey_run(tmp_path, pong_dataset, epochs=1)
-    assert run.status == "COMPLETED"
-    folder = tmp_path / "runs" / str(run._id)
+    folder = joint_permakey / "runs" / "1"
+    result = json.loads((folder / "run.json").read_text())["result"]
     metrics = json.loads((folder / "metrics.json").read_text())
     for name in ("epoch.val_total_loss", "epoch.vae_loss", "epoch.lspn_loss", "epoch.pointnet_loss", "test.total_loss"):
         assert name in metrics, name
     best = metrics["epoch.val_lsp_pointnet_loss"]["values"][0]  # the paper preset's monitor, the authors' code's
-    assert run.result["best_val_lsp_pointnet_loss"] == pytest.approx(best)
+    assert result["best_val_lsp_pointnet_loss"] == pytest.approx(best)
     for name in ("epoch.keypoint_motion", "epoch.keypoint_distinct", "test.keypoint_motion", "epoch.keypoint_recall"):
         assert np.isfinite(metrics[name]["values"]).all(), name
     assert "epoch.error_mass_on_objects.1" in metrics
@@ -100,39 +99,32 @@ def test_train_permakey_records_metrics_pictures_and_a_reloadable_keypointer(tmp
 
 
 @pytest.mark.usefixtures("eager_functions")
-def test_train_permakey_resumes_from_the_last_epoch(tmp_path, pong_dataset, caplog):
-    first = _permakey_run(tmp_path, pong_dataset, epochs=1)
-    state = json.loads((tmp_path / "work" / "state.json").read_text())
-    assert state["epoch"] == 1
+def test_a_resumed_permakey_run_continues_from_the_last_epoch_and_ends_where_an_uninterrupted_one_does(
+    tmp_path, pong_dataset, joint_permakey, caplog
+):
+    """Stopped after epoch 1 (the shared joint_permakey run) and resumed, a run trains only epoch 2, restoring every
+    variable, on the same batches from the same restored weights, optimizer slots and noise state as a run that went
+    straight through: the same float32 kernels in the same order give the same numbers (a reset encoder, as restores
+    once left it, moved epoch 2's loss by about 50%)."""
+    resumed_root = continue_in(tmp_path / "resumed", joint_permakey)
     with caplog.at_level(logging.WARNING):
-        second = _permakey_run(tmp_path, pong_dataset, epochs=2)
+        resumed = _permakey_run(resumed_root, pong_dataset, epochs=2)
         gc.collect()  # an unfinished restore warns when its status object is collected
     assert "Value in checkpoint could not be found" not in caplog.text  # one line per trained variable, before
-    assert second.info["resumed_from_epoch"] == 1
-    assert json.loads((tmp_path / "work" / "state.json").read_text())["epoch"] == 2
-    metrics = json.loads((tmp_path / "runs" / str(second._id) / "metrics.json").read_text())
-    assert metrics["epoch.total_loss"]["steps"] == [2]  # only the new epoch was trained
-    assert first.status == second.status == "COMPLETED"
+    assert resumed.status == "COMPLETED"
+    assert resumed.info["resumed_from_epoch"] == 1 and resumed.info["previous_runs"] == ["1"]
+    assert json.loads((resumed_root / "work" / "state.json").read_text())["epoch"] == 2
+    straight = _permakey_run(tmp_path / "straight", pong_dataset, epochs=2)
 
+    def epoch_2(run, root):
+        metrics = json.loads((root / "runs" / str(run._id) / "metrics.json").read_text())
+        return {name: series for name, series in metrics.items() if name.startswith("epoch.")}
 
-@pytest.mark.usefixtures("eager_functions")
-def test_a_resumed_permakey_run_ends_where_an_uninterrupted_one_does(tmp_path, pong_dataset):
-    """Stopped after epoch 1 and resumed, a run trains epoch 2 on the same batches from the same restored weights,
-    optimizer slots and noise state as a run that went straight through: the same float32 kernels in the same order
-    give the same numbers (a reset encoder, as restores once left it, moved epoch 2's loss by about 50%)."""
-    straight = _permakey_run(tmp_path / "straight", pong_dataset, epochs=2, work=str(tmp_path / "straight" / "work"))
-    _permakey_run(tmp_path / "resumed", pong_dataset, epochs=1, work=str(tmp_path / "resumed" / "work"))
-    resumed = _permakey_run(tmp_path / "resumed", pong_dataset, epochs=2, work=str(tmp_path / "resumed" / "work"))
-    assert resumed.info["resumed_from_epoch"] == 1
-
-    def epoch_2(run, folder):
-        metrics = json.loads((tmp_path / folder / "runs" / str(run._id) / "metrics.json").read_text())
-        return {name: series["values"][-1] for name, series in metrics.items() if name.startswith("epoch.")}
-
-    a, b = epoch_2(straight, "straight"), epoch_2(resumed, "resumed")
+    a, b = epoch_2(straight, tmp_path / "straight"), epoch_2(resumed, resumed_root)
     assert a.keys() == b.keys()
+    assert b["epoch.total_loss"]["steps"] == [2]  # only the new epoch was trained
     for name in a:
-        np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(b[name]["values"][-1], a[name]["values"][-1], rtol=1e-5, atol=1e-7, err_msg=name)
 
 
 def _after_joint_training(tmp_path, joint_permakey):
@@ -144,6 +136,7 @@ def _after_joint_training(tmp_path, joint_permakey):
     return tmp_path / "work"
 
 
+@pytest.mark.usefixtures("eager_functions")
 def test_pointnet_refit_trains_a_fresh_pointnet_alone_once(tmp_path, pong_dataset, joint_permakey):
     from permakey.keypointer import PermaKeyKeypointer
 
@@ -168,39 +161,17 @@ def test_pointnet_refit_trains_a_fresh_pointnet_alone_once(tmp_path, pong_datase
     assert "refit.pointnet_loss" not in json.loads((tmp_path / "runs" / str(old._id) / "metrics.json").read_text())
 
 
-def test_pointnet_refit_restarts_keep_the_one_whose_keypoints_move_most(tmp_path, pong_dataset):
-    from permakey.keypointer import PermaKeyKeypointer
-    from training.permakey_training import validation_motion
-
-    work = tmp_path / "work"
-    run = _permakey_run(
-        tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3, pointnet_refit_restarts=3, pointnet_coordinates=True
-    )
-    assert run.status == "COMPLETED"
-    state = json.loads((work / "state.json").read_text())
-    motions = state["pointnet_refit_motions"]
-    assert len(motions) == 3 and state["pointnet_refit_choice"] == int(np.argmax(motions))
-    assert len(set(motions)) == 3  # three initialisations, three sets of keypoints
-    metrics = json.loads((tmp_path / "runs" / str(run._id) / "metrics.json").read_text())
-    assert metrics["refit.keypoint_motion"]["values"] == pytest.approx(motions)
-    for name in ("refit.pointnet_loss", "refit.1.pointnet_loss", "refit.2.pointnet_loss"):
-        assert len(metrics[name]["values"]) == 3, name
-    validation = np.concatenate(list(frames_dataset(pong_dataset, "validation", batch_size=16, seed=0, shuffle=False)))
-    kept = PermaKeyKeypointer.load(work / "best")
-    assert kept.model.config.pointnet_coordinates
-    assert validation_motion(kept, validation) == pytest.approx(max(motions), rel=1e-3)
-
-
-def test_pointnet_refit_normalisations_keep_the_most_moving_refit_with_its_normalisation(
-    tmp_path, pong_dataset, caplog, joint_permakey
+def test_pointnet_refit_restarts_and_normalisations_keep_the_most_moving_refit_with_its_normalisation(
+    tmp_path, pong_dataset, caplog
 ):
-    """Also: each refit is a new model with its own traced step and keypointer; TensorFlow counted their traces
-    together and warned of excessive retracing from the fifth refit on (the quick preset runs eight)."""
+    """Three restarts under each of two error normalisations: six refits, each a new initialisation, the one whose
+    keypoints move most kept with its normalisation and the run's PointNet settings. Run in graph mode: each refit is
+    a new model with its own traced step and keypointer; TensorFlow counted their traces together and warned of
+    excessive retracing from the fifth refit on (the quick preset runs eight)."""
     from permakey.keypointer import PermaKeyKeypointer
     from training.permakey_training import validation_motion
 
     caplog.set_level(logging.WARNING)
-    work = _after_joint_training(tmp_path, joint_permakey)
     run = _permakey_run(
         tmp_path,
         pong_dataset,
@@ -208,22 +179,29 @@ def test_pointnet_refit_normalisations_keep_the_most_moving_refit_with_its_norma
         pointnet_refit_steps=3,
         pointnet_refit_restarts=3,
         pointnet_refit_normalisations=["activation", "none"],
+        pointnet_coordinates=True,
     )
     assert run.status == "COMPLETED"
     assert "retracing" not in caplog.text
-    state = json.loads((work / "state.json").read_text())
+    state = json.loads((tmp_path / "work" / "state.json").read_text())
     motions, choice = state["pointnet_refit_motions"], state["pointnet_refit_choice"]
     assert len(motions) == 6 and choice == int(np.argmax(motions))
+    assert len(set(motions[:3])) == 3  # three initialisations, three sets of keypoints
     assert state["pointnet_refit_normalisation"] == (["activation"] * 3 + ["none"] * 3)[choice]
-    kept = PermaKeyKeypointer.load(work / "best")
+    metrics = json.loads((tmp_path / "runs" / str(run._id) / "metrics.json").read_text())
+    assert metrics["refit.keypoint_motion"]["values"] == pytest.approx(motions)
+    for name in ("refit.pointnet_loss", *(f"refit.{i}.pointnet_loss" for i in range(1, 6))):
+        assert len(metrics[name]["values"]) == 3, name
+    # Refit 3 trains on the raw error maps, refit 0 on the normalised ones: their losses differ.
+    assert metrics["refit.pointnet_loss"]["values"] != pytest.approx(metrics["refit.3.pointnet_loss"]["values"])
+    kept = PermaKeyKeypointer.load(tmp_path / "work" / "best")
+    assert kept.model.config.pointnet_coordinates
     assert kept.model.config.error_normalisation == state["pointnet_refit_normalisation"]
     validation = np.concatenate(list(frames_dataset(pong_dataset, "validation", batch_size=16, seed=0, shuffle=False)))
     assert validation_motion(kept, validation) == pytest.approx(max(motions), rel=1e-3)
-    metrics = json.loads((tmp_path / "runs" / str(run._id) / "metrics.json").read_text())
-    # Refit 3 trains on the raw error maps, refit 0 on the normalised ones: their losses differ.
-    assert metrics["refit.pointnet_loss"]["values"] != pytest.approx(metrics["refit.3.pointnet_loss"]["values"])
 
 
+@pytest.mark.usefixtures("eager_functions")
 def test_a_refit_on_another_normalisation_is_saved_with_it(tmp_path, pong_dataset, joint_permakey):
     from permakey.keypointer import PermaKeyKeypointer
 
@@ -233,9 +211,8 @@ def test_a_refit_on_another_normalisation_is_saved_with_it(tmp_path, pong_datase
     assert PermaKeyKeypointer.load(tmp_path / "work" / "best").model.config.error_normalisation == "none"
 
 
-@pytest.mark.usefixtures("eager_functions")
-def test_train_permakey_refuses_to_resume_other_settings(tmp_path, pong_dataset):
-    _permakey_run(tmp_path, pong_dataset, epochs=1)
+def test_train_permakey_refuses_to_resume_other_settings(tmp_path, pong_dataset, joint_permakey):
+    continue_in(tmp_path, joint_permakey)
     with pytest.raises(ValueError, match="other settings.*lspn_hidden"):
         _permakey_run(tmp_path, pong_dataset, epochs=2, lspn_hidden=[8, 8])
 
@@ -276,12 +253,18 @@ def _transporter_run(tmp_path, dataset, **changes):
 
 @pytest.mark.usefixtures("eager_functions")
 @pytest.mark.parametrize("model", ["transporter", "imm"])
-def test_train_transporter_records_metrics_pictures_and_a_reloadable_keypointer(tmp_path, pong_dataset, model):
+def test_train_transporter_records_metrics_pictures_and_a_reloadable_keypointer(
+    tmp_path, pong_dataset, tiny_transporter, model
+):
+    """The Transporter is the shared one-epoch run (conftest tiny_transporter); IMM trains its own."""
     from transporter.keypointer import TransporterKeypointer
 
-    run = _transporter_run(tmp_path, pong_dataset, epochs=1, model=model)
-    assert run.status == "COMPLETED"
-    folder = tmp_path / "runs" / str(run._id)
+    if model == "transporter":
+        folder = tiny_transporter / "runs" / "1"
+    else:
+        run = _transporter_run(tmp_path, pong_dataset, epochs=1, model=model)
+        assert run.status == "COMPLETED"
+        folder = tmp_path / "runs" / str(run._id)
     metrics = json.loads((folder / "metrics.json").read_text())
     for name in ("epoch.loss", "epoch.val_loss", "step.loss", "test.loss"):
         assert name in metrics, name
@@ -295,21 +278,22 @@ def test_train_transporter_records_metrics_pictures_and_a_reloadable_keypointer(
 
 
 @pytest.mark.usefixtures("eager_functions")
-def test_train_transporter_resumes_and_refuses_other_settings(tmp_path, pong_dataset):
-    first = _transporter_run(tmp_path, pong_dataset, epochs=1)
+def test_train_transporter_resumes_and_refuses_other_settings(tmp_path, pong_dataset, tiny_transporter):
+    continue_in(tmp_path, tiny_transporter)  # the shared run stopped after epoch 1
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         second = _transporter_run(tmp_path, pong_dataset, epochs=2)
     messages = "\n".join(str(w.message) for w in caught)
     assert "ran out of data" not in messages and "shuffle=True" not in messages  # Keras's noise on a normal run
     assert second.info["resumed_from_epoch"] == 1
-    assert second.info["previous_runs"] == [first._id]  # the run it resumed, found through the work folder
+    assert second.info["previous_runs"] == ["1"]  # the run it resumed, found through the work folder
     metrics = json.loads((tmp_path / "runs" / str(second._id) / "metrics.json").read_text())
     assert metrics["epoch.loss"]["steps"] == [2]
     with pytest.raises(ValueError, match="other settings.*sigma"):
         _transporter_run(tmp_path, pong_dataset, epochs=3, sigma=0.2)
 
 
+@pytest.mark.usefixtures("eager_functions")
 def test_a_training_split_smaller_than_one_batch_fails_and_keeps_no_keypointer(tmp_path):
     """Two training frames give one pair, less than a batch of 4: no step can run, so the run must fail (it used to
     end COMPLETED with an untrained keypointer as best/). The check is train_resumably's, shared with PermaKey."""
@@ -356,9 +340,8 @@ def _eval_run(tmp_path, dataset, runs, **changes):
 
 
 @pytest.mark.usefixtures("eager_functions")
-def test_eval_keypoints_records_tables_figure_gif_and_report(tmp_path, pong_dataset):
-    trained = _transporter_run(tmp_path, pong_dataset, epochs=1)
-    folder = str(tmp_path / "runs" / str(trained._id))
+def test_eval_keypoints_records_tables_figure_gif_and_report(tmp_path, pong_dataset, tiny_transporter):
+    folder = str(tiny_transporter / "runs" / "1")  # read only
     report = tmp_path / "docs" / "quality.md"
     run = _eval_run(tmp_path, pong_dataset, [folder], labels=["tiny"], report=str(report))
     assert run.status == "COMPLETED"
@@ -513,6 +496,7 @@ def test_train_permakey_refuses_unknown_or_repeated_refit_normalisations(tmp_pat
         _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_normalisations=normalisations)
 
 
+@pytest.mark.usefixtures("eager_functions")
 def test_after_a_run_that_trained_nothing_a_smaller_batch_size_is_accepted(tmp_path):
     """The zero-step error advises a lower batch_size; the rerun with it used to be refused as "other settings"
     because the failed run had recorded its settings before training anything. They are recorded with the first
