@@ -92,6 +92,37 @@ def eager_functions() -> Iterator[None]:
         tf.config.run_functions_eagerly(False)
 
 
+@contextlib.contextmanager
+def eager_learner_updates() -> Iterator[None]:
+    """Inside the block, the learners made (rl.learner.Learner and its subclasses) update eagerly; every other
+    tf.function stays traced as in production (the eager_updates fixture, for a block of a wider-scoped fixture)."""
+    from rl.learner import Learner
+
+    init = Learner.__init__
+
+    def eager_init(self, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        self.step = self._step  # what run_functions_eagerly would run, for this function only
+
+    Learner.__init__ = eager_init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Learner.__init__ = init  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def eager_updates() -> Iterator[None]:
+    """The agents' learner updates run eagerly for the test, every other tf.function traced as in production. An agent
+    run of a few dozen steps makes a handful of updates, whose XLA compilation costs about 11 s where an eager update
+    costs 0.3 s, but hundreds of per-step calls of the keypointer and the Q-network, which cost 35-50 ms each eagerly
+    and 1-5 ms traced (about 0.6 s to trace, once per environment or policy): tracing everything (the default) or
+    nothing (eager_functions) is the slow choice for agent runs. The compiled update itself is covered by
+    tests/rl/test_agent_learns.py and tests/rl/test_options.py."""
+    with eager_learner_updates():
+        yield
+
+
 def _shared_run(tmp_path_factory, name: str, train) -> Path:
     """The folder (work/ and runs/) of `train(root)`, a tiny one-epoch training run eagerly (eager_functions: two
     steps of a tiny model cost less than tracing them) once per test process."""

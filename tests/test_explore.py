@@ -9,8 +9,8 @@ from sacred.observers import FileStorageObserver
 
 from tests.test_train_agent import tiny_keypointer  # noqa: F401 (a fixture)
 
-# A few updates of small networks: eager is cheaper than tracing (tests/conftest.py eager_functions).
-pytestmark = pytest.mark.usefixtures("eager_functions")
+# A few eager updates, and per-step inference traced once per environment and policy (tests/conftest.py eager_updates).
+pytestmark = pytest.mark.usefixtures("eager_updates")
 
 
 TINY_EXPLORE = {

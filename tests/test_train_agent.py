@@ -1,18 +1,23 @@
 """The agent experiments end to end at a tiny size, through Sacred with a real FileStorageObserver and a tiny saved
-keypointer of their own (the real actor, learner, replay and ALE environments)."""
+keypointer of their own (the real actor, learner, replay and ALE environments).
 
+One tiny training on the learned (Transporter) keypointer is made per module (`trained_agent`); the tests that need a
+trained run or a work folder to resume read it, or continue from a copy of it, instead of training their own."""
+
+import contextlib
 import json
+import shutil
 
 import pytest
 from sacred.observers import FileStorageObserver
 
-from tests.conftest import held_by_another_process
+from tests.conftest import eager_learner_updates, held_by_another_process
 from tests.transporter.test_model import tiny_config
 from transporter.keypointer import TransporterKeypointer
 from transporter.model import build_transporter
 
-# A few updates of small networks: eager is cheaper than tracing (tests/conftest.py eager_functions).
-pytestmark = pytest.mark.usefixtures("eager_functions")
+# A few eager updates, and per-step inference traced once per environment and policy (tests/conftest.py eager_updates).
+pytestmark = pytest.mark.usefixtures("eager_updates")
 
 
 TINY_AGENT = {
@@ -40,20 +45,42 @@ def tiny_keypointer(tmp_path_factory):
     return folder
 
 
-def _agent_run(tmp_path, keypointer, **changes):
+def _agent_run(root, keypointer, **changes):
+    """A tiny train_agent run recorded under root/runs, its work folder `work` relative to `root` (the working directory
+    during the run, as the experiments' default work folders are relative to theirs): a copy of `root` resumes."""
     from experiments import train_agent
 
     ex = train_agent.ex
-    ex.observers[:] = [FileStorageObserver(str(tmp_path / "runs"))]
-    config = {**TINY_AGENT, "keypointer": str(keypointer), "work": str(tmp_path / "work"), **changes}
-    return ex.run(config_updates=config)
+    ex.observers[:] = [FileStorageObserver(str(root / "runs"))]
+    config = {**TINY_AGENT, "keypointer": str(keypointer), "work": "work", **changes}
+    with contextlib.chdir(root):
+        return ex.run(config_updates=config)
 
 
-@pytest.mark.parametrize("encoder", ["gnn", "cnn"])
-def test_train_agent_learns_validates_tests_and_records(tmp_path, tiny_keypointer, encoder):
-    run = _agent_run(tmp_path, tiny_keypointer, encoder=encoder, cnn_filters=4)
+@pytest.fixture(scope="module")
+def trained_agent(tmp_path_factory, tiny_keypointer):
+    """(root, run id) of one completed TINY_AGENT run (48 steps, GNN encoder) on the tiny Transporter keypointer: its
+    record in root/runs/<id>, its work folder in root/work. Tests read it or copy it (`_copy_of`), never change it."""
+    import keras
+
+    root = tmp_path_factory.mktemp("trained_agent")
+    with eager_learner_updates():  # set up before the test's own fixtures (eager_updates)
+        run = _agent_run(root, tiny_keypointer, encoder="gnn")
+    keras.mixed_precision.set_global_policy("float32")  # as float32_policy does after a test that runs an experiment
     assert run.status == "COMPLETED"
-    folder = tmp_path / "runs" / str(run._id)
+    return root, run._id
+
+
+def _copy_of(trained_agent, tmp_path):
+    """A copy of the trained run's root (its runs/ and work/) in tmp_path: runs continue from it there."""
+    root, _ = trained_agent
+    shutil.copytree(root, tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
+def test_train_agent_learns_validates_tests_and_records(trained_agent):
+    root, run_id = trained_agent
+    folder = root / "runs" / str(run_id)
     for name in ("learning_curve.png", "test_episode.gif", "test_scores.csv", "agent.json", "agent.weights.h5"):
         assert (folder / name).stat().st_size > 100, name
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -64,48 +91,49 @@ def test_train_agent_learns_validates_tests_and_records(tmp_path, tiny_keypointe
     assert len(rows) == 1 + 2 * 2  # header + 2 policies x 2 seeds x 1 episode
     info = json.loads((folder / "info.json").read_text())
     assert set(info["test"]) == {"agent", "random"} and info["timing_seconds"]["learning"] > 0
+    assert json.loads((folder / "agent.json").read_text())["encoder"] == "gnn"
 
 
-def test_interrupted_agent_run_resumes_where_it_stopped(tmp_path, tiny_keypointer):
-    first = _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24)
-    assert first.status == "COMPLETED"
-    state = json.loads((tmp_path / "work" / "state.json").read_text())
-    assert state["trainer"]["step"] == 24
-    # A longer run with the same training settings continues from step 24 (steps is part of the schedule, so the
-    # resumed run keeps it: this rerun is the same command after an interruption at step 24).
-    second = _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24)
-    info = json.loads((tmp_path / "runs" / str(second._id) / "info.json").read_text())
-    assert info["resumed_from_step"] == 24
-    assert info["previous_runs"] == [first._id]  # the run it resumed, found through the work folder
-    metrics = json.loads((tmp_path / "runs" / str(second._id) / "metrics.json").read_text())
-    assert metrics["validation.score"]["steps"] == [24]  # the earlier curve is in the resumed run's record too
+def test_interrupted_agent_run_resumes_where_it_stopped(trained_agent, tiny_keypointer, tmp_path):
+    _, first = trained_agent
+    root = _copy_of(trained_agent, tmp_path)
+    assert json.loads((root / "work" / "state.json").read_text())["trainer"]["step"] == 48
+    # The same command again continues from the work folder's last checkpoint, at step 48: what it does after an
+    # interruption there (steps is part of the schedule, so the resumed run keeps it).
+    second = _agent_run(root, tiny_keypointer, encoder="gnn")
+    info = json.loads((root / "runs" / str(second._id) / "info.json").read_text())
+    assert info["resumed_from_step"] == 48
+    assert info["previous_runs"] == [first]  # the run it resumed, found through the work folder
+    metrics = json.loads((root / "runs" / str(second._id) / "metrics.json").read_text())
+    assert metrics["validation.score"]["steps"] == [24, 48]  # the earlier curve is in the resumed run's record too
     with pytest.raises(ValueError, match="other settings"):
-        _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24, learning_rate=1e-3)
+        _agent_run(root, tiny_keypointer, encoder="gnn", learning_rate=1e-3)
 
 
 def test_an_agent_work_folder_from_before_distractors_was_named_resumes_and_its_agent_is_evaluated(
-    tmp_path, tiny_keypointer
+    trained_agent, tiny_keypointer, tmp_path
 ):
     """Work folders and saved agents written when the distractors' config key was `noise` (settings.json, agent.json):
     the same command resumes the run, and evaluate_agent reads the old agent.json."""
-    first = _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24)
+    _, first = trained_agent
+    root = _copy_of(trained_agent, tmp_path)
     for name in ("settings.json", "best/agent.json"):
-        path = tmp_path / "work" / name
+        path = root / "work" / name
         saved = json.loads(path.read_text())
         path.write_text(json.dumps({("noise" if k == "distractors" else k): v for k, v in saved.items()}))
         assert json.loads(path.read_text())["noise"] == "none"
-    second = _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24)
-    info = json.loads((tmp_path / "runs" / str(second._id) / "info.json").read_text())
-    assert info["resumed_from_step"] == 24 and info["previous_runs"] == [first._id]
+    second = _agent_run(root, tiny_keypointer, encoder="gnn")
+    info = json.loads((root / "runs" / str(second._id) / "info.json").read_text())
+    assert info["resumed_from_step"] == 48 and info["previous_runs"] == [first]
     with pytest.raises(ValueError, match=r"other settings \(distractors differ\)"):
-        _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24, distractors="vertical")
+        _agent_run(root, tiny_keypointer, encoder="gnn", distractors="vertical")
     from experiments import evaluate_agent
 
-    assert "noise" in json.loads((tmp_path / "work" / "best" / "agent.json").read_text())  # still the old agent.json
+    assert "noise" in json.loads((root / "work" / "best" / "agent.json").read_text())  # still the old agent.json
     ex = evaluate_agent.ex
-    ex.observers[:] = [FileStorageObserver(str(tmp_path / "test_runs"))]
+    ex.observers[:] = [FileStorageObserver(str(root / "test_runs"))]
     config = {"seeds": 1, "episodes": 1, "max_episode_frames": 120, "progress": False, "random_baseline": False}
-    assert ex.run(config_updates={**config, "runs": [str(tmp_path / "work" / "best")]}).status == "COMPLETED"
+    assert ex.run(config_updates={**config, "runs": [str(root / "work" / "best")]}).status == "COMPLETED"
 
 
 def test_agent_work_folders_differ_for_keypointers_in_different_best_folders(tmp_path, tiny_keypointer):
@@ -138,9 +166,9 @@ def test_train_agent_without_a_keypointer_says_what_to_pass(tmp_path):
         _agent_run(tmp_path, "")
 
 
-def test_evaluate_agent_runs_the_protocol_over_policies_beside_random(tmp_path, tiny_keypointer):
-    trained = _agent_run(tmp_path, tiny_keypointer, steps=24, validate_every=24)
-    folder = str(tmp_path / "runs" / str(trained._id))
+def test_evaluate_agent_runs_the_protocol_over_policies_beside_random(trained_agent, tmp_path):
+    root, run_id = trained_agent
+    folder = str(root / "runs" / str(run_id))
     from experiments import evaluate_agent
 
     ex = evaluate_agent.ex
@@ -184,11 +212,14 @@ def test_an_agent_on_the_oracle_trains_tests_and_records_that_it_saw_ground_trut
 
 def test_an_agent_on_the_motion_baseline_trains_tests_and_records_that_it_saw_the_baseline(tmp_path):
     """keypointer=motion: the tiny run completes on the training-free motion baseline's keypoints, its agent.json
-    names it, its info.json says it was the motion baseline and not ground truth, and evaluate_agent rebuilds it."""
-    run = _agent_run(tmp_path, "motion", encoder="gnn", steps=24, validate_every=24)
+    names it, its info.json says it was the motion baseline and not ground truth, and evaluate_agent rebuilds it. The
+    run uses the CNN encoder: each encoder goes through train_agent and evaluate_agent once in this module (the GNN on
+    the Transporter in trained_agent, the KeyQN on the oracle)."""
+    run = _agent_run(tmp_path, "motion", encoder="cnn", cnn_filters=4, steps=24, validate_every=24)
     assert run.status == "COMPLETED"
     folder = tmp_path / "runs" / str(run._id)
-    assert json.loads((folder / "agent.json").read_text())["keypointer"] == "motion"
+    saved = json.loads((folder / "agent.json").read_text())
+    assert saved["keypointer"] == "motion" and saved["encoder"] == "cnn"
     info = json.loads((folder / "info.json").read_text())["keypointer"]
     assert info["kind"] == "motion" and info["ground_truth"] is False and info["num_keypoints"] == 3
     from experiments import evaluate_agent

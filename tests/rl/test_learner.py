@@ -67,7 +67,7 @@ def test_loss_falls_and_target_trails_by_polyak():
     learner = _learner(encoder="cnn")
     batch = _batch(encoder="cnn")
     first = float(learner.train_step(*batch)["loss"])
-    for _ in range(30):
+    for _ in range(10):  # eager updates of the paper's 128-filter CNN cost ~0.3 s each; the loss falls from the first
         last = float(learner.train_step(*batch)["loss"])
     assert last < first
     online = learner.online.trainable_variables[0].numpy()
