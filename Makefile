@@ -128,7 +128,8 @@ bench-transporter: install
 
 eval-keypoints: install
 	@test -n "$(RUNS)" || { echo "Give the keypointer runs to evaluate: make eval-keypoints GAME=pong RUNS=9,10"; exit 2; }
-	$(PY) -m experiments.eval_keypoints with game=$(GAME) 'runs=[$(RUNS)]' $(if $(REPORT),report=$(REPORT))
+	$(PY) -m experiments.eval_keypoints with game=$(GAME) 'runs=[$(RUNS)]' $(if $(REPORT),report=$(REPORT)) \
+		$(if $(POLICY),dataset_policy=$(POLICY)) $(if $(CHANGE_PROBABILITY),dataset_change_probability=$(CHANGE_PROBABILITY))
 
 train-agent: install
 	@test -n "$(KP)" || { echo "Give the keypointer the agent sees through: make train-agent GAME=ms_pacman KP=<run id>"; \

@@ -523,6 +523,15 @@ def evaluate_all(
     return Tables(pd.DataFrame(rows), pd.DataFrame(summary), pd.DataFrame(categories))
 
 
+def report_command(c: dict) -> str:
+    """The make command that writes this report, as its first line says: the game, the runs and, when the held-out
+    frames are not the default uniform policy's, the policy (`POLICY=`, `CHANGE_PROBABILITY=`)."""
+    command = f"make eval-keypoints GAME={c['game']} RUNS={','.join(map(str, c['runs']))}"
+    if c["dataset_policy"] != "uniform":
+        command += f" POLICY={c['dataset_policy']} CHANGE_PROBABILITY={c['dataset_change_probability']}"
+    return command
+
+
 @ex.main
 def main(_config, _run):
     c = _config
@@ -544,8 +553,7 @@ def main(_config, _run):
         raise ValueError(f"Labels {sorted(clash)} name reference rows; pick other labels.")
     gifs = dict(zip(labels, keypointers, strict=True))
     tables = evaluate_all(gifs, episodes, test_truth, settings, _run)
-    command = f"make eval-keypoints GAME={c['game']} RUNS={','.join(map(str, c['runs']))}"
-    text = markdown(tables, settings, command, sum(len(e.frames) for e in episodes))
+    text = markdown(tables, settings, report_command(c), sum(len(e.frames) for e in episodes))
     add_artifacts(_run, settings, tables, text, gifs, episodes[0], keep)
     if c["report"]:
         write_report(Path(c["report"]), text)

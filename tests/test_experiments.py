@@ -388,6 +388,15 @@ def test_eval_keypoints_records_tables_figure_gif_and_report(tmp_path, pong_data
         assert f"tiny.none.{name}" in metrics, name
 
 
+def test_an_eval_report_names_the_policy_of_its_frames():
+    from experiments.eval_keypoints import report_command
+
+    base = {"game": "ms_pacman", "runs": [1, 2], "dataset_policy": "uniform", "dataset_change_probability": 1.0}
+    assert report_command(base) == "make eval-keypoints GAME=ms_pacman RUNS=1,2"
+    sticky = report_command({**base, "dataset_policy": "sticky", "dataset_change_probability": 0.1})
+    assert sticky == "make eval-keypoints GAME=ms_pacman RUNS=1,2 POLICY=sticky CHANGE_PROBABILITY=0.1"
+
+
 def test_eval_keypoints_unknown_run_id_is_named(tmp_path, pong_dataset, monkeypatch):
     monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
     with pytest.raises(FileNotFoundError, match="Unknown run id 999"):
