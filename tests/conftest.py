@@ -78,11 +78,10 @@ def held_by_another_process(folder: Path) -> Iterator[int]:
         holder.wait()
 
 
-@pytest.fixture
-def eager_functions() -> Iterator[None]:
-    """Runs every tf.function eagerly for the test (Keras's fit and predict steps included). Plumbing tests take a few
-    steps of tiny models, where tracing a graph costs 5-20 times what the steps do; the graph path itself is covered by
-    the model packages' own training tests and, for the agent's XLA-compiled update, tests/rl/test_agent_learns.py."""
+@contextlib.contextmanager
+def functions_run_eagerly() -> Iterator[None]:
+    """Inside the block every tf.function runs eagerly (the eager_functions fixture, for a block of a wider-scoped
+    fixture)."""
     import tensorflow as tf
 
     tf.config.run_functions_eagerly(True)
@@ -90,6 +89,15 @@ def eager_functions() -> Iterator[None]:
         yield
     finally:
         tf.config.run_functions_eagerly(False)
+
+
+@pytest.fixture
+def eager_functions() -> Iterator[None]:
+    """Runs every tf.function eagerly for the test (Keras's fit and predict steps included). Plumbing tests take a few
+    steps of tiny models, where tracing a graph costs 5-20 times what the steps do; the graph path itself is covered by
+    the model packages' own training tests and, for the agent's XLA-compiled update, tests/rl/test_agent_learns.py."""
+    with functions_run_eagerly():
+        yield
 
 
 @contextlib.contextmanager
@@ -126,14 +134,9 @@ def eager_updates() -> Iterator[None]:
 def _shared_run(tmp_path_factory, name: str, train) -> Path:
     """The folder (work/ and runs/) of `train(root)`, a tiny one-epoch training run eagerly (eager_functions: two
     steps of a tiny model cost less than tracing them) once per test process."""
-    import tensorflow as tf
-
     root = tmp_path_factory.mktemp(name)
-    tf.config.run_functions_eagerly(True)
-    try:
+    with functions_run_eagerly():
         run = train(root)
-    finally:
-        tf.config.run_functions_eagerly(False)
     assert run.status == "COMPLETED"
     return root
 
