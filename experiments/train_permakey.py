@@ -74,6 +74,7 @@ def config():
     # Off the paper: the restarts repeated on the error maps of each of these normalisations (permakey/lspn.py), the
     # most moving keypoints kept with theirs. []: the model's error_normalisation only.
     pointnet_refit_normalisations = []
+    pointnet_refit_batch_size = None  # None: batch_size
     precision = "auto"  # mixed_bfloat16 on GPUs and AMX/AVX512-BF16 CPUs, float32 elsewhere (training/precision.py)
     log_every = 50
     preset = "paper"
@@ -166,6 +167,7 @@ def main(_config, _run, _seed):
         refit_steps=c["pointnet_refit_steps"],
         refit_restarts=c["pointnet_refit_restarts"],
         refit_normalisations=tuple(c["pointnet_refit_normalisations"]) or (c["error_normalisation"],),
+        refit_batch_size=c["pointnet_refit_batch_size"],
         picture_frames=c["picture_frames"],
         log_every=c["log_every"],
         progress=c["progress"],

@@ -144,7 +144,8 @@ def test_pointnet_refit_trains_a_fresh_pointnet_alone_once(tmp_path, pong_datase
     joint = PermaKeyKeypointer.load(work / "best").model
     run = _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3)
     assert run.status == "COMPLETED"
-    assert json.loads((work / "state.json").read_text())["pointnet_refit"] == 3
+    state = json.loads((work / "state.json").read_text())
+    assert state["pointnet_refit"] == 3 and state["pointnet_refit_batch_size"] == TINY_PERMAKEY["batch_size"]
     refit = PermaKeyKeypointer.load(work / "best").model
     new, old = refit.module_variables(), joint.module_variables()
     assert any(not np.array_equal(a, b) for a, b in zip(new["pointnet"], old["pointnet"], strict=True))
@@ -154,8 +155,8 @@ def test_pointnet_refit_trains_a_fresh_pointnet_alone_once(tmp_path, pong_datase
     assert len(metrics["refit.pointnet_loss"]["values"]) == 3
     again = _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3)  # done once: not repeated
     assert "refit.pointnet_loss" not in json.loads((tmp_path / "runs" / str(again._id) / "metrics.json").read_text())
-    state = json.loads((work / "state.json").read_text())  # as refitted before restarts and normalisations existed
-    del state["pointnet_refit_restarts"], state["pointnet_refit_normalisations"]
+    state = json.loads((work / "state.json").read_text())  # as refitted before restarts, normalisations, batch size
+    del state["pointnet_refit_restarts"], state["pointnet_refit_normalisations"], state["pointnet_refit_batch_size"]
     (work / "state.json").write_text(json.dumps(state))
     old = _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3)
     assert "refit.pointnet_loss" not in json.loads((tmp_path / "runs" / str(old._id) / "metrics.json").read_text())
@@ -517,9 +518,16 @@ def test_a_new_key_whose_old_value_is_known_is_compared_with_it(tmp_path):
         check_settings(tmp_path, {"sigma": 0.1, "pointnet_coordinates": True, "pointnet_refit_restarts": 4})
 
 
-def test_train_permakey_refuses_fewer_than_one_refit_restart(tmp_path, pong_dataset):
-    with pytest.raises(ValueError, match="pointnet_refit_restarts must be >= 1"):
-        _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3, pointnet_refit_restarts=0)
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("pointnet_refit_restarts", "pointnet_refit_restarts must be >= 1"),
+        ("pointnet_refit_batch_size", "pointnet_refit_batch_size=0 is out of range"),
+    ],
+)
+def test_train_permakey_refuses_a_refit_of_no_restarts_or_an_empty_batch(tmp_path, pong_dataset, change, message):
+    with pytest.raises(ValueError, match=message):
+        _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3, **{change: 0})
 
 
 @pytest.mark.parametrize("normalisations", [["raw"], ["none", "none"]])

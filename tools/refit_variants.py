@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         refit_steps=args.steps,
         refit_restarts=max(args.seeds) + 1,
         refit_normalisations=(joint.config.error_normalisation,),
+        refit_batch_size=args.batch,
         picture_frames=1,
         log_every=max(args.steps // 3, 1),
         progress=False,

@@ -109,9 +109,12 @@ class PermaKeyTraining:
     progress: bool
     monitor: str = "val_lsp_pointnet_loss"
     baseline: tuple[str, str] | None = ("val_pointnet_loss", "val_pointnet_shuffled_loss")
+    refit_batch_size: int | None = None  # None: the training's batch size
 
     def __post_init__(self) -> None:
         check_range("pointnet_refit_steps", self.refit_steps, 0)
+        if self.refit_batch_size is not None:
+            check_range("pointnet_refit_batch_size", self.refit_batch_size, 1)
         check_range("picture_frames", self.picture_frames, 1)
         monitors = [f"val_{name}_loss" for name in LOSSES if name != "pointnet_shuffled"]
         if self.monitor not in monitors:
@@ -180,9 +183,14 @@ def refit_pointnet(training: PermaKeyTraining, state: dict, data: DataSettings, 
         "pointnet_refit": training.refit_steps,
         "pointnet_refit_restarts": training.refit_restarts,
         "pointnet_refit_normalisations": list(training.refit_normalisations),
+        "pointnet_refit_batch_size": refit_batch_size(training, data),
     }
-    before = {"pointnet_refit_restarts": 1, "pointnet_refit_normalisations": [training.config.error_normalisation]}
-    recorded = {**before, **state}  # a work folder refitted before these options existed had one of each
+    before = {  # a work folder refitted before these options existed had one of each, at the training's batch size
+        "pointnet_refit_restarts": 1,
+        "pointnet_refit_normalisations": [training.config.error_normalisation],
+        "pointnet_refit_batch_size": data.batch_size,
+    }
+    recorded = {**before, **state}
     if all(recorded.get(key) == value for key, value in done.items()):
         return state
     validation = training.read(data, "validation", training=False).unbatch().take(VALIDATION_FRAMES)
@@ -257,14 +265,19 @@ def fresh_pointnet(joint: keras.Model, config: PermaKeyConfig, optimization: Opt
     return model
 
 
+def refit_batch_size(training: PermaKeyTraining, data: DataSettings) -> int:
+    """The refit's batch size: its own where set, else the training's."""
+    return data.batch_size if training.refit_batch_size is None else training.refit_batch_size
+
+
 def train_pointnet(
     model: keras.Model, maps: tf.data.Dataset, training: PermaKeyTraining, data: DataSettings, index: int, run
 ) -> None:
-    """`refit_steps` PointNet updates on shuffled batches of the cached error maps (restart r's order, r = index mod
-    restarts, is the same under every normalisation); logs refit.pointnet_loss (the first refit's under that name,
-    later ones' as refit.<index>.pointnet_loss)."""
+    """`refit_steps` PointNet updates on shuffled batches (`refit_batch_size`) of the cached error maps (restart r's
+    order, r = index mod restarts, is the same under every normalisation); logs refit.pointnet_loss (the first
+    refit's under that name, later ones' as refit.<index>.pointnet_loss)."""
     order = data.seed + index % training.refit_restarts
-    batches = maps.shuffle(4096, seed=order).repeat().batch(data.batch_size).prefetch(2)
+    batches = maps.shuffle(4096, seed=order).repeat().batch(refit_batch_size(training, data)).prefetch(2)
     step = tf.function(model.pointnet_step)
     name = "refit.pointnet_loss" if index == 0 else f"refit.{index}.pointnet_loss"
     total = training.refit_restarts * len(training.refit_normalisations)
