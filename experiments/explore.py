@@ -43,7 +43,7 @@ from rl.learner import PAPER_LEARNER
 from rl.loop import Schedule, Trainer
 from rl.options import OptionLearner, OptionPolicy, OptionQNetwork, RepeatedActionPolicy
 from training.agents import Agent, Stretches, acting_trainer, build_agent, check_learning, learn_resumably
-from training.checkpointing import CHANGEABLE_ON_RESUME
+from training.checkpointing import CHANGEABLE_ON_RESUME, check_settings
 from training.checks import check_range
 from training.exploration import AvatarCheck, ExplorationCurves, ringed_frame, write_outputs
 from training.keypointers import describe_keypointer, keypointer_tag, load_keypointer
@@ -282,6 +282,7 @@ def main(_config, _run):
             "folder> (make explore KP=12), e.g. a run of `make train-permakey GAME=ms_pacman PRESET=quick`."
         )
     settings = ExploreSettings.from_config(c)
+    check_settings(settings.work, settings.trained)  # before the keypointer and networks load; again when training
     keras.utils.set_random_seed(settings.seed)
     policy, reason = detect_precision(settings.precision)
     _run.info["precision"] = {"policy": policy, "reason": reason, "applies_to": "the frozen keypointer"}

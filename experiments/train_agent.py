@@ -53,7 +53,7 @@ from training.agents import (
     learn_resumably,
     save_agent,
 )
-from training.checkpointing import CHANGEABLE_ON_RESUME
+from training.checkpointing import CHANGEABLE_ON_RESUME, check_settings
 from training.checks import check_range
 from training.keypointers import describe_keypointer, keypointer_reference, keypointer_tag, load_keypointer
 from training.precision import detect_precision
@@ -388,6 +388,7 @@ def main(_config, _run):
         )
     check_distractors(c["distractors"])
     settings = AgentSettings.from_config(c)
+    check_settings(settings.work, settings.trained)  # before the keypointer and networks load; again when training
     keras.utils.set_random_seed(settings.seed)
     policy, reason = detect_precision(settings.precision)
     _run.info["precision"] = {"policy": policy, "reason": reason, "applies_to": "the frozen keypointer"}

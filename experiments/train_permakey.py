@@ -157,10 +157,9 @@ def model_config(c: dict) -> PermaKeyConfig:
     )
 
 
-@ex.main
-def main(_config, _run, _seed):
-    c = _config
-    training = PermaKeyTraining(
+def permakey_training(c: dict) -> PermaKeyTraining:
+    """PermaKey for the keypoint-training harness, from a run's config."""
+    return PermaKeyTraining(
         config=model_config(c),
         optimization=Optimization.from_config(c),
         work=Path(c["work"]),
@@ -173,6 +172,12 @@ def main(_config, _run, _seed):
         progress=c["progress"],
         monitor=c["monitor"],
     )
+
+
+@ex.main
+def main(_config, _run, _seed):
+    c = _config
+    training = permakey_training(c)
     data, fit = DataSettings.from_config(c), FitSettings.from_config(c)
     state, results = train_keypoint_model(_run, training, data, fit, c["seed"], c["precision"], run_generation)
     return {"best_epoch": state["best_epoch"], f"best_{training.monitor}": state["best"], **results}

@@ -1,5 +1,6 @@
 """Every documented command runs end to end at a tiny size, through Sacred with a real FileStorageObserver."""
 
+import dataclasses
 import gc
 import json
 import logging
@@ -138,7 +139,10 @@ def _after_joint_training(tmp_path, joint_permakey):
 
 @pytest.mark.usefixtures("eager_functions")
 def test_pointnet_refit_trains_a_fresh_pointnet_alone_once(tmp_path, pong_dataset, joint_permakey):
+    from experiments.train_permakey import permakey_training
     from permakey.keypointer import PermaKeyKeypointer
+    from training.keypoint_training import DataSettings
+    from training.permakey_training import refit_pointnet
 
     work = _after_joint_training(tmp_path, joint_permakey)
     joint = PermaKeyKeypointer.load(work / "best").model
@@ -153,13 +157,20 @@ def test_pointnet_refit_trains_a_fresh_pointnet_alone_once(tmp_path, pong_datase
         assert all(np.array_equal(a, b) for a, b in zip(new[module], old[module], strict=True)), module
     metrics = json.loads((tmp_path / "runs" / str(run._id) / "metrics.json").read_text())
     assert len(metrics["refit.pointnet_loss"]["values"]) == 3
-    again = _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3)  # done once: not repeated
-    assert "refit.pointnet_loss" not in json.loads((tmp_path / "runs" / str(again._id) / "metrics.json").read_text())
-    state = json.loads((work / "state.json").read_text())  # as refitted before restarts, normalisations, batch size
-    del state["pointnet_refit_restarts"], state["pointnet_refit_normalisations"], state["pointnet_refit_batch_size"]
-    (work / "state.json").write_text(json.dumps(state))
-    old = _permakey_run(tmp_path, pong_dataset, epochs=1, pointnet_refit_steps=3)
-    assert "refit.pointnet_loss" not in json.loads((tmp_path / "runs" / str(old._id) / "metrics.json").read_text())
+
+    # Done once: the run's own settings, or a state from before restarts, normalisations and the refit's batch size
+    # existed, find the refit done and return without training (a refit would log through the run).
+    class NoRefit:
+        def log_scalar(self, *_):
+            raise AssertionError("refitted again")
+
+    training, data = permakey_training(run.config), DataSettings.from_config(run.config)
+    assert refit_pointnet(training, state, data, NoRefit()) is state
+    added = ("pointnet_refit_restarts", "pointnet_refit_normalisations", "pointnet_refit_batch_size")
+    before = {key: value for key, value in state.items() if key not in added}
+    assert refit_pointnet(training, before, data, NoRefit()) is before
+    with pytest.raises(AssertionError, match="refitted again"):  # another batch size is another refit
+        refit_pointnet(dataclasses.replace(training, refit_batch_size=8), before, data, NoRefit())
 
 
 @pytest.mark.usefixtures("eager_functions")
@@ -235,10 +246,12 @@ def test_a_refit_on_another_normalisation_is_saved_with_it(tmp_path, pong_datase
     assert PermaKeyKeypointer.load(tmp_path / "work" / "best").model.config.error_normalisation == "none"
 
 
-def test_train_permakey_refuses_to_resume_other_settings(tmp_path, pong_dataset, joint_permakey):
+def test_train_permakey_refuses_to_resume_other_settings_before_making_anything(tmp_path, joint_permakey):
+    """Refused before the dataset (missing here, so it would be generated) or the networks are made."""
     continue_in(tmp_path, joint_permakey)
     with pytest.raises(ValueError, match="other settings.*lspn_hidden"):
-        _permakey_run(tmp_path, pong_dataset, epochs=2, lspn_hidden=[8, 8])
+        _permakey_run(tmp_path, tmp_path / "missing", epochs=2, lspn_hidden=[8, 8])
+    assert not (tmp_path / "missing").exists()
 
 
 def test_train_permakey_missing_dataset_says_how_to_make_it(tmp_path):

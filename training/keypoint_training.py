@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from data.distractors import check_distractors
 from data.games import Game, get_game
-from training.checkpointing import FitSettings, add_best_to_run, train_resumably
+from training.checkpointing import FitSettings, add_best_to_run, check_settings, train_resumably
 from training.checks import check_range
 from training.datasets import ensure_dataset
 from training.health import CLIP_FRAMES, KeypointHealth, ground_truth_clip
@@ -116,6 +116,7 @@ def train_keypoint_model(
     dataset is made by `generate` (training.datasets.ensure_dataset). Returns the training state (best epoch and
     value) and the best keypointer's test metrics."""
     start(run, seed, precision)
+    check_settings(fit.work, fit.trained)  # before data and networks are made; again under the lock when training
     ensure_dataset(
         data.dataset,
         data.game.name,
