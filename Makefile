@@ -69,7 +69,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 # Two test processes, one TensorFlow thread each: on a 2-core machine more threads only contend (tiny models).
 test: install
-	TF_NUM_INTRAOP_THREADS=1 $(PY) -m pytest -q -n 2 tests
+	TF_NUM_INTRAOP_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadgroup tests
 
 lint: install
 	$(PY) -m ruff check .

@@ -131,6 +131,20 @@ def eager_updates() -> Iterator[None]:
         yield
 
 
+SHARED_RUNS = ("joint_permakey", "tiny_transporter", "trained_agent")
+"""Fixtures that train a tiny run once per test process and that many tests start from."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Puts the tests that start from one shared run into one xdist group (`pytest -n 2 --dist loadgroup`, as `make
+    test` runs), so that one worker trains it instead of both; a test using several joins the first one's group."""
+    for item in items:
+        shared = [name for name in SHARED_RUNS if name in getattr(item, "fixturenames", ())]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
+
+
 def _shared_run(tmp_path_factory, name: str, train) -> Path:
     """The folder (work/ and runs/) of `train(root)`, a tiny one-epoch training run eagerly (eager_functions: two
     steps of a tiny model cost less than tracing them) once per test process."""

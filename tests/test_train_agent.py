@@ -38,7 +38,7 @@ TINY_AGENT = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_keypointer(tmp_path_factory):
     folder = tmp_path_factory.mktemp("keypointer")
     TransporterKeypointer(build_transporter(tiny_config())).save(folder)
@@ -57,7 +57,7 @@ def _agent_run(root, keypointer, **changes):
         return ex.run(config_updates=config)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not module: other modules' tests run between its tests (--dist loadgroup)
 def trained_agent(tmp_path_factory, tiny_keypointer):
     """(root, run id) of one completed TINY_AGENT run (48 steps, GNN encoder) on the tiny Transporter keypointer: its
     record in root/runs/<id>, its work folder in root/work. Tests read it or copy it (`_copy_of`), never change it."""
