@@ -313,8 +313,8 @@ def score_table(agents: pd.DataFrame, table: str, missing: dict[tuple[str, str],
 
 def margin_table(agents: pd.DataFrame) -> pd.DataFrame:
     """Per game, method, distractors and preset: how far the agents' mean test score is above the random policy's on
-    the same test seeds, in units of the spread of the agents' scores over training seeds (sample std): the issue's
-    "beats random by at least 3 times the seed spread" is `margin / spread >= 3`. Also the runs' wall minutes."""
+    the same test seeds, in units of the spread of the agents' scores over training seeds (sample std): "beats random
+    by at least 3 times the seed spread" is `margin / spread >= 3`. Also the runs' wall minutes."""
     rows = []
     for (game, method, distractors, preset), mine in agents.groupby(
         ["game", "method", "distractors", "preset"], dropna=False

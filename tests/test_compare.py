@@ -207,7 +207,7 @@ def test_agent_runs_recorded_with_noise_are_read_as_distractors(tmp_path):
 
 def test_the_margin_over_random_is_in_units_of_the_spread_over_seeds_and_the_page_is_stamped(tmp_path):
     """Three oracle agents on pong scoring -15, -17, -19 beside a random -21: margin 4, sample spread 2, ratio 2 (short
-    of the 3 the issue asks); the page carries the date, the commit and the learning curves."""
+    of the bar of 3); the page carries the date, the commit and the learning curves."""
     runs = tmp_path / "runs"
     for seed, score in enumerate((-15.0, -17.0, -19.0)):
         _write_run(

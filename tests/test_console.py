@@ -1,4 +1,4 @@
-"""A quiet console on a healthy machine, and config errors that say what is wrong (issue 15)."""
+"""A quiet console on a healthy machine, and config errors that say what is wrong."""
 
 import importlib
 import logging

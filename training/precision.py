@@ -1,6 +1,6 @@
 """precision="auto": mixed bfloat16 where the hardware computes it fast, float32 elsewhere.
 
-Measured (`make bench-permakey`, docs/benchmarks.md, and the issue notes): on CPUs with AMX or AVX512-BF16,
+Measured (`make bench-permakey`, docs/benchmarks.md): on CPUs with AMX or AVX512-BF16,
 mixed_bfloat16 trains PermaKey 1.6-1.8x faster than float32; on CPUs with neither it runs at 0.15x. GPUs compute
 bfloat16 natively.
 """

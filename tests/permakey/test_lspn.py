@@ -44,7 +44,7 @@ def test_error_maps_are_normalised_and_mark_the_unpredictable_cell():
 
 
 def test_error_normalisations_on_a_dark_region():
-    """Issue 14 point 5: a tiny error where the target is dark (a black HUD band) against a 10x larger error where the
+    """A tiny error where the target is dark (a black HUD band) against a 10x larger error where the
     target is bright. The paper's division by (activation + 1e-3) makes the dark cell's error the larger; dividing by
     (activation + the image's mean activation) keeps the bright cell's error the larger, as does the raw error."""
     target = np.full([1, 4, 4, 2], 0.5, np.float32)

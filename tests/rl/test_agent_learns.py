@@ -1,6 +1,6 @@
 """The whole agent stack (actor, sequence replay, n-step double-DQN learner, LSTM, GNN encoder) learns the optimal
 action of a tiny game whose keypoints are exact: the check that separates "the agent does not learn" from "the
-keypoints are poor" (issue: agents measured between a floor and a ceiling)."""
+keypoints are poor" (the agent's floor and ceiling: docs/agents_cpu.md)."""
 
 import gymnasium as gym
 import keras
