@@ -520,6 +520,17 @@ def test_a_work_folder_that_recorded_noise_resumes_with_the_same_distractors(tmp
         check_settings(tmp_path, {"sigma": 0.1, "distractors": "none"})
 
 
+def test_a_preset_whose_docstring_was_reworded_still_resumes(tmp_path):
+    """Sacred records a named preset's docstring as the config entry `__doc__`; rewording it changes nothing trained."""
+    from training.checkpointing import check_settings
+
+    (tmp_path / "settings.json").write_text(json.dumps({"__doc__": "CPU-sized (old words)", "sigma": 0.1}))
+    check_settings(tmp_path, {"__doc__": "CPU-sized (new words)", "sigma": 0.1})
+    check_settings(tmp_path, {"sigma": 0.1})
+    with pytest.raises(ValueError, match=r"other settings \(sigma differ\)"):
+        check_settings(tmp_path, {"__doc__": "CPU-sized (new words)", "sigma": 0.2})
+
+
 def test_a_new_key_whose_old_value_is_known_is_compared_with_it(tmp_path):
     """A work folder from before pointnet_coordinates resumes with it off (what it trained with) and is refused with it
     on (the quick preset now), instead of failing to restore weights of another shape."""

@@ -190,6 +190,11 @@ ADDED_SETTINGS = {
 settings.json without the key is compared as if it held this value (a preset that sets another value is refused)."""
 
 
+NOT_SETTINGS = ("__doc__",)
+"""Config entries recorded in settings.json that say nothing about what is trained: Sacred's `__doc__` is the named
+preset's docstring, which may be reworded without changing a value."""
+
+
 def check_settings(work: Path, settings: dict) -> None:
     """Refuses a work folder whose work/settings.json records a run of other settings than `settings` (JSON-able: what
     is trained), so a changed config never silently resumes someone else's weights. The settings are recorded with
@@ -204,7 +209,7 @@ def check_settings(work: Path, settings: dict) -> None:
     if settings_path.exists():
         saved = current_names(json.loads(settings_path.read_text()))  # an older run's `noise` is `distractors`
         saved = {**{k: v for k, v in ADDED_SETTINGS.items() if k in settings}, **saved}
-        changed = sorted(k for k in saved if saved[k] != settings.get(k))
+        changed = sorted(k for k in saved if k not in NOT_SETTINGS and saved[k] != settings.get(k))
         if changed:
             raise ValueError(
                 f"{work} holds a run with other settings ({', '.join(changed)} differ); resume it with the same "
