@@ -27,8 +27,8 @@ def test_cpu_flags_reads_the_flags_line(tmp_path):
 
 
 def test_a_keypointer_loads_in_bfloat16_computes_in_it_and_answers_in_float32(tmp_path):
-    """The agents' frozen keypointer under precision=auto: bf16 compute, float32 weights and outputs, the
-    global policy untouched, keypoints within a tenth of the frame's half-width of the float32 ones."""
+    """The agents' frozen keypointer under precision=auto: bf16 compute, float32 weights and outputs, the global policy
+    untouched, keypoints within a tenth of the frame's half-width of the float32 ones."""
     import keras
     import numpy as np
 

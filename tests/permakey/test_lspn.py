@@ -44,9 +44,9 @@ def test_error_maps_are_normalised_and_mark_the_unpredictable_cell():
 
 
 def test_error_normalisations_on_a_dark_region():
-    """A tiny error where the target is dark (a black HUD band) against a 10x larger error where the
-    target is bright. The paper's division by (activation + 1e-3) makes the dark cell's error the larger; dividing by
-    (activation + the image's mean activation) keeps the bright cell's error the larger, as does the raw error."""
+    """A tiny error where the target is dark (a black HUD band) against a 10x larger error where the target is bright.
+    The paper's division by (activation + 1e-3) makes the dark cell's error the larger; dividing by (activation + the
+    image's mean activation) keeps the bright cell's error the larger, as does the raw error."""
     target = np.full([1, 4, 4, 2], 0.5, np.float32)
     target[0, 3] = 0.0  # the dark bottom row
     prediction = target.copy()

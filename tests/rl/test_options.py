@@ -186,11 +186,12 @@ def _trained_policy(steps=2400, seed=0):
     return online, behaviour
 
 
-def test_q_gap_picks_the_keypoint_the_actions_move(seed=0):
+def test_q_gap_picks_the_keypoint_the_actions_move():
     """Untrained networks pick by chance (4 seeds measured: the controlled dot in 0.0-0.71 of the steps, its gap
     0.6-1.1x the largest other). After 2,400 steps of the training behaviour (12 seeds measured; a different CPU's
     rounding is one more seed): picked in 0.76-1.0 of the steps, gap 1.37-1.74x, greedy options move it 0.38-0.81.
     The bounds sit below the trained range and above the untrained one, so one seed tests them."""
+    seed = 0
     online, behaviour = _trained_policy(seed=seed)
     assert len({(o.keypoint, o.direction) for o in behaviour.finished}) > 6  # the behaviour sampled many options
     env = DotsEnv()
