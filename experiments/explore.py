@@ -35,6 +35,7 @@ from data.atari import MAX_EPISODE_FRAMES
 from data.distractors import check_distractors
 from data.games import Game, get_game
 from experiments.common import experiment, settings_from_config
+from keypoints.networks import build_by_calling
 from keypoints.protocol import Keypointer, ObjectKeypointer, blank_output
 from rl.actor import Policy, RandomPolicy
 from rl.envs import keypoint_observation, make_agent_env
@@ -190,7 +191,8 @@ def options_network(
         keypointer.num_keypoints, num_actions, settings.encoder, settings.units, settings.encoder_options
     )
     out = blank_output(keypointer)
-    network({k: v[:, None] for k, v in network.view(out.coordinates, out.heatmaps, out.features).items()})
+    view = network.view(out.coordinates, out.heatmaps, out.features)
+    build_by_calling(network, {k: v[:, None] for k, v in view.items()})
     return network
 
 

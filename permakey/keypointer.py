@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from keypoints.networks import build_by_calling
 from keypoints.ops import keypoints_to_maps, maps_to_keypoints
 from keypoints.protocol import SavedKeypointer, as_frames
 from permakey.model import PermaKey, PermaKeyConfig
@@ -52,7 +53,7 @@ class PermaKeyKeypointer(SavedKeypointer):
 
 
 def build_permakey(config: PermaKeyConfig) -> PermaKey:
-    """A PermaKey model with its variables created (by one call on zeros)."""
+    """A PermaKey model with its variables created (by one call on zeros, keypoints.networks.build_by_calling)."""
     model = PermaKey(config)
-    model(tf.zeros((1, *config.image_shape)), training=False)
+    build_by_calling(model, tf.zeros((1, *config.image_shape)), training=False)
     return model

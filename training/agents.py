@@ -22,6 +22,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from data.storage import hold_folder, write_json_atomic
+from keypoints.networks import build_by_calling
 from keypoints.protocol import blank_output
 from rl.envs import keypoint_observation, make_agent_env
 from rl.loop import Schedule, Trainer, replay_fields, train_with_validation
@@ -64,7 +65,7 @@ def build_network(info: dict[str, Any], keypointer: Any) -> RecurrentQNetwork:
     network = RecurrentQNetwork(info["num_actions"], info["encoder"], info["units"], info["encoder_options"])
     out = blank_output(keypointer)
     view = network.view(out.coordinates, out.heatmaps, out.features)
-    network({k: v[:, None] for k, v in view.items()})
+    build_by_calling(network, {k: v[:, None] for k, v in view.items()})
     return network
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from keypoints.networks import NORMS, KeyNet, conv_stack, transposed_stack
+from keypoints.networks import NORMS, KeyNet, build_by_calling, conv_stack, transposed_stack
 from keypoints.ops import keypoints_to_maps, maps_to_keypoints
 
 MODELS = ("transporter", "imm")
@@ -260,8 +260,8 @@ def reconstruction_loss(reconstruction: tf.Tensor, target: tf.Tensor) -> tf.Tens
 
 
 def build_transporter(config: TransporterConfig) -> Transporter:
-    """A Transporter with its variables created (by one call on zeros)."""
+    """A Transporter with its variables created (by one call on zeros, keypoints.networks.build_by_calling)."""
     model = Transporter(config)
     zeros = tf.zeros((1, *config.image_shape))
-    model((zeros, zeros), training=False)
+    build_by_calling(model, (zeros, zeros), training=False)
     return model

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import re
 
 import keras
 import numpy as np
@@ -191,3 +192,25 @@ def test_validation_reports_the_lspn_and_pointnet_losses_sum(config):
     logs = {name: float(value) for name, value in model.test_step(_frames()).items()}
     assert logs["lsp_pointnet_loss"] == pytest.approx(logs["lspn_loss"] + logs["pointnet_loss"], rel=1e-6)
     assert logs["total_loss"] == pytest.approx(logs["lsp_pointnet_loss"] + logs["vae_loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("decoder", ["paper", "authors"])
+def test_building_by_one_call_makes_the_variables_keras_own_build_makes(config, decoder):
+    """build_permakey skips Keras's symbolic trace of the containers (keypoints.networks.build_by_calling): the same
+    variables, in the same order, with the same initial values as a plain first call."""
+    from permakey.model import PermaKey
+
+    config = dataclasses.replace(config, decoder=decoder)
+    keras.utils.set_random_seed(3)
+    plain = PermaKey(config)
+    plain(tf.zeros((1, *config.image_shape)), training=False)
+    keras.utils.set_random_seed(3)
+    fast = build_permakey(config)
+
+    def layout(model):  # Keras numbers unnamed layers per process: the second model's numbers are larger
+        return [(re.sub(r"_\d+", "", v.path.split("/", 1)[1]), v.shape) for v in model.weights]
+
+    assert layout(fast) == layout(plain)
+    for a, b in zip(fast.weights, plain.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    assert fast.built and fast.vae.built and fast.pointnet.built and all(lspn.built for lspn in fast.lspns)

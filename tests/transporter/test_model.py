@@ -1,4 +1,5 @@
 import dataclasses
+import re
 
 import keras
 import numpy as np
@@ -244,3 +245,24 @@ def test_mixed_bfloat16_runs_and_keeps_float32_outputs(changes):
         keras.mixed_precision.set_global_policy("float32")
     assert np.isfinite(loss)
     assert out["reconstruction"].dtype == tf.float32 and out["target_keypoints"].dtype == tf.float32
+
+
+def test_building_by_one_call_makes_the_variables_keras_own_build_makes():
+    """build_transporter skips Keras's symbolic trace of the containers (keypoints.networks.build_by_calling): the
+    same variables, in the same order, with the same initial values as a plain first call."""
+    from transporter.model import Transporter
+
+    config = tiny_config()
+    zeros = tf.zeros((1, *config.image_shape))
+    keras.utils.set_random_seed(3)
+    plain = Transporter(config)
+    plain((zeros, zeros), training=False)
+    keras.utils.set_random_seed(3)
+    fast = build_transporter(config)
+
+    def layout(model):  # Keras numbers unnamed layers per process: the second model's numbers are larger
+        return [(re.sub(r"_\d+", "", v.path.split("/", 1)[1]), v.shape) for v in model.weights]
+
+    assert layout(fast) == layout(plain)
+    for a, b in zip(fast.weights, plain.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
