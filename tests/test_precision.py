@@ -1,6 +1,6 @@
 import pytest
 
-from training.precision import cpu_flags, resolve_precision
+from training.precision import cpu_flags, detect_precision, resolve_precision, usable_flags
 
 
 def test_auto_picks_bfloat16_only_where_the_hardware_computes_it_fast():
@@ -24,6 +24,21 @@ def test_cpu_flags_reads_the_flags_line(tmp_path):
     cpuinfo.write_text("processor\t: 0\nmodel name\t: x\nflags\t\t: fpu sse avx512_bf16\n\nprocessor\t: 1\n")
     assert cpu_flags(cpuinfo) == {"fpu", "sse", "avx512_bf16"}
     assert cpu_flags(tmp_path / "missing") == set()
+
+
+def test_auto_picks_float32_where_onednn_is_capped_below_bfloat16(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 on a CPU with AVX512-BF16 leaves oneDNN no bfloat16 convolution (a bfloat16 model
+    fails there), so auto must pick float32; a cap at AVX512_CORE_BF16 keeps it and drops only AMX."""
+    flags = {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
+    assert usable_flags(flags, None) == flags and usable_flags(flags, "ALL") == flags
+    assert usable_flags(flags, "avx2") == {"avx2", "avx512f"}
+    assert usable_flags(flags, "AVX512_CORE_VNNI") == {"avx2", "avx512f"}
+    assert usable_flags(flags, "AVX512_CORE_BF16") == {"avx2", "avx512f", "avx512_bf16"}
+    monkeypatch.setattr("training.precision.cpu_flags", lambda: flags)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert detect_precision("auto")[0] == "float32"
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert detect_precision("auto")[0] == "mixed_bfloat16"
 
 
 def test_a_keypointer_loads_in_bfloat16_computes_in_it_and_answers_in_float32(tmp_path):

@@ -29,6 +29,24 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
     return set()
 
 
+ONEDNN_ISA_CAP = "ONEDNN_MAX_CPU_ISA"
+"""oneDNN's environment variable that caps the instruction sets its kernels use (TensorFlow's CPU convolutions and
+matrix products run on oneDNN). Capped below AVX512_CORE_BF16 (for example `ONEDNN_MAX_CPU_ISA=AVX2`, to see how a
+machine without AVX-512 runs), oneDNN has no bfloat16 convolution at all: a model computing in bfloat16 fails."""
+_BELOW_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+_BELOW_AMX = (*_BELOW_BF16, "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512")
+
+
+def usable_flags(flags: set[str], isa_cap: str | None) -> set[str]:
+    """The CPU flags that oneDNN may use under its cap `isa_cap` (ONEDNN_MAX_CPU_ISA; None or unknown: no cap)."""
+    cap = (isa_cap or "").strip().upper()
+    if cap in _BELOW_BF16:
+        return flags - set(FAST_BF16_FLAGS)
+    if cap in _BELOW_AMX:
+        return flags - {"amx_bf16"}
+    return set(flags)
+
+
 def resolve_precision(requested: str, flags: set[str], gpus: int) -> tuple[str, str]:
     """(Keras mixed-precision policy, the reason) for a requested precision, given the CPU flags and GPU count.
 
@@ -48,10 +66,11 @@ def resolve_precision(requested: str, flags: set[str], gpus: int) -> tuple[str, 
 
 
 def detect_precision(requested: str) -> tuple[str, str]:
-    """resolve_precision on this machine's CPU flags and visible GPUs."""
+    """resolve_precision on this machine's CPU flags (those that oneDNN's ISA cap leaves it) and visible GPUs."""
     import tensorflow as tf
 
-    return resolve_precision(requested, cpu_flags(), len(tf.config.list_physical_devices("GPU")))
+    flags = usable_flags(cpu_flags(), os.environ.get(ONEDNN_ISA_CAP))
+    return resolve_precision(requested, flags, len(tf.config.list_physical_devices("GPU")))
 
 
 @contextlib.contextmanager
@@ -79,7 +98,10 @@ def machine_summary(requested: str = "auto") -> str:
                 break
     except OSError:
         pass
-    flags = sorted(cpu_flags() & set(FAST_BF16_FLAGS)) or ["none of " + ", ".join(FAST_BF16_FLAGS)]
+    usable = usable_flags(cpu_flags(), os.environ.get(ONEDNN_ISA_CAP))
+    flags = sorted(usable & set(FAST_BF16_FLAGS)) or ["none of " + ", ".join(FAST_BF16_FLAGS)]
+    if os.environ.get(ONEDNN_ISA_CAP):
+        flags.append(f"oneDNN capped at {os.environ[ONEDNN_ISA_CAP]}")
     policy, reason = detect_precision(requested)
     return (
         f"{model}; fast-bfloat16 flags: {', '.join(flags)}; {os.cpu_count()} cores; "
