@@ -24,7 +24,7 @@ from rl.evaluation import protocol_summary
 from training.agents import agent_env, load_agent
 from training.keypointers import describe_keypointer
 from training.precision import detect_precision
-from training.scoring import TEST_SEED, score_policies
+from training.scoring import TEST_SEED, capped, score_policies
 
 ex = experiment("evaluate_agent", __doc__)
 EXPERIMENT_NAMES = ("evaluate_agent", "test_agent")
@@ -49,12 +49,12 @@ def summary_markdown(summaries: dict[str, dict], command: str, seeds: int, episo
         f"Test protocol: {seeds} unseen seeds x {episodes} episodes, greedy; score = mean (std) over policies of the "
         "median over seeds of the mean over episodes.",
         "",
-        "| policies | score | per-policy medians |",
-        "|---|---|---|",
+        "| policies | score | per-policy medians | episodes ended by the frame cap |",
+        "|---|---|---|---|",
     ]
     for name, s in summaries.items():
         medians = ", ".join(f"{m:.1f}" for m in s["medians"])
-        lines.append(f"| {name} | {s['mean']:.1f} ({s['std']:.1f}) | {medians} |")
+        lines.append(f"| {name} | {s['mean']:.1f} ({s['std']:.1f}) | {medians} | {s['truncated_share']:.0%} |")
     return "\n".join(lines + ["", f"Command: `{command}`", ""])
 
 
@@ -86,7 +86,7 @@ def main(_config, _run):
         )
         tables.append(table.assign(run=str(c["runs"][i])))
         arrays.append(scores[0])
-    summaries = {"agents": protocol_summary(np.stack(arrays))}
+    summaries = {"agents": protocol_summary(np.stack(arrays)) | capped(pd.concat(tables))}
     if c["random_baseline"]:
         plain = make_agent_env(game, train=False, distractors=distractors, max_episode_frames=c["max_episode_frames"])
         num_actions = int(plain.action_space.n)  # type: ignore[attr-defined]
@@ -94,7 +94,7 @@ def main(_config, _run):
             {"random": RandomPolicy(num_actions, seed=0)}, {"random": plain}, seeds, c["episodes"], c["progress"]
         )
         tables.append(table.assign(run="random"))
-        summaries["random"] = protocol_summary(scores)
+        summaries["random"] = protocol_summary(scores) | capped(table)
     for name, s in summaries.items():
         _run.log_scalar(f"test.{name}.mean", s["mean"])
         _run.log_scalar(f"test.{name}.std", s["std"])

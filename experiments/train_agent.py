@@ -57,7 +57,7 @@ from training.checkpointing import CHANGEABLE_ON_RESUME, check_settings
 from training.checks import check_range
 from training.keypointers import describe_keypointer, keypointer_reference, keypointer_tag, load_keypointer
 from training.precision import detect_precision
-from training.scoring import TEST_SEED, score_policies
+from training.scoring import TEST_SEED, capped, score_policies
 from training.workspace import Workspace
 
 ex = experiment("train_agent", __doc__)
@@ -369,7 +369,10 @@ def test_protocol(settings: AgentSettings, info: dict[str, Any], keypointer: Key
     )
     envs = {"agent": test_env, "random": plain}
     table, scores = score_policies(policies, envs, seeds, settings.test_episodes, settings.progress)
-    summaries = {name: protocol_summary(scores[i][None]) for i, name in enumerate(policies)}
+    summaries = {
+        name: protocol_summary(scores[i][None]) | capped(table[table["policy"] == name])
+        for i, name in enumerate(policies)
+    }
     for name, summary in summaries.items():
         run.log_scalar(f"test.{name}.median", summary["mean"])
     run.info["test"] = summaries

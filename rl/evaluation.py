@@ -13,6 +13,7 @@ so every policy (and the random baseline) meets the same no-op starts.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +24,40 @@ from tqdm.auto import tqdm
 from rl.actor import Policy
 
 
+@dataclasses.dataclass(frozen=True)
+class Episode:
+    """One evaluation episode: its score, its length in agent steps, and whether it ended by the frame cap
+    (truncated) rather than by the game (a greedy policy that never restarts play, e.g. never presses FIRE after a
+    life loss in Breakout, runs until the cap)."""
+
+    score: float
+    steps: int
+    truncated: bool
+
+
+def play_episodes(
+    env: gym.Env,
+    policy: Policy,
+    seed: int,
+    episodes: int,
+    on_step: Callable[[Any, int], None] | None = None,
+) -> list[Episode]:
+    """`episodes` whole episodes, the first started with reset(seed=seed); on_step(observation, action)."""
+    played = []
+    for e in range(episodes):
+        observation, _ = env.reset(seed=seed) if e == 0 else env.reset()
+        policy.reset()
+        score, steps, terminated, truncated = 0.0, 0, False, False
+        while not (terminated or truncated):
+            action = policy.act(observation)
+            if on_step is not None:
+                on_step(observation, action)
+            observation, reward, terminated, truncated, _ = env.step(action)
+            score, steps = score + float(reward), steps + 1
+        played.append(Episode(score, steps, bool(truncated and not terminated)))
+    return played
+
+
 def play(
     env: gym.Env,
     policy: Policy,
@@ -30,21 +65,8 @@ def play(
     episodes: int,
     on_step: Callable[[Any, int], None] | None = None,
 ) -> list[float]:
-    """Scores of `episodes` whole episodes, the first started with reset(seed=seed); on_step(observation, action)."""
-    scores = []
-    for e in range(episodes):
-        observation, _ = env.reset(seed=seed) if e == 0 else env.reset()
-        policy.reset()
-        score, done = 0.0, False
-        while not done:
-            action = policy.act(observation)
-            if on_step is not None:
-                on_step(observation, action)
-            observation, reward, terminated, truncated, _ = env.step(action)
-            score += float(reward)
-            done = terminated or truncated
-        scores.append(score)
-    return scores
+    """Scores of `episodes` whole episodes (play_episodes)."""
+    return [episode.score for episode in play_episodes(env, policy, seed, episodes, on_step)]
 
 
 def play_budget(
@@ -83,12 +105,11 @@ def play_budget(
     return episodes
 
 
-def policy_scores(
+def policy_episodes(
     env: gym.Env, policy: Policy, seeds: Sequence[int], episodes: int, progress: bool = False, name: str = ""
-) -> np.ndarray:
-    """[len(seeds), episodes] scores of one policy."""
-    rows = [play(env, policy, s, episodes) for s in tqdm(seeds, desc=f"test {name}", disable=not progress)]
-    return np.asarray(rows, np.float64)
+) -> list[list[Episode]]:
+    """[len(seeds)][episodes] episodes of one policy."""
+    return [play_episodes(env, policy, s, episodes) for s in tqdm(seeds, desc=f"test {name}", disable=not progress)]
 
 
 def protocol_summary(scores: np.ndarray) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import contextlib
 import json
 import shutil
 
+import pandas as pd
 import pytest
 from sacred.observers import FileStorageObserver
 
@@ -87,10 +88,13 @@ def test_train_agent_learns_validates_tests_and_records(trained_agent):
     assert len(metrics["validation.score"]["values"]) == 2  # at steps 24 and 48
     assert len(metrics["train.loss"]["values"]) == (48 - 16) // 4 + 1  # one update every 4 steps from step 16
     assert metrics["train.episode_return"]["values"]  # pong loses points in 30 steps: episodes ended
-    rows = (folder / "test_scores.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 * 2  # header + 2 policies x 2 seeds x 1 episode
+    table = pd.read_csv(folder / "test_scores.csv")
+    assert len(table) == 2 * 2  # 2 policies x 2 seeds x 1 episode
+    # The 120-frame cap (the no-op start's frames included) ends every Pong episode within 30 agent steps.
+    assert table["truncated"].all() and table["steps"].between(20, 30).all()
     info = json.loads((folder / "info.json").read_text())
     assert set(info["test"]) == {"agent", "random"} and info["timing_seconds"]["learning"] > 0
+    assert info["test"]["agent"]["truncated_share"] == info["test"]["random"]["truncated_share"] == 1.0
     assert json.loads((folder / "agent.json").read_text())["encoder"] == "gnn"
 
 
@@ -187,7 +191,8 @@ def test_evaluate_agent_runs_the_protocol_over_policies_beside_random(trained_ag
     assert len(rows) == 1 + 3 * 2 * 2  # two policies and the random one, 2 seeds x 2 episodes
     info = json.loads((out / "info.json").read_text())["test"]
     assert info["agents"]["std"] == 0.0  # the same policy twice on the same seeds: identical greedy episodes
-    assert "| random |" in (out / "test.md").read_text()
+    assert "| random |" in (out / "test.md").read_text() and "| 100% |" in (out / "test.md").read_text()
+    assert info["random"]["truncated_share"] == 1.0  # 30 agent steps of Pong never end a game
 
 
 def test_an_agent_on_the_oracle_trains_tests_and_records_that_it_saw_ground_truth(tmp_path):
