@@ -32,25 +32,69 @@ from keypoints.protocol import blank_output, reads_objects, tracks_frames
 
 
 class LifeLossTerminal(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Ends the episode (terminated) when a life is lost; for training only (the score still counts whole games)."""
+    """Ends the episode (terminated) when a life is lost, while the game goes on: the next reset continues the same
+    game with one no-op step (no new game, no no-op start) unless the game itself ended (game over or the frame cap).
+    For training only; the score still counts whole games. DeepMind's EpisodicLifeEnv, as in the authors' code
+    (agent_train.py, baselines' atari_wrappers): a reset that started a new game after every lost life would train
+    the agent on first lives only (in Breakout, always the full wall), never on the game it is tested on.
+
+    reset's info says `new_game` (False when the game continued), so wrappers that follow a game (the oracle's
+    OCAtari object list) restart only with it."""
 
     def __init__(self, env: gym.Env):
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.Wrapper.__init__(self, env)
         self.lives = 0
+        self.game_over = True
 
     def reset(self, **kwargs: Any):
-        obs, info = self.env.reset(**kwargs)
+        if self.game_over or kwargs.get("seed") is not None:
+            obs, info = self.env.reset(**kwargs)
+            info = {**info, "new_game": True}
+        else:
+            obs, _, terminated, truncated, info = self.env.step(0)  # NOOP: the game goes on with its next life
+            info = {**info, "new_game": False}
+            if terminated or truncated:  # the game ended in that step: a new one
+                obs, info = self.env.reset(**kwargs)
+                info = {**info, "new_game": True}
+        self.game_over = False
         self.lives = self.env.unwrapped.ale.lives()  # type: ignore[attr-defined]
         return obs, info
 
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = terminated or truncated
         lives = self.env.unwrapped.ale.lives()  # type: ignore[attr-defined]
         if lives < self.lives:
             terminated = True
         self.lives = lives
         return obs, reward, terminated, truncated, info
+
+
+class FireReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Presses FIRE, then action 2, after every reset of a game whose action 1 is FIRE (Breakout waits for FIRE to
+    launch the ball): baselines' FireResetEnv, as in the authors' code, in training and evaluation. In training it sits
+    above LifeLossTerminal, so every life starts launched; in evaluation a game starts launched and the policy must
+    press FIRE itself after a lost life. The two steps' rewards are dropped, as there."""
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+
+    @staticmethod
+    def applies_to(env: gym.Env) -> bool:
+        meanings = env.unwrapped.get_action_meanings()  # type: ignore[attr-defined]
+        return len(meanings) >= 3 and meanings[1] == "FIRE"
+
+    def reset(self, **kwargs: Any):
+        _, reset_info = self.env.reset(**kwargs)
+        new_game = reset_info.get("new_game", True)
+        for action in (1, 2):
+            obs, _, terminated, truncated, info = self.env.step(action)
+            if terminated or truncated:
+                obs, reset_info = self.env.reset()
+                new_game = new_game or reset_info.get("new_game", True)
+        return obs, {**info, "new_game": new_game}
 
 
 class DistractorBars(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
@@ -84,10 +128,14 @@ class DistractorBars(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 def make_agent_env(
     game: str, *, train: bool, distractors: str = "none", max_episode_frames: int = MAX_EPISODE_FRAMES
 ) -> gym.Env:
-    """The agent's environment for `game`: training (life loss terminal, sign-clipped rewards) or evaluation."""
+    """The agent's environment for `game`: training (a lost life terminal, the game going on; sign-clipped rewards)
+    or evaluation (whole games); FIRE pressed at each reset where the game waits for it (FireReset)."""
     env = make_env(get_game(game), max_episode_frames=max_episode_frames)
     if train:
         env = LifeLossTerminal(env)
+    if FireReset.applies_to(env):
+        env = FireReset(env)
+    if train:
         env = gym.wrappers.TransformReward(env, lambda r: float(np.sign(float(r))))
     if distractors != "none":
         env = DistractorBars(env, distractors)
@@ -172,7 +220,8 @@ class ObjectKeypointObservation(KeypointObservation):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         observation, info = self.env.reset(seed=seed, options=options)
-        self.ground_truth.reset()  # OCAtari's object list starts afresh with each game
+        if info.get("new_game", True):  # OCAtari's object list starts afresh with each game, not each life
+            self.ground_truth.reset()
         return self.observation(observation), info
 
     def _inputs(self, observation: np.ndarray) -> tuple[tf.Tensor, ...]:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from rl.envs import KeypointObservation, make_agent_env
+from rl.envs import FireReset, KeypointObservation, make_agent_env
 from tests.transporter.test_model import tiny_config
 from transporter.keypointer import TransporterKeypointer
 from transporter.model import build_transporter
@@ -16,17 +16,46 @@ def test_keypoint_observations_pass_the_gymnasium_checker():
     assert obs["frame"].dtype == np.uint8 and obs["keypoints"].shape == (3, 2)
 
 
-def test_training_env_clips_rewards_and_ends_on_life_loss():
-    env = make_agent_env("breakout", train=True)
-    env.reset(seed=0)
-    ended_on_life = False
-    for _ in range(2000):
+def _play_until_an_end(env, steps=3000):
+    for _ in range(steps):
         _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
         assert reward in (-1.0, 0.0, 1.0)
         if terminated or truncated:
-            ended_on_life = terminated and env.unwrapped.ale.lives() > 0
+            return terminated, truncated
+    raise AssertionError(f"no episode end in {steps} steps")
+
+
+def test_training_env_clips_rewards_ends_on_life_loss_and_continues_the_game():
+    """A lost life ends the training episode, and the next reset goes on with the same game (the next life, the
+    score and the bricks kept), as the authors' EpisodicLifeEnv: only the game's end starts a new one."""
+    env = make_agent_env("breakout", train=True)
+    env.action_space.seed(0)
+    _, info = env.reset(seed=0)
+    assert info["new_game"] and env.unwrapped.ale.lives() == 5
+    for life in (4, 3, 2, 1):
+        terminated, truncated = _play_until_an_end(env)
+        assert terminated and not truncated and env.unwrapped.ale.lives() == life  # Breakout starts with 5 lives
+        frames_before = env.unwrapped.ale.getEpisodeFrameNumber()
+        _, info = env.reset()
+        assert not info["new_game"] and env.unwrapped.ale.lives() == life
+        assert env.unwrapped.ale.getEpisodeFrameNumber() > frames_before  # the same game's frame count goes on
+    assert _play_until_an_end(env)[0] and env.unwrapped.ale.game_over()
+    _, info = env.reset()
+    assert info["new_game"] and env.unwrapped.ale.lives() == 5 and env.unwrapped.ale.getEpisodeFrameNumber() < 200
+
+
+def test_games_that_wait_for_fire_start_with_it():
+    """Breakout launches its ball only on FIRE: after a reset the ball is in play, so a policy that never presses
+    FIRE still loses its first life (without FireReset it would wait to the frame cap). Ms. Pac-Man has no FIRE."""
+    env = make_agent_env("breakout", train=False)
+    env.reset(seed=0)
+    lives = env.unwrapped.ale.lives()
+    for _ in range(500):
+        env.step(0)  # NOOP
+        if env.unwrapped.ale.lives() < lives:
             break
-    assert ended_on_life  # Breakout starts with 5 lives: the first loss ends the training episode
+    assert env.unwrapped.ale.lives() == lives - 1
+    assert not FireReset.applies_to(make_agent_env("ms_pacman", train=False))
 
 
 def test_distractor_bars_are_drawn_on_agent_frames():
