@@ -3,7 +3,9 @@
 `Learner.train_step` is one tf.function: online and target values of a window, n-step double-Q targets
 (rl/targets.py: the online network selects, the target network evaluates), squared TD error over the valid steps,
 Adam with gradient-norm clipping, then a Polyak update of the target network. The target network is hard-copied from
-the online one when the learner is started.
+the online one when the learner is started. Copy and update cover every weight, BatchNorm's moving statistics
+included: the target evaluates in inference mode, and with trainable weights only (as the authors' code) a CNN
+encoder's target normalised with its initial statistics (mean 0, variance 1) for the whole run.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class Learner:
         """Builds both networks on a batch of views and hard-copies online -> target (once, before the first update)."""
         self.online(views)
         self.target(views)
-        hard_copy(self.target.trainable_variables, self.online.trainable_variables)
+        hard_copy(self.target.weights, self.online.weights)  # BatchNorm's moving statistics too (CNN encoder)
         self.optimizer.build(self.online.trainable_variables)  # its slots exist before a checkpoint is restored
         self._copied = True
 
@@ -67,7 +69,7 @@ class Learner:
             )
         variables = self.online.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
-        polyak_update(self.target.trainable_variables, variables, self.tau)
+        polyak_update(self.target.weights, self.online.weights, self.tau)  # trainable and moving statistics
         return {"loss": loss, "q": tf.reduce_mean(taken)}
 
     def train_step(self, views, actions, rewards, terminated, truncated) -> dict[str, tf.Tensor]:

@@ -122,7 +122,7 @@ class OptionLearner(Learner):
             loss, taken, intrinsic = self.td_loss(views, actions, terminated, truncated)
         variables = self.online.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
-        polyak_update(self.target.trainable_variables, variables, self.tau)
+        polyak_update(self.target.weights, self.online.weights, self.tau)  # moving statistics too (rl/learner.py)
         return {"loss": loss, "q": tf.reduce_mean(taken), "reward": tf.reduce_mean(tf.abs(intrinsic))}
 
 

@@ -73,3 +73,22 @@ def test_loss_falls_and_target_trails_by_polyak():
     online = learner.online.trainable_variables[0].numpy()
     target = learner.target.trainable_variables[0].numpy()
     assert not np.allclose(online, target)  # the target moves 0.5% per update
+
+
+def test_the_target_follows_the_cnn_encoders_moving_statistics_too():
+    """The target network evaluates in inference mode, where BatchNorm normalises with its moving statistics: they are
+    copied at the start and Polyak-averaged with the trainable weights, or the target would normalise with its
+    initial mean 0 and variance 1 for the whole run."""
+    learner = _learner(encoder="cnn")
+    online, target = learner.online.non_trainable_weights, learner.target.non_trainable_weights
+    assert online and len(online) == len(target)  # BatchNorm's moving means and variances
+    for t, o in zip(target, online, strict=True):
+        np.testing.assert_array_equal(t.numpy(), o.numpy())
+    before = [t.numpy() for t in target]
+    learner.train_step(*_batch(encoder="cnn"))
+    tau = HYPERPARAMETERS["tau"]
+    moved = False
+    for b, t, o in zip(before, target, online, strict=True):
+        np.testing.assert_allclose(t.numpy(), tau * o.numpy() + (1 - tau) * b, rtol=1e-5, atol=1e-7)
+        moved = moved or not np.array_equal(t.numpy(), b)
+    assert moved  # a training-mode update moved the online statistics, and the target followed by tau
