@@ -11,6 +11,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -187,3 +188,18 @@ def continue_in(tmp_path: Path, shared: Path) -> Path:
     settings = tmp_path / "work" / "settings.json"
     settings.write_text(json.dumps({**json.loads(settings.read_text()), "work": str(tmp_path / "work")}))
     return tmp_path
+
+
+def assert_same_weights(model: Any, other: Any) -> None:
+    """The two models hold the same weights in the same order: names (without the numbers Keras gives unnamed layers
+    per process), shapes and values (keypoints.networks.build_by_calling against Keras's own build)."""
+    import re
+
+    import numpy as np
+
+    def layout(m: Any) -> list[tuple[str, Any]]:
+        return [(re.sub(r"_\d+", "", v.path.split("/", 1)[1]), tuple(v.shape)) for v in m.weights]
+
+    assert layout(model) == layout(other)
+    for a, b in zip(model.weights, other.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

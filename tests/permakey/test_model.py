@@ -1,6 +1,5 @@
 import dataclasses
 import json
-import re
 
 import keras
 import numpy as np
@@ -9,6 +8,7 @@ import tensorflow as tf
 
 from permakey.keypointer import PermaKeyKeypointer, build_permakey
 from permakey.model import MODULES
+from tests.conftest import assert_same_weights
 from tests.permakey.conftest import tiny_config
 
 
@@ -206,11 +206,5 @@ def test_building_by_one_call_makes_the_variables_keras_own_build_makes(config, 
     plain(tf.zeros((1, *config.image_shape)), training=False)
     keras.utils.set_random_seed(3)
     fast = build_permakey(config)
-
-    def layout(model):  # Keras numbers unnamed layers per process: the second model's numbers are larger
-        return [(re.sub(r"_\d+", "", v.path.split("/", 1)[1]), v.shape) for v in model.weights]
-
-    assert layout(fast) == layout(plain)
-    for a, b in zip(fast.weights, plain.weights, strict=True):
-        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    assert_same_weights(fast, plain)
     assert fast.built and fast.vae.built and fast.pointnet.built and all(lspn.built for lspn in fast.lspns)

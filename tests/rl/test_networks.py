@@ -27,11 +27,10 @@ def test_stepping_with_carried_state_matches_the_whole_sequence():
 def test_building_by_one_call_makes_the_variables_keras_own_build_makes(encoder):
     """The agents build their Q-networks with keypoints.networks.build_by_calling: the same variables, in the same
     order, with the same initial values as a plain first call."""
-    import re
-
     import keras
 
     from keypoints.networks import build_by_calling
+    from tests.conftest import assert_same_weights
 
     views = {k: v[:, :1] for k, v in _batch(encoder=encoder)[0].items()}
     keras.utils.set_random_seed(5)
@@ -40,10 +39,4 @@ def test_building_by_one_call_makes_the_variables_keras_own_build_makes(encoder)
     keras.utils.set_random_seed(5)
     fast = _network(encoder)
     build_by_calling(fast, views)
-
-    def layout(model):  # Keras numbers unnamed layers per process: the second model's numbers are larger
-        return [(re.sub(r"_\d+", "", v.path.split("/", 1)[1]), v.shape) for v in model.weights]
-
-    assert layout(fast) == layout(plain)
-    for a, b in zip(fast.weights, plain.weights, strict=True):
-        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    assert_same_weights(fast, plain)

@@ -1,5 +1,4 @@
 import dataclasses
-import re
 
 import keras
 import numpy as np
@@ -7,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from keypoints.ops import keypoints_to_maps
+from tests.conftest import assert_same_weights
 from transporter.keypointer import TransporterKeypointer
 from transporter.model import TransporterConfig, build_transporter, reconstruction_loss, transport
 
@@ -259,10 +259,4 @@ def test_building_by_one_call_makes_the_variables_keras_own_build_makes():
     plain((zeros, zeros), training=False)
     keras.utils.set_random_seed(3)
     fast = build_transporter(config)
-
-    def layout(model):  # Keras numbers unnamed layers per process: the second model's numbers are larger
-        return [(re.sub(r"_\d+", "", v.path.split("/", 1)[1]), v.shape) for v in model.weights]
-
-    assert layout(fast) == layout(plain)
-    for a, b in zip(fast.weights, plain.weights, strict=True):
-        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    assert_same_weights(fast, plain)
