@@ -48,18 +48,15 @@ class LifeLossTerminal(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.game_over = True
 
     def reset(self, **kwargs: Any):
-        if self.game_over or kwargs.get("seed") is not None:
-            obs, info = self.env.reset(**kwargs)
-            info = {**info, "new_game": True}
-        else:
+        new_game = self.game_over or kwargs.get("seed") is not None
+        if not new_game:
             obs, _, terminated, truncated, info = self.env.step(0)  # NOOP: the game goes on with its next life
-            info = {**info, "new_game": False}
-            if terminated or truncated:  # the game ended in that step: a new one
-                obs, info = self.env.reset(**kwargs)
-                info = {**info, "new_game": True}
+            new_game = terminated or truncated  # the game ended in that step: a new one
+        if new_game:
+            obs, info = self.env.reset(**kwargs)
         self.game_over = False
         self.lives = self.env.unwrapped.ale.lives()  # type: ignore[attr-defined]
-        return obs, info
+        return obs, {**info, "new_game": new_game}
 
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(action)

@@ -98,10 +98,10 @@ def machine_summary(requested: str = "auto") -> str:
                 break
     except OSError:
         pass
-    usable = usable_flags(cpu_flags(), os.environ.get(ONEDNN_ISA_CAP))
-    flags = sorted(usable & set(FAST_BF16_FLAGS)) or ["none of " + ", ".join(FAST_BF16_FLAGS)]
-    if os.environ.get(ONEDNN_ISA_CAP):
-        flags.append(f"oneDNN capped at {os.environ[ONEDNN_ISA_CAP]}")
+    cap = os.environ.get(ONEDNN_ISA_CAP)
+    flags = sorted(usable_flags(cpu_flags(), cap) & set(FAST_BF16_FLAGS)) or ["none of " + ", ".join(FAST_BF16_FLAGS)]
+    if cap:
+        flags.append(f"oneDNN capped at {cap}")
     policy, reason = detect_precision(requested)
     return (
         f"{model}; fast-bfloat16 flags: {', '.join(flags)}; {os.cpu_count()} cores; "
