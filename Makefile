@@ -46,7 +46,7 @@ help:
 	@echo "make evaluate-agent RUNS=21,22,23   the paper's test protocol over agent runs, beside the random policy"
 	@echo "                                 (make test-agent: its older name, the same)"
 	@echo "make rl-benchmark [GRID=table1|table2|table3|keypoints|atari100k] [PRESET=quick|paper|cpu (atari100k)] [SEEDS=0,1,2]"
-	@echo "                  [GAMES=ms_pacman]  the papers' grids on Ray (local cores; a cluster via RAY_ADDRESS), resumable"
+	@echo "                  [GAMES=ms_pacman] [KEYPOINTERS=oracle (atari100k)]  the papers' grids on Ray (local cores; a cluster via RAY_ADDRESS), resumable"
 	@echo "make compare [RUNS_DIR=runs] [GRID=table1] [PAGE=docs/x.md]   tables (ours beside the papers'), curves, aggregate"
 	@echo "make bench-data                 data generation and reading throughput table"
 	@echo "make coverage [GAMES=pong,ms_pacman] [FRAMES=3000] [POLICIES=uniform,sticky:0.1]"
@@ -161,7 +161,7 @@ bench-grid: install
 
 rl-benchmark: install
 	$(PY) -m experiments.run_grid --grid $(GRID) --preset $(or $(PRESET),quick) --seeds $(SEEDS) --runs $(RUNS_DIR) \
-		$(if $(GAMES),--games $(GAMES))
+		$(if $(GAMES),--games $(GAMES)) $(if $(KEYPOINTERS),--keypointers $(KEYPOINTERS))
 
 compare: install
 	$(PY) -m experiments.compare with runs_dir=$(RUNS_DIR) $(if $(filter command line,$(origin GRID)),grid=$(GRID)) \

@@ -176,14 +176,26 @@ def explore(preset: str, seeds: Sequence[int], games: Sequence[str] = EXPLORE_GA
     return jobs
 
 
-def atari100k(preset: str, seeds: Sequence[int], games: Sequence[str] = TABLE1_GAMES) -> list[Job]:
+def atari100k(
+    preset: str,
+    seeds: Sequence[int],
+    games: Sequence[str] = TABLE1_GAMES,
+    keypointers: Sequence[str] = BUILTIN_KEYPOINTERS,
+) -> list[Job]:
     """Table 1's games (PermaKey paper, section 5.1, the Atari 100k protocol) x the oracle and the motion baseline x
     seeds, each with the GNN encoder: the ceiling and the floor between which table1's learned keypointers stand.
-    Neither keypointer is trained, so the agents depend on no job, and the agent's cpu preset (train_agent) applies."""
+    Neither keypointer is trained, so the agents depend on no job, and the agent's cpu preset (train_agent) applies.
+    `keypointers` narrows it to one of them (KEYPOINTERS=oracle)."""
+    unknown = [name for name in keypointers if name not in BUILTIN_KEYPOINTERS]
+    if unknown or not keypointers:
+        raise ValueError(
+            f"The atari100k grid's keypointers are {', '.join(BUILTIN_KEYPOINTERS)}; got {list(keypointers)} "
+            "(KEYPOINTERS=oracle,motion)."
+        )
     named = () if preset == "paper" else (preset,)
     jobs = []
     for game in games:
-        for keypointer in BUILTIN_KEYPOINTERS:
+        for keypointer in keypointers:
             for seed in seeds:
                 name = f"{game}/{keypointer}/gnn-s{seed}"
                 config = {"game": game, "keypointer": keypointer, "encoder": "gnn", "distractors": "none", "seed": seed}

@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="quick", choices=list(PRESETS), help="cpu: the atari100k grid only")
     parser.add_argument("--seeds", default="0,1,2", type=seed_list, help="comma-separated agent seeds")
     parser.add_argument("--games", default="", help="comma-separated subset of the grid's games (table1, table2)")
+    parser.add_argument("--keypointers", default="", help="comma-separated subset of atari100k's: oracle, motion")
     parser.add_argument("--runs", default=str(Workspace.here().runs), help="Sacred FileStorage folder")
     parser.add_argument("--logs", default="logs/grid", help="one log file per job")
     parser.add_argument("--cpus-per-job", type=int, default=1)
@@ -195,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     options: dict[str, Any] = {}
     if args.games:
         options["games"] = [game for game in args.games.split(",") if game]
+    if args.keypointers:
+        options["keypointers"] = [name for name in args.keypointers.split(",") if name]
     try:
         jobs = expand(args.grid, args.preset, args.seeds, **options)
     except ValueError as error:

@@ -4,10 +4,10 @@
   masks, superposed, select the keypointer's features; 4 Conv-norm-ReLU layers (kernel 3, strides [1, 1, 2, 1]),
   flatten, Dense 128 ReLU. The authors' code binarises the summed heatmaps at 0.2 (`binarise=0.2`); the paper multiplies
   by the soft masks (`binarise=None`, default). Paper: 128 filters; authors' code: 32.
-- `GNNEncoder` (same sections): a node per keypoint = the mask-weighted average of the features under it plus a learned
-  positional embedding of (y, x) (MLP, linear output); a fully connected graph with zero edge features; Encode-Process-
-  Decode with an Interaction Network whose message passing really iterates `steps` times (the authors' loop never
-  did); MLPs of 2 x 64 ReLU; decoded nodes concatenated -> 2-layer MLP 128 ReLU.
+- `GNNEncoder` (same sections): a node per keypoint = the mask-weighted average of the features under it with a
+  learned positional embedding of (y, x) appended (MLP of 2 x 64, linear output); a fully connected graph with zero
+  edge features; Encode-Process-Decode with an Interaction Network whose message passing really iterates `steps` times
+  (the authors' loop never did); MLPs of 2 x 64 ReLU; decoded nodes concatenated -> 2-layer MLP 128 ReLU.
 - `KeyQNEncoder` (Transporter paper, section 3.2.1): thermometer-encoded coordinates plus the Gaussian-weighted features
   under each keypoint, concatenated over keypoints -> 2-layer MLP 128 ReLU.
 
@@ -99,8 +99,10 @@ class GNNEncoder(keras.layers.Layer):
         return keypoint_view(coordinates, heatmaps, features)
 
     def build(self, input_shape) -> None:
-        channels = int(input_shape["features"][-1])  # the embedding is added to the features: it has their width
-        self.position = mlp([self.width, channels], "position", linear_output=True)
+        # "keypoint features ... are appended with learned positional embedding" (PermaKey, section 3; Appendix A.2.3:
+        # "a similar MLP [2 x 64] but having linear output units"): concatenated, so that the position keeps its own
+        # 64 units however few feature channels the keypointer has (the oracle's 4).
+        self.position = mlp([self.width, self.width], "position", linear_output=True)
         self.built = True
 
     def interaction(self, nodes: tf.Tensor, edges: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -134,7 +136,7 @@ class GNNEncoder(keras.layers.Layer):
     def call(self, view: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         assert self.position is not None
         features = tf.cast(view["features"], self.compute_dtype)
-        nodes = features + self.position(tf.cast(view["coordinates"], features.dtype))
+        nodes = tf.concat([features, self.position(tf.cast(view["coordinates"], features.dtype))], axis=-1)
         nodes = self.node_encoder(nodes)
         k = nodes.shape[1]
         # Zero edge features: the encoded edge is one vector, computed once and shared by every edge.

@@ -146,6 +146,12 @@ def test_the_agents_cpu_preset_runs_the_atari100k_grid_and_is_refused_where_keyp
     assert main(["--grid", "atari100k", "--preset", "cpu", "--games", "pong", "--seeds", "0", "--runs", str(runs),
                  "--dry-run"]) == 0  # fmt: skip
     assert "atari100k (cpu): 2 jobs, 0 completed, 2 to run" in capsys.readouterr().out
+    assert main(["--grid", "atari100k", "--preset", "cpu", "--games", "pong", "--keypointers", "oracle", "--seeds",
+                 "0,1", "--runs", str(runs), "--dry-run"]) == 0  # fmt: skip
+    assert "atari100k (cpu): 2 jobs, 0 completed, 2 to run" in capsys.readouterr().out
+    assert {job.settings["keypointer"] for job in expand("atari100k", "cpu", [0], keypointers=["motion"])} == {"motion"}
+    with pytest.raises(ValueError, match="keypointers are oracle, motion.*'permakey'"):
+        expand("atari100k", "cpu", [0], keypointers=["permakey"])
 
 
 def test_runs_tagged_before_tags_named_the_preset_count_for_the_preset_they_ran(tmp_path):

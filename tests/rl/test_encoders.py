@@ -67,6 +67,24 @@ def test_gnn_edge_model_per_node_equals_the_concatenated_form():
     )
 
 
+def test_gnn_appends_the_positional_embedding_to_the_keypoint_features():
+    """PermaKey section 3: keypoint features "are appended with learned positional embedding" (an MLP of 2 x 64 with
+    linear output, Appendix A.2.3). Appended, not added: the node keeps the features unchanged beside 64 units of
+    position, even when the keypointer has only 4 channels (the oracle's)."""
+    encoder = GNNEncoder(steps=1)
+    coordinates, heatmaps, features = _inputs(c=4)
+    view = encoder.view(coordinates, heatmaps, features)
+    encoder(view)
+    seen = []
+    node_encoder = encoder.node_encoder
+    object.__setattr__(encoder, "node_encoder", lambda nodes: seen.append(nodes) or node_encoder(nodes))
+    encoder(view)
+    (nodes,) = seen
+    assert nodes.shape == (2, 3, 4 + 64)
+    np.testing.assert_array_equal(nodes[..., :4].numpy(), view["features"].numpy())
+    np.testing.assert_allclose(nodes[..., 4:].numpy(), encoder.position(coordinates).numpy(), rtol=1e-6, atol=1e-6)
+
+
 def test_gnn_nodes_see_each_other():
     encoder = GNNEncoder(steps=1)
     coordinates, heatmaps, features = _inputs()
