@@ -75,6 +75,10 @@ def config():
     # most moving keypoints kept with theirs. []: the model's error_normalisation only.
     pointnet_refit_normalisations = []
     pointnet_refit_batch_size = None  # None: batch_size
+    # The kept refit's initialisation trained again for this many steps at this batch (None: the refit's), kept
+    # instead when its keypoints move more. 0: no final refit.
+    pointnet_refit_final_steps = 0
+    pointnet_refit_final_batch_size = None
     precision = "auto"  # mixed_bfloat16 on GPUs and AMX/AVX512-BF16 CPUs, float32 elsewhere (training/precision.py)
     log_every = 50
     preset = "paper"
@@ -171,6 +175,8 @@ def permakey_training(c: dict) -> PermaKeyTraining:
         refit_restarts=c["pointnet_refit_restarts"],
         refit_normalisations=tuple(c["pointnet_refit_normalisations"]) or (c["error_normalisation"],),
         refit_batch_size=c["pointnet_refit_batch_size"],
+        final_steps=c["pointnet_refit_final_steps"],
+        final_batch_size=c["pointnet_refit_final_batch_size"],
         picture_frames=c["picture_frames"],
         log_every=c["log_every"],
         progress=c["progress"],

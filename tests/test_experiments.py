@@ -210,6 +210,52 @@ def test_pointnet_refit_restarts_and_normalisations_keep_the_most_moving_refit_w
     assert validation_motion(kept, validation) == pytest.approx(max(motions), rel=1e-3)
 
 
+@pytest.mark.usefixtures("eager_functions")
+def test_the_final_refit_trains_the_kept_refits_initialisation_again_and_keeps_the_more_moving(
+    tmp_path, pong_dataset, joint_permakey
+):
+    """The final refit starts from the kept refit's normalisation, initialisation and batch order: at the same steps
+    and batch it is that refit again (the same losses and motion). It is kept only where its keypoints move more, and
+    another final batch size is another refit."""
+    from experiments.train_permakey import permakey_training
+    from permakey.keypointer import PermaKeyKeypointer
+    from training.keypoint_training import DataSettings
+    from training.permakey_training import refit_pointnet, validation_motion
+
+    work = _after_joint_training(tmp_path, joint_permakey)
+    run = _permakey_run(
+        tmp_path,
+        pong_dataset,
+        epochs=1,
+        pointnet_refit_steps=3,
+        pointnet_refit_restarts=2,
+        pointnet_refit_normalisations=["activation", "none"],
+        pointnet_refit_final_steps=3,
+    )
+    assert run.status == "COMPLETED"
+    state = json.loads((work / "state.json").read_text())
+    motions, choice = state["pointnet_refit_motions"], state["pointnet_refit_choice"]
+    assert state["pointnet_refit_final"] == 3 and state["pointnet_refit_final_batch_size"] == 4
+    assert state["pointnet_refit_final_motion"] == pytest.approx(motions[choice], rel=1e-4)
+    assert state["pointnet_refit_final_kept"] == (state["pointnet_refit_final_motion"] > motions[choice])
+    metrics = json.loads((tmp_path / "runs" / str(run._id) / "metrics.json").read_text())
+    chosen = "refit.pointnet_loss" if choice == 0 else f"refit.{choice}.pointnet_loss"
+    assert metrics["refit.final.pointnet_loss"]["values"] == pytest.approx(metrics[chosen]["values"], rel=1e-4)
+    validation = np.concatenate(list(frames_dataset(pong_dataset, "validation", batch_size=16, seed=0, shuffle=False)))
+    for folder in ("best", "refit_choice"):
+        kept = PermaKeyKeypointer.load(work / folder)
+        assert validation_motion(kept, validation) == pytest.approx(motions[choice], rel=1e-3), folder
+
+    class NoRefit:
+        def log_scalar(self, *_):
+            raise AssertionError("refitted again")
+
+    training, data = permakey_training(run.config), DataSettings.from_config(run.config)
+    assert refit_pointnet(training, state, data, NoRefit()) is state
+    with pytest.raises(AssertionError, match="refitted again"):
+        refit_pointnet(dataclasses.replace(training, final_batch_size=8), state, data, NoRefit())
+
+
 def test_refits_hide_only_the_retracing_warning_that_one_trace_per_new_model_gives(caplog):
     """Each refit is a new model with its own traced step and keypointer; TensorFlow counts the traces of one method
     over its instances together and warns of excessive retracing from the fifth on (the quick preset runs eight
@@ -547,6 +593,7 @@ def test_a_new_key_whose_old_value_is_known_is_compared_with_it(tmp_path):
     [
         ("pointnet_refit_restarts", "pointnet_refit_restarts must be >= 1"),
         ("pointnet_refit_batch_size", "pointnet_refit_batch_size=0 is out of range"),
+        ("pointnet_refit_final_batch_size", "pointnet_refit_final_batch_size=0 is out of range"),
     ],
 )
 def test_train_permakey_refuses_a_refit_of_no_restarts_or_an_empty_batch(tmp_path, pong_dataset, change, message):

@@ -110,11 +110,16 @@ class PermaKeyTraining:
     monitor: str = "val_lsp_pointnet_loss"
     baseline: tuple[str, str] | None = ("val_pointnet_loss", "val_pointnet_shuffled_loss")
     refit_batch_size: int | None = None  # None: the training's batch size
+    final_steps: int = 0  # the kept refit's initialisation trained again for this many steps (0: not)
+    final_batch_size: int | None = None  # None: the refit's batch size
 
     def __post_init__(self) -> None:
         check_range("pointnet_refit_steps", self.refit_steps, 0)
+        check_range("pointnet_refit_final_steps", self.final_steps, 0)
         if self.refit_batch_size is not None:
             check_range("pointnet_refit_batch_size", self.refit_batch_size, 1)
+        if self.final_batch_size is not None:
+            check_range("pointnet_refit_final_batch_size", self.final_batch_size, 1)
         check_range("picture_frames", self.picture_frames, 1)
         monitors = [f"val_{name}_loss" for name in LOSSES if name != "pointnet_shuffled"]
         if self.monitor not in monitors:
@@ -178,17 +183,26 @@ def refit_pointnet(training: PermaKeyTraining, state: dict, data: DataSettings, 
     the error maps are still unformed parks its keypoints where nothing pulls them (a border) and stays there; one
     trained on the formed maps finds the objects. Which objects depends on the initialisation and on the error
     normalisation; equation 3's loss prefers keypoints parked on static salient regions (Pong's score digits),
-    keypoint motion, which needs no ground truth, prefers the refits that track (off the paper; measured there)."""
+    keypoint motion, which needs no ground truth, prefers the refits that track (off the paper; measured there).
+
+    With `final_steps`, the kept refit's initialisation (its normalisation, seed and batch order) is trained again for
+    that many steps at `final_batch_size` and kept instead when its keypoints move more: the short refits choose
+    where to start, the long one has the budget that ms_pacman's keypoints need to follow Ms. Pac-Man. The short
+    refits' choice is saved as the work folder's refit_choice/ keypointer either way."""
     done = {
         "pointnet_refit": training.refit_steps,
         "pointnet_refit_restarts": training.refit_restarts,
         "pointnet_refit_normalisations": list(training.refit_normalisations),
         "pointnet_refit_batch_size": refit_batch_size(training, data),
+        "pointnet_refit_final": training.final_steps,
+        "pointnet_refit_final_batch_size": final_batch_size(training, data) if training.final_steps else None,
     }
     before = {  # a work folder refitted before these options existed had one of each, at the training's batch size
         "pointnet_refit_restarts": 1,
         "pointnet_refit_normalisations": [training.config.error_normalisation],
         "pointnet_refit_batch_size": data.batch_size,
+        "pointnet_refit_final": 0,
+        "pointnet_refit_final_batch_size": None,
     }
     recorded = {**before, **state}
     if all(recorded.get(key) == value for key, value in done.items()):
@@ -209,8 +223,17 @@ def refit_pointnet(training: PermaKeyTraining, state: dict, data: DataSettings, 
                 f"Every PointNet refit gave non-finite keypoints (motions {motions}); best/ keeps the joint training's "
                 "keypointer. Lower pointnet_learning_rate or set pointnet_refit_steps=0."
             )
+        final = {}
+        if training.final_steps:  # the short refits' choice stays beside it, for comparison (make eval-keypoints)
+            PermaKeyKeypointer(best).save(training.work / "refit_choice")
+            with retracing_by_design():
+                model = final_refit(training, joint, data, run, choice)
+                motion = validation_motion(PermaKeyKeypointer(model), validation)
+            run.log_scalar("refit.final.keypoint_motion", motion)
+            final = {"pointnet_refit_final_motion": motion, "pointnet_refit_final_kept": bool(motion > motions[choice])}
+            best = model if final["pointnet_refit_final_kept"] else best
         PermaKeyKeypointer(best).save(training.work / "best")
-        state = {**state, **done, "pointnet_refit_motions": motions, "pointnet_refit_choice": choice}
+        state = {**state, **done, "pointnet_refit_motions": motions, "pointnet_refit_choice": choice, **final}
         state["pointnet_refit_normalisation"] = best.config.error_normalisation
         write_json_atomic(training.work / "state.json", state)
     return state
@@ -253,6 +276,18 @@ def refits(training: PermaKeyTraining, joint: keras.Model, data: DataSettings, r
             yield model
 
 
+def final_refit(training: PermaKeyTraining, joint: keras.Model, data: DataSettings, run, choice: int) -> keras.Model:
+    """Refit `choice` (index n * restarts + r: normalisation n, restart r) trained again from its initialisation and
+    batch order, for `final_steps` steps at `final_batch_size`; logs refit.final.pointnet_loss."""
+    normalisation, restart = divmod(choice, training.refit_restarts)
+    config = dataclasses.replace(joint.config, error_normalisation=training.refit_normalisations[normalisation])
+    model = fresh_pointnet(joint, config, training.optimization, data.seed + 1 + restart)
+    maps = training.read(data, "train", training=False).map(model.error_maps).unbatch().cache()
+    steps, batch = training.final_steps, final_batch_size(training, data)
+    train_pointnet(model, maps, training, data, choice, run, steps=steps, batch_size=batch, name="refit.final")
+    return model
+
+
 def fresh_pointnet(joint: keras.Model, config: PermaKeyConfig, optimization: Optimization, seed: int) -> keras.Model:
     """A compiled PermaKey model of `config` with `joint`'s VAE and LSPN weights and a PointNet initialised from
     `seed`."""
@@ -270,21 +305,36 @@ def refit_batch_size(training: PermaKeyTraining, data: DataSettings) -> int:
     return data.batch_size if training.refit_batch_size is None else training.refit_batch_size
 
 
+def final_batch_size(training: PermaKeyTraining, data: DataSettings) -> int:
+    """The final refit's batch size: its own where set, else the refit's."""
+    return refit_batch_size(training, data) if training.final_batch_size is None else training.final_batch_size
+
+
 def train_pointnet(
-    model: keras.Model, maps: tf.data.Dataset, training: PermaKeyTraining, data: DataSettings, index: int, run
+    model: keras.Model,
+    maps: tf.data.Dataset,
+    training: PermaKeyTraining,
+    data: DataSettings,
+    index: int,
+    run,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    name: str | None = None,
 ) -> None:
-    """`refit_steps` PointNet updates on shuffled batches (`refit_batch_size`) of the cached error maps (restart r's
-    order, r = index mod restarts, is the same under every normalisation); logs refit.pointnet_loss (the first
-    refit's under that name, later ones' as refit.<index>.pointnet_loss)."""
+    """`steps` (default `refit_steps`) PointNet updates on shuffled batches (default `refit_batch_size`) of the cached
+    error maps (restart r's order, r = index mod restarts, is the same under every normalisation); logs
+    <name>.pointnet_loss (default: the first refit's refit.pointnet_loss, later ones' refit.<index>.pointnet_loss)."""
     order = data.seed + index % training.refit_restarts
-    batches = maps.shuffle(4096, seed=order).repeat().batch(refit_batch_size(training, data)).prefetch(2)
+    steps = training.refit_steps if steps is None else steps
+    batch_size = refit_batch_size(training, data) if batch_size is None else batch_size
+    batches = maps.shuffle(4096, seed=order).repeat().batch(batch_size).prefetch(2)
     step = tf.function(model.pointnet_step)
-    name = "refit.pointnet_loss" if index == 0 else f"refit.{index}.pointnet_loss"
     total = training.refit_restarts * len(training.refit_normalisations)
     desc = f"PointNet refit {index + 1}/{total} ({model.config.error_normalisation} error)"
-    progress = tqdm(
-        batches.take(training.refit_steps), total=training.refit_steps, desc=desc, disable=not training.progress
-    )
+    if name is not None:
+        desc = f"PointNet {name} ({model.config.error_normalisation} error, {steps} steps x {batch_size})"
+    name = (name or ("refit" if index == 0 else f"refit.{index}")) + ".pointnet_loss"
+    progress = tqdm(batches.take(steps), total=steps, desc=desc, disable=not training.progress)
     for i, batch in enumerate(progress):
         loss = step(batch)
         if (i + 1) % training.log_every == 0:  # read back only when logged: the steps queue without a sync
