@@ -224,14 +224,8 @@ def refit_pointnet(training: PermaKeyTraining, state: dict, data: DataSettings, 
                 "keypointer. Lower pointnet_learning_rate or set pointnet_refit_steps=0."
             )
         final = {}
-        if training.final_steps:  # the short refits' choice stays beside it, for comparison (make eval-keypoints)
-            PermaKeyKeypointer(best).save(training.work / "refit_choice")
-            with retracing_by_design():
-                model = final_refit(training, joint, data, run, choice)
-                motion = validation_motion(PermaKeyKeypointer(model), validation)
-            run.log_scalar("refit.final.keypoint_motion", motion)
-            final = {"pointnet_refit_final_motion": motion, "pointnet_refit_final_kept": bool(motion > motions[choice])}
-            best = model if final["pointnet_refit_final_kept"] else best
+        if training.final_steps:
+            best, final = after_final_refit(training, joint, data, run, best, choice, motions[choice], validation)
         PermaKeyKeypointer(best).save(training.work / "best")
         state = {**state, **done, "pointnet_refit_motions": motions, "pointnet_refit_choice": choice, **final}
         state["pointnet_refit_normalisation"] = best.config.error_normalisation
@@ -274,6 +268,27 @@ def refits(training: PermaKeyTraining, joint: keras.Model, data: DataSettings, r
             index = n * training.refit_restarts + restart
             train_pointnet(model, maps, training, data, index, run)
             yield model
+
+
+def after_final_refit(
+    training: PermaKeyTraining,
+    joint: keras.Model,
+    data: DataSettings,
+    run,
+    best: keras.Model,
+    choice: int,
+    motion: float,
+    validation: np.ndarray,
+) -> tuple[keras.Model, dict]:
+    """Saves the short refits' choice `best` (keypoint motion `motion`) as refit_choice/, trains its final refit and
+    returns the one to keep (the final refit where its keypoints move more) with what state.json records of it."""
+    PermaKeyKeypointer(best).save(training.work / "refit_choice")
+    with retracing_by_design():
+        model = final_refit(training, joint, data, run, choice)
+        final_motion = validation_motion(PermaKeyKeypointer(model), validation)
+    run.log_scalar("refit.final.keypoint_motion", final_motion)
+    kept = bool(final_motion > motion)
+    return (model if kept else best), {"pointnet_refit_final_motion": final_motion, "pointnet_refit_final_kept": kept}
 
 
 def final_refit(training: PermaKeyTraining, joint: keras.Model, data: DataSettings, run, choice: int) -> keras.Model:
