@@ -11,8 +11,8 @@ status and results, and writes (into `out`, and as artifacts of this run):
   - learning_curves.png (validation score by agent step, per game and method, mean over seeds);
   - aggregate.png (interquartile mean of human-normalised test scores with 95% stratified-bootstrap intervals).
 With `grid=`, every job of that grid appears: a job without a completed run is shown as missing, failed or
-interrupted with its run id, never silently dropped; `grid=atari100k` (the oracle's and the motion baseline's agents)
-is shown in Table 1's layout beside the paper's Table 1.
+unfinished (running, interrupted or killed) with its run id, never silently dropped; `grid=atari100k` (the oracle's
+and the motion baseline's agents) is shown in Table 1's layout beside the paper's Table 1.
 """
 
 from __future__ import annotations

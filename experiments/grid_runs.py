@@ -73,11 +73,12 @@ def job_runs(job: Job, runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, 
 
 
 def job_status(job: Job, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, int | None]:
-    """("completed" | "failed" | "interrupted" | "missing", latest run id): COMPLETED in any of its runs counts."""
+    """("completed" | "failed" | "unfinished" | "missing", latest run id): COMPLETED in any of its runs counts;
+    unfinished: still running, interrupted, or killed without a word (Sacred cannot tell the last two from running)."""
     mine = job_runs(job, runs)
     if any(r["status"] == "COMPLETED" for r in mine):
         return "completed", max(r["id"] for r in mine if r["status"] == "COMPLETED")
     if not mine:
         return "missing", None
     last = mine[-1]
-    return ("failed" if last["status"] == "FAILED" else "interrupted"), last["id"]
+    return ("failed" if last["status"] == "FAILED" else "unfinished"), last["id"]

@@ -38,7 +38,7 @@ machine needs the checkout at the same path)."""
 
 
 def plan(jobs: list[Job], runs_dir: str | Path) -> dict[str, list[Job]]:
-    """Which jobs are skipped (completed) and which run (missing, failed, interrupted)."""
+    """Which jobs are skipped (completed) and which run (missing, failed, unfinished)."""
     runs = tagged_runs(runs_dir)
     out: dict[str, list[Job]] = {"skip": [], "run": []}
     for job in jobs:

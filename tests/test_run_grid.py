@@ -83,7 +83,7 @@ def test_restart_skips_completed_and_reruns_failed_or_interrupted(tmp_path):
     assert [job_status(j, found) for j in jobs] == [
         ("completed", 1),
         ("failed", 2),
-        ("interrupted", 3),
+        ("unfinished", 3),
         ("missing", None),
         ("completed", 5),
     ]
