@@ -173,6 +173,14 @@ def test_pointnet_refit_trains_a_fresh_pointnet_alone_once(tmp_path, pong_datase
         refit_pointnet(dataclasses.replace(training, refit_batch_size=8), before, data, NoRefit())
 
 
+TWO_BY_TWO_REFITS = {
+    "pointnet_refit_steps": 3,
+    "pointnet_refit_restarts": 2,
+    "pointnet_refit_normalisations": ["activation", "none"],
+}
+"""Two restarts under each of two error normalisations, 3 steps each."""
+
+
 @pytest.mark.usefixtures("eager_functions")
 def test_pointnet_refit_restarts_and_normalisations_keep_the_most_moving_refit_with_its_normalisation(
     tmp_path, pong_dataset
@@ -182,15 +190,7 @@ def test_pointnet_refit_restarts_and_normalisations_keep_the_most_moving_refit_w
     from permakey.keypointer import PermaKeyKeypointer
     from training.permakey_training import validation_motion
 
-    run = _permakey_run(
-        tmp_path,
-        pong_dataset,
-        epochs=1,
-        pointnet_refit_steps=3,
-        pointnet_refit_restarts=2,
-        pointnet_refit_normalisations=["activation", "none"],
-        pointnet_coordinates=True,
-    )
+    run = _permakey_run(tmp_path, pong_dataset, epochs=1, **TWO_BY_TWO_REFITS, pointnet_coordinates=True)
     assert run.status == "COMPLETED"
     state = json.loads((tmp_path / "work" / "state.json").read_text())
     motions, choice = state["pointnet_refit_motions"], state["pointnet_refit_choice"]
@@ -223,15 +223,7 @@ def test_the_final_refit_trains_the_kept_refits_initialisation_again_and_keeps_t
     from training.permakey_training import refit_pointnet, validation_motion
 
     work = _after_joint_training(tmp_path, joint_permakey)
-    run = _permakey_run(
-        tmp_path,
-        pong_dataset,
-        epochs=1,
-        pointnet_refit_steps=3,
-        pointnet_refit_restarts=2,
-        pointnet_refit_normalisations=["activation", "none"],
-        pointnet_refit_final_steps=3,
-    )
+    run = _permakey_run(tmp_path, pong_dataset, epochs=1, **TWO_BY_TWO_REFITS, pointnet_refit_final_steps=3)
     assert run.status == "COMPLETED"
     state = json.loads((work / "state.json").read_text())
     motions, choice = state["pointnet_refit_motions"], state["pointnet_refit_choice"]

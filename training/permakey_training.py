@@ -223,7 +223,7 @@ def refit_pointnet(training: PermaKeyTraining, state: dict, data: DataSettings, 
                 f"Every PointNet refit gave non-finite keypoints (motions {motions}); best/ keeps the joint training's "
                 "keypointer. Lower pointnet_learning_rate or set pointnet_refit_steps=0."
             )
-        final = {}
+        final: dict[str, float | bool] = {}
         if training.final_steps:
             best, final = after_final_refit(training, joint, data, run, best, choice, motions[choice], validation)
         PermaKeyKeypointer(best).save(training.work / "best")
