@@ -344,11 +344,13 @@ def train_pointnet(
     batch_size = refit_batch_size(training, data) if batch_size is None else batch_size
     batches = maps.shuffle(4096, seed=order).repeat().batch(batch_size).prefetch(2)
     step = tf.function(model.pointnet_step)
-    total = training.refit_restarts * len(training.refit_normalisations)
-    desc = f"PointNet refit {index + 1}/{total} ({model.config.error_normalisation} error)"
-    if name is not None:
-        desc = f"PointNet {name} ({model.config.error_normalisation} error, {steps} steps x {batch_size})"
-    name = (name or ("refit" if index == 0 else f"refit.{index}")) + ".pointnet_loss"
+    error = model.config.error_normalisation
+    if name is None:  # one of the short refits
+        total = training.refit_restarts * len(training.refit_normalisations)
+        desc, name = f"PointNet refit {index + 1}/{total} ({error} error)", "refit" if index == 0 else f"refit.{index}"
+    else:
+        desc = f"PointNet {name} ({error} error, {steps} steps x {batch_size})"
+    name += ".pointnet_loss"
     progress = tqdm(batches.take(steps), total=steps, desc=desc, disable=not training.progress)
     for i, batch in enumerate(progress):
         loss = step(batch)
