@@ -35,7 +35,7 @@ help:
 	@echo "make test                       the test suite (what CI runs)"
 	@echo "make data GAME=pong [FRAMES=n] [SEED=s] [OUT=dir] [MODE=rollouts|diverse_pairs] [PRESET=quick]"
 	@echo "          [POLICY=uniform|sticky] [CHANGE_PROBABILITY=0.1]   random policy (sticky: hold actions)"
-	@echo "make train-permakey GAME=pong [PRESET=quick] [DISTRACTORS=vertical]   train PermaKey, record the run"
+	@echo "make train-permakey GAME=pong [PRESET=quick|cpu] [DISTRACTORS=vertical]   train PermaKey, record the run"
 	@echo "make train-transporter GAME=pong [MODEL=transporter|imm] [ARCH=paper|pkey_reimpl] [PRESET=quick] [DISTRACTORS=...]"
 	@echo "make eval-keypoints GAME=pong RUNS=9,10 [REPORT=docs/x.md]   tracking precision/recall vs ground truth"
 	@echo "make train-agent GAME=ms_pacman KP=<keypointer run id> [ENC=gnn|cnn|keyqn] [PRESET=quick|cpu] [DISTRACTORS=...]"

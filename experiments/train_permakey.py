@@ -108,6 +108,21 @@ def paper():
 
 
 @ex.named_config
+def cpu():
+    """The paper's architecture, values and joint training (the defaults; no refit), at the authors' own budget,
+    sized to finish within 3 hours on 2 CPU cores. The authors' visualised ms_pacman model is their epoch-1 checkpoint:
+    about 5.3k steps of batch 32 (docs/method.md section 3.7).
+    - 10 epochs of 500 steps at batch 32 (5,000 steps): short epochs, so a killed run that resumes (every epoch ends
+      in a checkpoint) loses at most one; patience 10 never stops it early.
+    - data_frames 95,000 (85k / 5k / 5k, the paper's), of the sticky random policy (p = 0.1), which moves the
+      avatars further than the uniform one (docs/data_coverage.md); the paper trains on trained agents' rollouts."""
+    preset = "cpu"
+    epochs = 10
+    steps_per_epoch = 500
+    data_policy = "sticky"
+
+
+@ex.named_config
 def quick():
     """Same method and architecture, CPU-sized (about 17 minutes on 2 cores in mixed bfloat16). Each setting and why;
     the A/B measurements behind them are in docs/permakey_quick.md:

@@ -760,6 +760,20 @@ def test_the_quick_preset_keeps_the_settings_it_was_measured_with():
     }
 
 
+def test_the_cpu_preset_is_the_paper_preset_at_the_authors_budget():
+    """PRESET=cpu changes only how long PermaKey trains and on which frames: every architecture, loss and optimiser
+    value is the paper preset's (no refit), at 5,000 steps of batch 32, in epochs short enough to resume from."""
+    from experiments import train_permakey
+
+    paper = train_permakey.ex.resolved_config()
+    cpu = train_permakey.ex.resolved_config(["cpu"])
+    changed = {name for name in paper if paper[name] != cpu[name]} - {"__doc__"}
+    assert changed == {"preset", "epochs", "steps_per_epoch", "data_policy", "data_change_probability", "dataset", "work"}
+    assert cpu["epochs"] * cpu["steps_per_epoch"] == 5_000 and cpu["batch_size"] == 32
+    assert (cpu["data_policy"], cpu["data_change_probability"], cpu["data_frames"]) == ("sticky", 0.1, 95_000)
+    assert cpu["pointnet_refit_steps"] == 0 and cpu["dataset"] != paper["dataset"] and cpu["work"] != paper["work"]
+
+
 def test_work_folders_from_before_the_authors_options_resume_as_they_trained(tmp_path):
     """A settings.json without the new keys compares as the values those runs had: a quick run resumes, a paper run
     (BatchNorm in the LSPNs, another monitor) is refused instead of failing to restore."""
