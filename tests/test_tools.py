@@ -20,3 +20,33 @@ def test_error_mass_and_refit_variants_run_on_a_saved_model(tmp_path, pong_datas
     rmse = PermaKeyKeypointer.load(out / "rmse-activation-s0")
     assert rmse.config.error_metric == "rmse" and rmse.config.error_normalisation == "activation"
     assert PermaKeyKeypointer.load(out / "mse-none-s0").config.error_normalisation == "none"
+
+
+def test_health_table_reads_each_epochs_health_from_a_run(tmp_path, joint_permakey, capsys):
+    """One row per finished epoch with the health training/health.py logged (recall beside held still, the error
+    mass per map) and the monitored validation loss; a run folder without a finished epoch is named as such."""
+    import json
+    import shutil
+
+    import pytest
+
+    from tools import health_table
+
+    (folder,) = [path for path in (joint_permakey / "runs").iterdir() if path.name.isdigit()]  # read only
+    metrics = json.loads((folder / "metrics.json").read_text())
+    table = health_table.health_table(folder)
+    assert list(table["epoch"]) == metrics["epoch.keypoint_recall"]["steps"] == [1]
+    assert table["recall"].tolist() == metrics["epoch.keypoint_recall"]["values"]
+    assert table["held still"].tolist() == metrics["epoch.keypoint_recall_held_still"]["values"]
+    assert {"error mass 0", "error mass 1", "val_lsp_pointnet_loss"} <= set(table.columns)
+    assert (table["minutes"] >= 0).all()
+    health_table.main([str(folder)])
+    assert len(capsys.readouterr().out.splitlines()) == 3  # header, rule and one epoch
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(folder, unfinished)
+    kept = {key: value for key, value in metrics.items() if not key.startswith("epoch.")}
+    (unfinished / "metrics.json").write_text(json.dumps(kept))
+    with pytest.raises(ValueError, match="has not finished an epoch yet"):
+        health_table.health_table(unfinished)
+    with pytest.raises(FileNotFoundError, match="is not a Sacred run folder"):
+        health_table.health_table(tmp_path)
