@@ -39,7 +39,8 @@ def health_table(folder: str | Path) -> pd.DataFrame:
         config = json.loads((folder / "config.json").read_text())
         metrics = json.loads((folder / "metrics.json").read_text())
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"{folder} is not a Sacred run folder with metrics ({error.filename} is missing).") from None
+        missing = Path(str(error.filename)).name
+        raise FileNotFoundError(f"{folder} is not a Sacred run folder with metrics ({missing} is missing).") from None
     monitor = config.get("monitor")
     names = {f"epoch.{key}": label for key, label in HEALTH.items()}
     masses = sorted(key for key in metrics if key.startswith("epoch.error_mass_on_objects."))
