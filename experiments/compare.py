@@ -229,8 +229,21 @@ def _keypointer_facts(keypointer: Any, runs_dir: str | None, game: str | None = 
     return saved.get("kind", "unknown"), (saved.get("config") or {}).get("num_keypoints")
 
 
+def training_minutes(runs: pd.DataFrame, r: Any) -> float | None:
+    """The wall minutes of completed run `r` with those of the runs that trained in its work folder before it and did
+    not complete (interrupted or failed, then resumed by `r`): the training's whole time. A run killed without a stop
+    time adds nothing, so the sum is then a lower bound."""
+    work = (r.config or {}).get("work")
+    if r.minutes is None or pd.isna(r.minutes) or not work:
+        return r.minutes
+    earlier = runs[(runs.experiment == r.experiment) & (runs.id < r.id) & (runs.status != "COMPLETED")]
+    resumed = [m for c, m in zip(earlier.config, earlier.minutes, strict=True) if (c or {}).get("work") == work]
+    return r.minutes + sum(m for m in resumed if m is not None and not pd.isna(m))
+
+
 def agent_table(runs: pd.DataFrame, runs_dir: str | None = None) -> pd.DataFrame:
-    """One row per completed train_agent run: game, method, distractors, K, seed, test scores, tag."""
+    """One row per completed train_agent run: game, method, distractors, K, seed, test scores, tag, and its wall
+    minutes (training_minutes: a resumed run's include the interrupted runs before it)."""
     rows = []
     for _, r in runs[(runs.experiment == "train_agent") & (runs.status == "COMPLETED")].iterrows():
         c, test = r["config"], (r["info"] or {}).get("test", {})
@@ -248,7 +261,7 @@ def agent_table(runs: pd.DataFrame, runs_dir: str | None = None) -> pd.DataFrame
                 "score": (test.get("agent") or {}).get("mean"),
                 "random": (test.get("random") or {}).get("mean"),
                 "preset": c.get("preset"),
-                "minutes": r.minutes,
+                "minutes": training_minutes(runs, r),
             }
         )
     columns = [

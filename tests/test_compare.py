@@ -239,3 +239,22 @@ def test_the_margin_over_random_is_in_units_of_the_spread_over_seeds_and_the_pag
     assert "| pong | Oracle+GNN | none | cpu | 0, 1, 2 | -15, -17, -19 | -17 | 2 | -21 | 4 | 2 | 20 |" in text
     assert (tmp_path / "docs" / "images" / "agents_learning_curves.png").stat().st_size > 0
     assert "](images/agents_learning_curves.png)" in text
+
+
+def test_a_resumed_agent_runs_minutes_include_the_interrupted_runs_before_it(tmp_path):
+    """The wall time of a training that was interrupted and resumed is the sum of its runs in that work folder; a run
+    of another folder, or a completed one, is not added."""
+    runs = tmp_path / "runs"
+    times = {1: ("INTERRUPTED", "w/s0", 7), 2: ("INTERRUPTED", "w/s1", 5), 3: ("COMPLETED", "w/s0", 10)}
+    times |= {4: ("INTERRUPTED", "w/s0", 100), 5: ("COMPLETED", "w/s1", 9)}  # run 4 came after run 3
+    for run_id, (status, work, minutes) in times.items():
+        config = {"game": "pong", "keypointer": "oracle", "encoder": "gnn", "seed": int(work[-1]), "work": work}
+        _write_run(runs, run_id, "train_agent", status, config=config, info={"test": {"agent": {"mean": -20.0}}})
+        run = json.loads((runs / str(run_id) / "run.json").read_text())
+        stop = f"2026-12-07T{1 + minutes // 60:02d}:{minutes % 60:02d}:00"
+        run |= {"start_time": "2026-12-07T01:00:00", "stop_time": stop}
+        (runs / str(run_id) / "run.json").write_text(json.dumps(run))
+    from experiments import compare
+
+    agents = compare.agent_table(compare.load_file_runs(runs))
+    assert dict(zip(agents.id, agents.minutes, strict=True)) == {3: pytest.approx(17.0), 5: pytest.approx(14.0)}
