@@ -2,9 +2,9 @@
 
 Every keypoint run (PermaKey, Transporter, IMM) logs its health each epoch on a fixed clip of test frames
 (training/health.py): keypoint recall beside the same keypoints held still, motion, distinct spots, and for PermaKey
-the share of each error map's mass on the moving objects. This prints them, one row per run and epoch, with the agent
-steps reached (epoch x steps per epoch, where the run set them), the minutes since the run started and the validation
-loss the run monitors, so that a long training can be followed while it runs and read afterwards.
+the share of each error map's mass on the moving objects. This prints them, one row per run and epoch, with the
+training steps reached (epoch x steps per epoch, where the run set them), the minutes since the run started and the
+validation loss the run monitors, so that a long training can be followed while it runs and read afterwards.
 """
 
 from __future__ import annotations
