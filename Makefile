@@ -38,7 +38,7 @@ help:
 	@echo "make train-permakey GAME=pong [PRESET=quick|cpu] [DISTRACTORS=vertical]   train PermaKey, record the run"
 	@echo "make train-transporter GAME=pong [MODEL=transporter|imm] [ARCH=paper|pkey_reimpl] [PRESET=quick] [DISTRACTORS=...]"
 	@echo "make eval-keypoints GAME=pong RUNS=9,10 [REPORT=docs/x.md]   tracking precision/recall vs ground truth"
-	@echo "make train-agent GAME=ms_pacman KP=<keypointer run id> [ENC=gnn|cnn|keyqn] [PRESET=quick|cpu] [DISTRACTORS=...]"
+	@echo "make train-agent GAME=ms_pacman KP=<keypointer run id> [ENC=gnn|cnn|keyqn] [PRESET=quick|cpu] [DISTRACTORS=...] [STEPS=...]"
 	@echo "                                 KP=oracle: the game's ground-truth objects (OCAtari) as keypoints, the ceiling"
 	@echo "                                 KP=motion: the training-free motion baseline on the oracle's grid, the floor"
 	@echo "make explore GAME=ms_pacman [KP=<keypointer run>] [PRESET=quick]   keypoint options: random options of the"
@@ -136,7 +136,7 @@ train-agent: install
 		echo "(a run of make train-permakey or make train-transporter; ls runs/ lists them; KP=oracle for the"; \
 		echo "game's ground-truth objects; KP=motion for the motion baseline) [ENC=gnn|cnn|keyqn]"; exit 2; }
 	$(PY) -m experiments.train_agent with game=$(GAME) keypointer=$(KP) encoder=$(ENC) seed=$(SEED) $(PRESET) \
-		$(if $(DISTRACTORS),distractors=$(DISTRACTORS))
+		$(if $(DISTRACTORS),distractors=$(DISTRACTORS)) $(if $(STEPS),steps=$(STEPS))
 
 evaluate-agent: install
 	@test -n "$(RUNS)" || { echo "Give the agent runs (one policy each): make evaluate-agent RUNS=21,22,23"; exit 2; }
