@@ -110,7 +110,7 @@ def config():
     video_steps = 1500  # agent steps of the test-episode video
     log_every = 100  # updates between logged losses
     progress = True
-    # The frozen keypointer's compute precision: mixed_bfloat16 on GPUs and AMX/AVX512-BF16 CPUs, float32 elsewhere
+    # The frozen keypointer's compute precision: mixed_bfloat16 on GPUs and CPUs where it measures fast, else float32
     # (training/precision.py). The agent's own networks stay float32.
     precision = "auto"
     keypointer_name = keypointer_tag(keypointer) if keypointer else "none"  # unique per keypointer folder

@@ -66,7 +66,7 @@ def config():
     # The validation loss of the best epoch and early stopping (the paper names none); any of permakey.model.LOSSES.
     monitor = "val_lsp_pointnet_loss"  # the LSPN and PointNet losses' sum, as the authors' code
     steps_per_epoch = None  # None: one pass over the training split
-    precision = "auto"  # mixed_bfloat16 on GPUs and AMX/AVX512-BF16 CPUs, float32 elsewhere (training/precision.py)
+    precision = "auto"  # mixed_bfloat16 on GPUs and CPUs where it measures fast, else float32 (training/precision.py)
     log_every = 50
     preset = "paper"
     # Data: generated with these settings when missing (the paper: 85k / 5k / 5k frames).

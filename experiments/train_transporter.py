@@ -49,7 +49,7 @@ def config():
     steps_per_epoch = None  # None: one pass over the training pairs
     min_offset = 1
     max_offset = 20
-    precision = "auto"  # mixed_bfloat16 on GPUs and AMX/AVX512-BF16 CPUs, float32 elsewhere (training/precision.py)
+    precision = "auto"  # mixed_bfloat16 on GPUs and CPUs where it measures fast, else float32 (training/precision.py)
     log_every = 50
     preset = "paper"
     data_frames = 95_000

@@ -41,7 +41,7 @@ def tiny_config(**changes) -> GenerationConfig:
 @pytest.fixture(autouse=True)
 def float32_policy() -> Iterator[None]:
     """Each test starts from Keras's float32 policy whatever ran before it in the process: an experiment sets the
-    process-wide policy (precision='auto' picks mixed_bfloat16 on CPUs with AMX or AVX512-BF16), and a later test
+    process-wide policy (precision='auto' picks mixed_bfloat16 where bfloat16 measures fast), and a later test
     would build its models in bfloat16."""
     yield
     keras = sys.modules.get("keras")

@@ -1,15 +1,35 @@
 import pytest
 
-from training.precision import cpu_flags, detect_precision, resolve_precision, usable_flags
+from training.precision import (
+    bf16_matmul_speedup,
+    cpu_flags,
+    detect_precision,
+    resolve_precision,
+    usable_flags,
+)
+
+
+def never_measured() -> float:
+    raise AssertionError("bfloat16 was measured where no flag or a GPU already decides")
 
 
 def test_auto_picks_bfloat16_only_where_the_hardware_computes_it_fast():
-    assert resolve_precision("auto", {"avx2", "amx_bf16", "amx_tile"}, 0)[0] == "mixed_bfloat16"
-    assert resolve_precision("auto", {"avx512f", "avx512_bf16"}, 0)[0] == "mixed_bfloat16"
-    assert resolve_precision("auto", {"avx2", "avx512f"}, 0)[0] == "float32"
-    assert resolve_precision("auto", set(), 1)[0] == "mixed_bfloat16"
-    policy, reason = resolve_precision("auto", {"sse4_2"}, 0)
+    """A fast-bfloat16 flag is necessary, not sufficient: an Intel Xeon with AVX512-BF16 and no AMX multiplies
+    bfloat16 matrices at 0.6x float32's speed (docs/benchmarks.md), an AMD EPYC with the same flag at 1.9x."""
+    assert resolve_precision("auto", {"avx2", "amx_bf16", "amx_tile"}, 0, lambda: 3.0)[0] == "mixed_bfloat16"
+    assert resolve_precision("auto", {"avx512f", "avx512_bf16"}, 0, lambda: 1.93)[0] == "mixed_bfloat16"
+    policy, reason = resolve_precision("auto", {"avx512f", "avx512_bf16"}, 0, lambda: 0.60)
+    assert policy == "float32" and "0.60x" in reason
+    assert resolve_precision("auto", {"avx2", "avx512f"}, 0, never_measured)[0] == "float32"
+    assert resolve_precision("auto", set(), 1, never_measured)[0] == "mixed_bfloat16"
+    policy, reason = resolve_precision("auto", {"sse4_2"}, 0, never_measured)
     assert policy == "float32" and "amx_bf16" in reason
+
+
+def test_the_bfloat16_speedup_is_a_positive_ratio_measured_once_per_process():
+    speedup = bf16_matmul_speedup()
+    assert 0.0 < speedup < float("inf")
+    assert bf16_matmul_speedup() == speedup  # cached: every model of the process gets the same answer
 
 
 def test_explicit_precisions_are_kept_and_unknown_ones_refused():
@@ -35,6 +55,7 @@ def test_auto_picks_float32_where_onednn_is_capped_below_bfloat16(monkeypatch):
     assert usable_flags(flags, "AVX512_CORE_VNNI") == {"avx2", "avx512f"}
     assert usable_flags(flags, "AVX512_CORE_BF16") == {"avx2", "avx512f", "avx512_bf16"}
     monkeypatch.setattr("training.precision.cpu_flags", lambda: flags)
+    monkeypatch.setattr("training.precision.bf16_matmul_speedup", lambda: 2.0)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert detect_precision("auto")[0] == "float32"
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")

@@ -1,15 +1,20 @@
 """precision="auto": mixed bfloat16 where the hardware computes it fast, float32 elsewhere.
 
-Measured (`make bench-permakey`, docs/benchmarks.md): on CPUs with AMX or AVX512-BF16,
-mixed_bfloat16 trains PermaKey 1.6-1.8x faster than float32; on CPUs with neither it runs at 0.15x. GPUs compute
-bfloat16 natively.
+Measured (`make bench-permakey`, docs/benchmarks.md): on a 2-core AMD EPYC with AVX512-BF16, mixed_bfloat16 trains
+PermaKey 1.65x faster than float32 (bfloat16 matrix products 1.93x); on a 2-core Intel Xeon with AVX512-BF16 and no
+AMX it trains at 0.65x (matrix products 0.60x); on CPUs with neither flag at 0.15x. A flag alone does not say which,
+so on a CPU with a fast-bfloat16 flag `auto` measures a matrix product in both precisions first
+(`bf16_matmul_speedup`, about a second) and takes bfloat16 only when it is at least BF16_MIN_SPEEDUP faster. GPUs
+compute bfloat16 natively.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
@@ -47,11 +52,20 @@ def usable_flags(flags: set[str], isa_cap: str | None) -> set[str]:
     return set(flags)
 
 
-def resolve_precision(requested: str, flags: set[str], gpus: int) -> tuple[str, str]:
+BF16_MIN_SPEEDUP = 1.25
+"""The least bfloat16 / float32 matrix-product speedup for which `auto` takes mixed bfloat16 on a CPU. The two
+machines measured sit far on either side (1.93 and 0.60); below it the speed gained would not pay for bfloat16's
+8-bit mantissa."""
+
+
+def resolve_precision(
+    requested: str, flags: set[str], gpus: int, bf16_speedup: Callable[[], float] | None = None
+) -> tuple[str, str]:
     """(Keras mixed-precision policy, the reason) for a requested precision, given the CPU flags and GPU count.
 
-    "auto" resolves to mixed_bfloat16 on a GPU or a CPU with one of FAST_BF16_FLAGS, to float32 otherwise; an explicit
-    policy is kept as asked.
+    "auto" resolves to mixed_bfloat16 on a GPU; on a CPU with one of FAST_BF16_FLAGS, to mixed_bfloat16 when
+    `bf16_speedup()` (the measured bfloat16 / float32 matrix-product throughput; not measured without such a flag)
+    is at least BF16_MIN_SPEEDUP, to float32 otherwise; an explicit policy is kept as asked.
     """
     if requested not in PRECISIONS:
         raise ValueError(f"Unknown precision {requested!r}; choose one of {PRECISIONS}.")
@@ -61,8 +75,36 @@ def resolve_precision(requested: str, flags: set[str], gpus: int) -> tuple[str, 
         return "mixed_bfloat16", f"auto: {gpus} GPU(s) compute bfloat16 natively"
     fast = sorted(flags & set(FAST_BF16_FLAGS))
     if fast:
-        return "mixed_bfloat16", f"auto: the CPU has {', '.join(fast)}"
+        speedup = (bf16_speedup or bf16_matmul_speedup)()
+        verdict = "mixed_bfloat16" if speedup >= BF16_MIN_SPEEDUP else "float32"
+        return verdict, (
+            f"auto: the CPU has {', '.join(fast)}; its bfloat16 matrix products measured {speedup:.2f}x float32's "
+            f"({'at least' if verdict != 'float32' else 'under'} {BF16_MIN_SPEEDUP})"
+        )
     return "float32", f"auto: the CPU has none of {', '.join(FAST_BF16_FLAGS)} (bfloat16 would be slower)"
+
+
+@functools.cache
+def bf16_matmul_speedup(n: int = 1024, rounds: int = 3, products: int = 8) -> float:
+    """bfloat16 / float32 throughput of an n x n matrix product on this process's CPU device: `rounds` interleaved
+    rounds of `products` products in each precision, the fastest round of each (what another process's load on the
+    cores disturbs least). About a second on 2 cores; measured once per process."""
+    import tensorflow as tf
+
+    with tf.device("/CPU:0"):
+        a = tf.random.normal([n, n], seed=0)
+        operands = {dtype: tf.cast(a, dtype) for dtype in (tf.float32, tf.bfloat16)}
+        best = dict.fromkeys(operands, float("inf"))
+        for x in operands.values():  # warm-up: oneDNN builds its kernels on the first call
+            tf.matmul(x, x).numpy()
+        for _ in range(rounds):
+            for dtype, x in operands.items():
+                start = time.perf_counter()
+                for _ in range(products):
+                    y = tf.matmul(x, x)
+                y.numpy()
+                best[dtype] = min(best[dtype], time.perf_counter() - start)
+    return best[tf.float32] / best[tf.bfloat16]
 
 
 def detect_precision(requested: str) -> tuple[str, str]:
