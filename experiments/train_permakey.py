@@ -110,10 +110,11 @@ def paper():
 @ex.named_config
 def cpu():
     """The paper's architecture, values and joint training (the defaults; no refit), at the authors' own budget,
-    sized for 3 hours of 2 CPU cores. The authors' visualised ms_pacman model is their epoch-1 checkpoint: about 5.3k
-    steps of batch 32 (docs/method.md section 3.7). `make bench-permakey` trains the paper model at 27.2 images/s in
-    mixed bfloat16 on 2 AVX512-BF16 cores (docs/benchmarks.md): 98 minutes for these steps, before validation and
-    health; measured end to end: docs/permakey_cpu.md.
+    sized for 3 hours of 2 CPU cores where bfloat16 is fast. The authors' visualised ms_pacman model is their epoch-1
+    checkpoint: about 5.3k steps of batch 32 (docs/method.md section 3.7). `make bench-permakey` trains the paper
+    model at 27.2 images/s in mixed bfloat16 on 2 cores of an AMD EPYC (docs/benchmarks.md): 98 minutes for these
+    steps, before validation and health; on 2 cores of an Intel Xeon without fast bfloat16 (float32) an epoch took
+    20-23 minutes with validation and health, so the 10 take about 3.5 hours (docs/permakey_cpu.md).
     - 10 epochs of 500 steps at batch 32 (5,000 steps): short epochs, so a killed run that resumes (every epoch ends
       in a checkpoint) loses at most one; patience 10 never stops it early.
     - data_frames 95,000 (85k / 5k / 5k, the paper's), of the sticky random policy (p = 0.1), which moves the
