@@ -10,6 +10,7 @@ that was the ground truth (`keypointer=oracle`). Artifacts: test_scores.csv (eve
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -42,6 +43,15 @@ def config():
     random_baseline = True
     precision = "auto"  # the frozen keypointers' compute precision (training/precision.py); networks stay float32
     progress = True
+
+
+def reproducing_command(c: dict) -> str:
+    """The command that repeats this evaluation: run ids bare, folders quoted, and the protocol's sizes."""
+    runs = ",".join(str(r) if str(r).isdigit() else json.dumps(str(r)) for r in c["runs"])
+    return (
+        f"python -m experiments.evaluate_agent with 'runs=[{runs}]' seeds={c['seeds']} episodes={c['episodes']} "
+        f"max_episode_frames={c['max_episode_frames']}"
+    )
 
 
 def summary_markdown(summaries: dict[str, dict], command: str, seeds: int, episodes: int) -> str:
@@ -99,7 +109,7 @@ def main(_config, _run):
         _run.log_scalar(f"test.{name}.mean", s["mean"])
         _run.log_scalar(f"test.{name}.std", s["std"])
     _run.info["test"] = summaries
-    command = f"python -m experiments.evaluate_agent with 'runs={list(map(str, c['runs']))}'"
+    command = reproducing_command(c)
     with tempfile.TemporaryDirectory() as tmp:
         pd.concat(tables).to_csv(Path(tmp) / "test_scores.csv", index=False)
         (Path(tmp) / "test.md").write_text(summary_markdown(summaries, command, c["seeds"], c["episodes"]))

@@ -193,6 +193,17 @@ def test_evaluate_agent_runs_the_protocol_over_policies_beside_random(trained_ag
     assert info["agents"]["std"] == 0.0  # the same policy twice on the same seeds: identical greedy episodes
     assert "| random |" in (out / "test.md").read_text() and "| 100% |" in (out / "test.md").read_text()
     assert info["random"]["truncated_share"] == 1.0  # 30 agent steps of Pong never end a game
+    command = f"with 'runs=[{json.dumps(folder)},{json.dumps(folder)}]' seeds=2 episodes=2 max_episode_frames=120"
+    assert command in (out / "test.md").read_text()  # the recorded command repeats this evaluation
+
+
+def test_the_recorded_evaluation_command_names_run_ids_bare_and_the_protocol():
+    from experiments.evaluate_agent import reproducing_command
+
+    c = {"runs": ["2", 1], "seeds": 10, "episodes": 1, "max_episode_frames": 18000}
+    assert reproducing_command(c) == (
+        "python -m experiments.evaluate_agent with 'runs=[2,1]' seeds=10 episodes=1 max_episode_frames=18000"
+    )
 
 
 def test_an_agent_on_the_oracle_trains_tests_and_records_that_it_saw_ground_truth(tmp_path):
