@@ -12,6 +12,13 @@ def test_error_mass_and_refit_variants_run_on_a_saved_model(tmp_path, pong_datas
     lines = error_mass.main([str(folder), "--game", "pong", "--dataset", str(pong_dataset), "--frames", "8"])
     rows = [line for line in lines if line.startswith(("| rmse", "| mse"))]
     assert len(rows) == 12  # 2 metrics x 3 normalisations x dead cells kept / masked
+    where = {line.split(" | ")[0][2:]: line for line in lines[lines.index("| where | layer 0 | layer 1 |") :]}
+    assert {"Player", "Enemy", "Ball"} <= set(where)
+    bands = [[float(v) for v in line.strip(" |").split(" | ")[1:]] for k, line in where.items() if k.startswith("rows")]
+    # 35 native rows = 14 frame rows each: the bands partition the frame, so their shares (printed to 3 decimals,
+    # each within 0.0005) sum to 1
+    assert len(bands) == 6
+    assert abs(sum(b[0] for b in bands) - 1) <= 0.0031 and abs(sum(b[1] for b in bands) - 1) <= 0.0031
     out = tmp_path / "variants"
     refit_variants.main(
         [str(folder), "--game", "pong", "--dataset", str(pong_dataset), "--out", str(out)]

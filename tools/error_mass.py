@@ -8,7 +8,9 @@ The maps are stacked and min-max normalised per image as PointNet sees them (per
 each encoder layer the table gives the share of the maps' mass on the ground-truth moving objects
 (keypoints.metrics.mass_on_objects), in the game's HUD band (`--band`, native rows) and on dead cells (no activation
 in their 3x3 neighbourhood, permakey.lspn.live_cells), over `--frames` test frames; first, the share of dead
-cells inside and outside the band.
+cells inside and outside the band. Last, for the model's own maps (what its PointNet sees), where the mass lies: on
+each moving object category, and in each of `--row-bands` horizontal bands of the frame (e.g. battlezone's radar and
+HUD rows against its 3-D view).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from data import storage
 from data.games import get_game
-from keypoints.metrics import mass_on_objects
+from data.readers import read_episodes
+from keypoints.metrics import mass_on_objects, scored_objects
 from permakey.keypointer import PermaKeyKeypointer
 from permakey.lspn import ERROR_METRICS, ERROR_NORMALISATIONS, error_map, live_cells, stack_error_maps
 from training.health import ground_truth_clip
@@ -88,6 +92,37 @@ def measure(keypointer: PermaKeyKeypointer, frames: np.ndarray, boxes: list, row
     return lines
 
 
+def category_boxes(dataset: str, game: str, count: int) -> dict[str, list[np.ndarray]]:
+    """Per moving category, the native boxes on each of the `count` test frames that ground_truth_clip picks."""
+    manifest = storage.read_manifest(dataset)
+    names = list(manifest["categories"])
+    moving = [names.index(n) for n in manifest.get("moving_categories", [])]
+    per_frame = [o for episode in read_episodes(dataset, "test", game=game) for o in episode.objects]
+    picks = np.linspace(0, len(per_frame) - 1, min(count, len(per_frame))).astype(int)
+    result = {}
+    for index in moving:
+        keep = np.arange(len(names)) == index
+        result[names[index]] = [
+            per_frame[i].boxes[scored_objects(per_frame[i].boxes, per_frame[i].categories, keep)] for i in picks
+        ]
+    return result
+
+
+def where_the_mass_is(maps: np.ndarray, by_category: dict[str, list[np.ndarray]], bands: int) -> list[str]:
+    """Markdown lines: each map's share of mass per moving category and per horizontal band of native rows."""
+    layers = range(maps.shape[-1])
+    head = " | ".join(f"layer {i}" for i in layers)
+    lines = [f"| where | {head} |", "|---" * (1 + len(layers)) + "|"]
+    for name, boxes in by_category.items():
+        share = mass_on_objects(maps, boxes)
+        lines.append(f"| {name} | " + " | ".join(f"{share[i]:.3f}" for i in layers) + " |")
+    edges = np.linspace(0, 210, bands + 1).round().astype(int)
+    for start, stop in zip(edges[:-1], edges[1:], strict=True):
+        share = share_in_rows(maps, band_rows((int(start), int(stop))))
+        lines.append(f"| rows {start}-{stop} | " + " | ".join(f"{share[i]:.3f}" for i in layers) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> list[str]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", help="a saved PermaKey keypointer (a run folder or a work folder's best/)")
@@ -96,6 +131,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     parser.add_argument("--frames", type=int, default=64, help="test frames, spread over the split")
     parser.add_argument("--band", help="native rows a:b of the HUD band (default: the game's, if known)")
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])
+    parser.add_argument("--row-bands", type=int, default=6, help="horizontal bands of the last table")
     parser.add_argument("--out", help="also write the table to this markdown file")
     args = parser.parse_args(argv)
     game = get_game(args.game)
@@ -103,7 +139,17 @@ def main(argv: list[str] | None = None) -> list[str]:
     keras.mixed_precision.set_global_policy(args.precision)
     keypointer = PermaKeyKeypointer.load(Path(args.folder))
     clip = ground_truth_clip(args.dataset or f"datasets/{game.name}_quick", game.name, args.frames, 0.15)
+    dataset = args.dataset or f"datasets/{game.name}_quick"
     lines = measure(keypointer, clip.frames, clip.boxes, band_rows(band))  # type: ignore[arg-type]
+    own = keypointer.error_maps(clip.frames).numpy().astype(np.float64)
+    config = keypointer.config
+    lines += [
+        "",
+        f"The model's own maps ({config.error_metric}, {config.error_normalisation}): share of the mass per moving"
+        " category (native boxes) and per band of native rows.",
+        "",
+        *where_the_mass_is(own, category_boxes(dataset, game.name, args.frames), args.row_bands),
+    ]
     title = f"Error mass of {args.folder} on {len(clip.frames)} {game.name} test frames ({args.precision})"
     lines = [f"# {title}", "", "Shares of the stacked, per-image normalised maps' mass.", "", *lines]
     print("\n".join(lines))
