@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> list[str]:
     band = tuple(int(v) for v in args.band.split(":")) if args.band else BANDS.get(game.name)
     keras.mixed_precision.set_global_policy(args.precision)
     keypointer = PermaKeyKeypointer.load(Path(args.folder))
-    clip = ground_truth_clip(args.dataset or f"datasets/{game.name}_quick", game.name, args.frames, 0.15)
     dataset = args.dataset or f"datasets/{game.name}_quick"
+    clip = ground_truth_clip(dataset, game.name, args.frames, 0.15)
     lines = measure(keypointer, clip.frames, clip.boxes, band_rows(band))  # type: ignore[arg-type]
     own = keypointer.error_maps(clip.frames).numpy().astype(np.float64)
     config = keypointer.config
