@@ -23,13 +23,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from data import storage
 from data.games import get_game
-from data.readers import read_episodes
-from keypoints.metrics import mass_on_objects, scored_objects
+from keypoints.metrics import mass_on_objects
 from permakey.keypointer import PermaKeyKeypointer
 from permakey.lspn import ERROR_METRICS, ERROR_NORMALISATIONS, error_map, live_cells, stack_error_maps
-from training.health import ground_truth_clip
+from training.health import GroundTruthClip, ground_truth_clip
 
 
 def masked_error_map(
@@ -92,20 +90,10 @@ def measure(keypointer: PermaKeyKeypointer, frames: np.ndarray, boxes: list, row
     return lines
 
 
-def category_boxes(dataset: str, game: str, count: int) -> dict[str, list[np.ndarray]]:
-    """Per moving category, the native boxes on each of the `count` test frames that ground_truth_clip picks."""
-    manifest = storage.read_manifest(dataset)
-    names = list(manifest["categories"])
-    moving = [names.index(n) for n in manifest.get("moving_categories", [])]
-    per_frame = [o for episode in read_episodes(dataset, "test", game=game) for o in episode.objects]
-    picks = np.linspace(0, len(per_frame) - 1, min(count, len(per_frame))).astype(int)
-    result = {}
-    for index in moving:
-        keep = np.arange(len(names)) == index
-        result[names[index]] = [
-            per_frame[i].boxes[scored_objects(per_frame[i].boxes, per_frame[i].categories, keep)] for i in picks
-        ]
-    return result
+def category_boxes(clip: GroundTruthClip, moving: list[str]) -> dict[str, list[np.ndarray]]:
+    """Per moving category, the clip's boxes of that category on each frame."""
+    assert clip.categories is not None
+    return {name: [b[c == name] for b, c in zip(clip.boxes, clip.categories, strict=True)] for name in moving}
 
 
 def where_the_mass_is(maps: np.ndarray, by_category: dict[str, list[np.ndarray]], bands: int) -> list[str]:
@@ -138,8 +126,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     band = tuple(int(v) for v in args.band.split(":")) if args.band else BANDS.get(game.name)
     keras.mixed_precision.set_global_policy(args.precision)
     keypointer = PermaKeyKeypointer.load(Path(args.folder))
-    dataset = args.dataset or f"datasets/{game.name}_quick"
-    clip = ground_truth_clip(dataset, game.name, args.frames, 0.15)
+    clip = ground_truth_clip(args.dataset or f"datasets/{game.name}_quick", game.name, args.frames, 0.15)
     lines = measure(keypointer, clip.frames, clip.boxes, band_rows(band))  # type: ignore[arg-type]
     own = keypointer.error_maps(clip.frames).numpy().astype(np.float64)
     config = keypointer.config
@@ -148,7 +135,7 @@ def main(argv: list[str] | None = None) -> list[str]:
         f"The model's own maps ({config.error_metric}, {config.error_normalisation}): share of the mass per moving"
         " category (native boxes) and per band of native rows.",
         "",
-        *where_the_mass_is(own, category_boxes(dataset, game.name, args.frames), args.row_bands),
+        *where_the_mass_is(own, category_boxes(clip, list(game.moving_categories)), args.row_bands),
     ]
     title = f"Error mass of {args.folder} on {len(clip.frames)} {game.name} test frames ({args.precision})"
     lines = [f"# {title}", "", "Shares of the stacked, per-image normalised maps' mass.", "", *lines]

@@ -46,6 +46,8 @@ class GroundTruthClip:
     frames: np.ndarray
     boxes: list[np.ndarray]
     epsilon: float
+    categories: list[np.ndarray] | None = None
+    """Per frame, the category name of each box (None: not kept)."""
 
     def truth(self) -> list[np.ndarray]:
         """Per frame, [N_t, 2] object centres in normalised (y, x) frame coordinates."""
@@ -55,14 +57,19 @@ class GroundTruthClip:
 def ground_truth_clip(dataset: str, game: str, count: int, epsilon: float) -> GroundTruthClip:
     """`count` frames spread evenly over the test split of `dataset`, with their moving objects' boxes."""
     manifest = storage.read_manifest(dataset)
-    keep = np.isin(manifest["categories"], manifest.get("moving_categories", []))
-    frames, boxes = [], []
+    names = np.asarray(manifest["categories"])
+    keep = np.isin(names, manifest.get("moving_categories", []))
+    frames, boxes, categories = [], [], []
     for episode in read_episodes(dataset, "test", game=game):
         for frame, objects in zip(episode.frames, episode.objects, strict=True):
+            scored = scored_objects(objects.boxes, objects.categories, keep)
             frames.append(frame)
-            boxes.append(objects.boxes[scored_objects(objects.boxes, objects.categories, keep)])
+            boxes.append(objects.boxes[scored])
+            categories.append(names[np.asarray(objects.categories, int)[scored]])
     picks = np.linspace(0, len(frames) - 1, min(count, len(frames))).astype(int)
-    return GroundTruthClip(np.stack([frames[i] for i in picks]), [boxes[i] for i in picks], epsilon)
+    return GroundTruthClip(
+        np.stack([frames[i] for i in picks]), [boxes[i] for i in picks], epsilon, [categories[i] for i in picks]
+    )
 
 
 def keypoint_health(keypointer: Any, clip: GroundTruthClip, batch: int = 32) -> dict[str, float]:
